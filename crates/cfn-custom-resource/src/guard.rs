@@ -1,0 +1,297 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::error::HandlerError;
+use crate::request::{Create, Delete, Envelope, Progress, RequestType, Update, is_marker, parse_properties};
+use crate::response::{Answer, Data, encode};
+use crate::send::{SendPolicy, Sender};
+use crate::CustomResource;
+
+/// How close to the Lambda deadline the guard gives up on the handler and answers FAILED.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Time kept back before the deadline for the FAILED response: enough for a TLS handshake and
+    /// a PUT with a retry or two. `CFN_RESPONSE_MARGIN_MS`, default 3000.
+    pub deadline_margin: Duration,
+    /// Delivery stops retrying this long before the deadline, so the runtime still hears the
+    /// outcome. `CFN_DELIVERY_SLACK_MS`, default 250.
+    pub delivery_slack: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            deadline_margin: Duration::from_millis(3000),
+            delivery_slack: Duration::from_millis(250),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, overridden by `CFN_RESPONSE_MARGIN_MS` and `CFN_DELIVERY_SLACK_MS`.
+    pub fn from_env() -> Self {
+        let millis = |name: &str, default: Duration| match std::env::var(name) {
+            Ok(v) => match v.trim().parse::<u64>() {
+                Ok(ms) => Duration::from_millis(ms),
+                Err(_) => {
+                    tracing::warn!(variable = name, value = %v, "not a whole number of milliseconds; using the default");
+                    default
+                }
+            },
+            Err(_) => default,
+        };
+        let default = Self::default();
+        Self {
+            deadline_margin: millis("CFN_RESPONSE_MARGIN_MS", default.deadline_margin),
+            delivery_slack: millis("CFN_DELIVERY_SLACK_MS", default.delivery_slack),
+        }
+    }
+}
+
+/// Serves the Lambda Runtime API with `handler`, answering CloudFormation on every path.
+/// Configuration comes from the environment ([`Config::from_env`]).
+pub async fn run<H: CustomResource>(handler: H) -> Result<(), lambda_runtime::Error> {
+    run_with_config(handler, Config::from_env()).await
+}
+
+/// [`run`] with an explicit configuration.
+pub async fn run_with_config<H: CustomResource>(handler: H, config: Config) -> Result<(), lambda_runtime::Error> {
+    let guard = Arc::new(Guard {
+        handler: Arc::new(handler),
+        sender: Sender::new(SendPolicy::default()),
+        config,
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let guard = Arc::clone(&guard);
+        async move { guard.invoke(event).await }
+    }))
+    .await
+}
+
+struct Guard<H> {
+    handler: Arc<H>,
+    sender: Sender,
+    config: Config,
+}
+
+/// Makes sure one invocation sends at most one response, whichever path gets there first.
+#[derive(Default)]
+struct ResponseSlot(AtomicBool);
+
+impl ResponseSlot {
+    /// True exactly once.
+    fn claim(&self) -> bool {
+        self.0
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+impl<H: CustomResource> Guard<H> {
+    async fn invoke(&self, event: LambdaEvent<Value>) -> Result<(), lambda_runtime::Error> {
+        let (payload, context) = event.into_parts();
+        let remaining = context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let deadline = Instant::now() + remaining;
+
+        let envelope = match Envelope::from_event(&payload) {
+            Ok(envelope) => envelope,
+            Err(why) => {
+                tracing::error!(invocation = %context.request_id, "cannot answer CloudFormation: {why}");
+                return Err(why.into());
+            }
+        };
+        let span = tracing::info_span!(
+            "custom_resource",
+            request_type = %envelope.raw_request_type,
+            logical_resource_id = %envelope.identity.logical_resource_id,
+            request_id = %envelope.identity.request_id,
+            stack_id = %envelope.identity.stack_id,
+        );
+        async {
+            let slot = ResponseSlot::default();
+            let answer = self.answer(&envelope, payload, deadline).await;
+            self.deliver(&slot, &envelope, answer, deadline).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs the handler under the watchdog and turns whatever happens into an answer.
+    async fn answer(&self, envelope: &Envelope, payload: Value, deadline: Instant) -> Answer {
+        let request_type = match envelope.request_type.clone() {
+            Ok(request_type) => request_type,
+            Err(reason) => {
+                let physical_id = envelope.physical_id.clone().unwrap_or_else(|| envelope.marker_id());
+                return failed(reason, physical_id);
+            }
+        };
+        if request_type == RequestType::Delete && envelope.physical_id.as_deref().is_some_and(is_marker) {
+            tracing::info!("Delete of a resource whose Create failed: nothing was created, nothing to delete");
+            return succeeded(envelope.physical_id.clone().unwrap_or_default(), Data::new(), false);
+        }
+
+        let progress = Progress::new(format!("running the {} handler", request_type.as_str()));
+        let task = tokio::spawn(dispatch(
+            Arc::clone(&self.handler),
+            envelope.clone(),
+            request_type,
+            payload,
+            progress.clone(),
+        ));
+        let abort = task.abort_handle();
+        let fire_at = deadline
+            .checked_sub(self.config.deadline_margin)
+            .unwrap_or_else(Instant::now);
+
+        let outcome = tokio::select! {
+            joined = task => match joined {
+                Ok(outcome) => outcome,
+                Err(error) if error.is_panic() => Err(HandlerError::new(format!(
+                    "the {} handler panicked: {}",
+                    request_type.as_str(),
+                    panic_message(error.into_panic())
+                ))),
+                Err(_) => Err(HandlerError::new("the handler task was cancelled")),
+            },
+            () = tokio::time::sleep_until(fire_at) => {
+                abort.abort();
+                let left = deadline.saturating_duration_since(Instant::now());
+                Err(HandlerError::new(format!(
+                    "timed out while {} ({} ms before the Lambda deadline; the handler was stopped)",
+                    progress.get(),
+                    left.as_millis()
+                )))
+            }
+        };
+
+        let event_id = envelope.physical_id.clone();
+        match outcome {
+            Ok(Success { physical_id, data, no_echo }) => {
+                succeeded(physical_id.unwrap_or_else(|| event_id.unwrap_or_default()), data, no_echo)
+            }
+            Err(error) => {
+                let physical_id = match request_type {
+                    RequestType::Create => error
+                        .physical_id()
+                        .map(|id| id.as_str().to_string())
+                        .unwrap_or_else(|| envelope.marker_id()),
+                    RequestType::Update | RequestType::Delete => event_id.unwrap_or_else(|| envelope.marker_id()),
+                };
+                failed(error.message().to_string(), physical_id)
+            }
+        }
+    }
+
+    /// Sends the one response of this invocation and tells the runtime how that went.
+    async fn deliver(
+        &self,
+        slot: &ResponseSlot,
+        envelope: &Envelope,
+        answer: Answer,
+        deadline: Instant,
+    ) -> Result<(), lambda_runtime::Error> {
+        if !slot.claim() {
+            tracing::error!("a second response for this invocation was suppressed");
+            return Ok(());
+        }
+        let status = if answer.success { "SUCCESS" } else { "FAILED" };
+        let physical_id = answer.physical_id.clone();
+        let reason = answer.reason.clone().unwrap_or_default();
+        let mut data_keys: Vec<&str> = answer.data.keys().map(String::as_str).collect();
+        data_keys.sort_unstable();
+        let data_keys = data_keys.join(",");
+        let body = encode(&envelope.identity, answer.clone());
+        let give_up_at = deadline
+            .checked_sub(self.config.delivery_slack)
+            .unwrap_or_else(Instant::now);
+        match self.sender.put(&envelope.response_url, body, give_up_at).await {
+            Ok(attempts) => {
+                if answer.success {
+                    tracing::info!(status, physical_id, data_keys, attempts, "response delivered");
+                } else {
+                    tracing::warn!(status, physical_id, reason, attempts, "response delivered");
+                }
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(status, physical_id, "{error}");
+                Err(error.into())
+            }
+        }
+    }
+}
+
+/// What a successful handler returned, phase-independent.
+struct Success {
+    /// `None`: keep the event's id.
+    physical_id: Option<String>,
+    data: Data,
+    no_echo: bool,
+}
+
+async fn dispatch<H: CustomResource>(
+    handler: Arc<H>,
+    envelope: Envelope,
+    request_type: RequestType,
+    payload: Value,
+    progress: Progress,
+) -> Result<Success, HandlerError> {
+    let info = envelope.info(progress);
+    match request_type {
+        RequestType::Create => {
+            let properties = parse_properties(&payload, "ResourceProperties")?;
+            let created = handler.create(Create { info, properties }).await?;
+            Ok(Success {
+                physical_id: Some(created.physical_id.as_str().to_string()),
+                data: created.data,
+                no_echo: created.no_echo,
+            })
+        }
+        RequestType::Update => {
+            let physical_id = envelope.existing_physical_id()?;
+            let properties = parse_properties(&payload, "ResourceProperties")?;
+            let old_properties = parse_properties(&payload, "OldResourceProperties")?;
+            let updated = handler
+                .update(Update { info, physical_id, properties, old_properties })
+                .await?;
+            Ok(Success {
+                physical_id: updated.replacement.map(|id| id.as_str().to_string()),
+                data: updated.data,
+                no_echo: updated.no_echo,
+            })
+        }
+        RequestType::Delete => {
+            let physical_id = envelope.existing_physical_id()?;
+            let properties = parse_properties(&payload, "ResourceProperties")?;
+            handler.delete(Delete { info, physical_id, properties }).await?;
+            Ok(Success { physical_id: None, data: Data::new(), no_echo: false })
+        }
+    }
+}
+
+fn succeeded(physical_id: String, data: Data, no_echo: bool) -> Answer {
+    Answer { success: true, reason: None, physical_id, data, no_echo }
+}
+
+fn failed(reason: String, physical_id: String) -> Answer {
+    Answer { success: false, reason: Some(reason), physical_id, data: Data::new(), no_echo: false }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}

@@ -1,0 +1,88 @@
+//! The CloudFormation custom-resource protocol, and the guarantee that every invocation of a
+//! custom-resource Lambda ends in exactly one well-formed response.
+//!
+//! CloudFormation waits for one HTTP `PUT` to the pre-signed `ResponseURL`; if it never comes the
+//! stack hangs for `ServiceTimeout` (an hour by default). [`run`] drives a [`CustomResource`]
+//! under the Lambda runtime and answers on every path:
+//!
+//! - The event is read as raw JSON first: `ResponseURL`, `StackId`, `RequestId`,
+//!   `LogicalResourceId`, `RequestType` and `PhysicalResourceId` are taken out before anything can
+//!   fail. Typed properties are parsed afterwards, inside the guard, so a bad property becomes a
+//!   `FAILED` response whose `Reason` names the property. Numbers and booleans are accepted as
+//!   strings too (see [`de`]), since CloudFormation stringifies every value. `ServiceToken` and
+//!   `ServiceTimeout` are CloudFormation's own and are removed before the handler sees them.
+//! - The handler runs in its own task: an error becomes `FAILED` with the error's message, a panic
+//!   becomes `FAILED` with the panic message (the release profile must unwind), and the process
+//!   goes on serving the next invocation.
+//! - A watchdog fires at the invocation deadline minus a margin (`CFN_RESPONSE_MARGIN_MS`, default
+//!   3000 ms) and answers `FAILED` "timed out while ..." naming the handler's last reported
+//!   [`Progress`]. A once-flag makes sure only one response per invocation is ever sent.
+//! - The `PUT` carries no `Content-Type`, an exact `Content-Length`, has connect and read timeouts,
+//!   counts only a 2xx as delivered and retries with jittered exponential backoff while time
+//!   remains.
+//! - The body never exceeds 4096 bytes: `Reason` is cut on a UTF-8 boundary keeping its head; `Data`
+//!   that cannot fit turns the response into `FAILED` saying so.
+//! - Lifecycle rules live in the types: [`Created`] needs a [`PhysicalId`] (non-empty, at most
+//!   1 KB); [`Updated`] keeps the id or replaces it; a Delete handler returns `()` and cannot change
+//!   it. A failed Create answers with the handler's partial id ([`HandlerError::with_physical_id`])
+//!   or a deterministic marker id, and the Delete CloudFormation then sends for a marker id is
+//!   answered `SUCCESS` without calling the handler.
+//! - Once a response was delivered the Lambda runtime gets `Ok`, so Lambda's asynchronous retries
+//!   never re-run side effects; it gets an error only when delivery itself failed, or when the
+//!   event carries no usable `ResponseURL` (nothing can be answered; a log line says why).
+//! - Logging goes through `tracing` (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`), one span per request
+//!   with `RequestType`, `LogicalResourceId`, `RequestId` and `StackId`. The `ResponseURL`'s query
+//!   string (a bearer credential) is never logged ([`ResponseUrl`]), nor are values wrapped in
+//!   [`Secret`].
+
+pub mod de;
+mod error;
+mod guard;
+mod request;
+mod response;
+mod secret;
+mod send;
+
+use std::future::Future;
+
+pub use error::{HandlerError, error_chain};
+pub use guard::{Config, run, run_with_config};
+pub use request::{Create, Delete, Progress, RequestInfo, Update, marker_physical_id};
+pub use response::{Created, Data, MAX_BODY_BYTES, PhysicalId, PhysicalIdError, Updated};
+pub use secret::{ResponseUrl, Secret};
+/// The error type a Lambda `main` returns.
+pub use lambda_runtime::Error as RuntimeError;
+
+/// A custom resource type: one handler per lifecycle phase.
+///
+/// Implementations are idempotent: CloudFormation and Lambda both deliver at least once, so the
+/// same request twice must converge to the same state and the same answer.
+pub trait CustomResource: Send + Sync + 'static {
+    /// The typed `ResourceProperties` (and `OldResourceProperties` on Update).
+    type Properties: serde::de::DeserializeOwned + Send + 'static;
+
+    /// Creates the resource and names it.
+    fn create(
+        &self,
+        request: Create<Self::Properties>,
+    ) -> impl Future<Output = Result<Created, HandlerError>> + Send;
+
+    /// Updates the resource in place ([`Updated::keep`]) or replaces it ([`Updated::replace`]);
+    /// on replacement CloudFormation later sends a Delete for the old physical id.
+    fn update(
+        &self,
+        request: Update<Self::Properties>,
+    ) -> impl Future<Output = Result<Updated, HandlerError>> + Send;
+
+    /// Deletes the resource. Something already gone is success.
+    fn delete(
+        &self,
+        request: Delete<Self::Properties>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Initialises `tracing` the way Lambda expects: `AWS_LAMBDA_LOG_FORMAT=JSON` gives JSON lines,
+/// `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`) sets the level, INFO by default.
+pub fn init_tracing() {
+    lambda_runtime::tracing::init_default_subscriber();
+}

@@ -1,0 +1,289 @@
+use std::collections::HashMap;
+use std::fmt;
+
+use aws_lambda_events::cloudformation::{
+    CloudFormationCustomResourceResponse, CloudFormationCustomResourceResponseStatus,
+};
+
+/// CloudFormation rejects a response body larger than this (exactly 4096 is accepted).
+pub const MAX_BODY_BYTES: usize = 4096;
+
+/// CloudFormation's limit on a physical resource id.
+const MAX_PHYSICAL_ID_BYTES: usize = 1024;
+
+/// The `Data` a resource returns for `Fn::GetAtt`.
+pub type Data = HashMap<String, String>;
+
+/// A physical resource id: non-empty and at most 1 KB, as CloudFormation requires.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PhysicalId(String);
+
+/// A physical id CloudFormation would reject.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhysicalIdError {
+    #[error("the physical resource id is empty")]
+    Empty,
+    #[error("the physical resource id is {0} bytes; CloudFormation accepts at most 1024")]
+    TooLong(usize),
+}
+
+impl PhysicalId {
+    /// Checks the id against CloudFormation's rules.
+    pub fn new(id: impl Into<String>) -> Result<Self, PhysicalIdError> {
+        let id = id.into();
+        if id.is_empty() {
+            Err(PhysicalIdError::Empty)
+        } else if id.len() > MAX_PHYSICAL_ID_BYTES {
+            Err(PhysicalIdError::TooLong(id.len()))
+        } else {
+            Ok(Self(id))
+        }
+    }
+
+    /// An id CloudFormation sent us: kept exactly as it came, since answering with anything else
+    /// would make CloudFormation see a replacement.
+    pub(crate) fn from_event(id: String) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PhysicalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PhysicalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// The result of a successful Create: the new resource's id and its attributes.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub(crate) physical_id: PhysicalId,
+    pub(crate) data: Data,
+    pub(crate) no_echo: bool,
+}
+
+impl Created {
+    pub fn new(physical_id: PhysicalId) -> Self {
+        Self {
+            physical_id,
+            data: Data::new(),
+            no_echo: false,
+        }
+    }
+
+    /// Attributes for `Fn::GetAtt`.
+    pub fn with_data(mut self, data: Data) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// Asks CloudFormation to mask `Data` in `Fn::GetAtt` output and events.
+    pub fn no_echo(mut self, no_echo: bool) -> Self {
+        self.no_echo = no_echo;
+        self
+    }
+}
+
+/// The result of a successful Update: the same resource, or a replacement with a new id.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    pub(crate) replacement: Option<PhysicalId>,
+    pub(crate) data: Data,
+    pub(crate) no_echo: bool,
+}
+
+impl Updated {
+    /// Updated in place: the response carries the event's physical id.
+    pub fn keep() -> Self {
+        Self {
+            replacement: None,
+            data: Data::new(),
+            no_echo: false,
+        }
+    }
+
+    /// Replaced: CloudFormation will send a Delete for the old id once the stack update is done.
+    pub fn replace(physical_id: PhysicalId) -> Self {
+        Self {
+            replacement: Some(physical_id),
+            ..Self::keep()
+        }
+    }
+
+    pub fn with_data(mut self, data: Data) -> Self {
+        self.data = data;
+        self
+    }
+
+    pub fn no_echo(mut self, no_echo: bool) -> Self {
+        self.no_echo = no_echo;
+        self
+    }
+}
+
+/// What the guard decided to answer, before it is fitted into 4096 bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Answer {
+    pub success: bool,
+    pub reason: Option<String>,
+    pub physical_id: String,
+    pub data: Data,
+    pub no_echo: bool,
+}
+
+/// The identity fields every response copies from its request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Identity {
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+}
+
+const TRUNCATED: &str = " [...truncated]";
+
+/// Serializes the answer into a body of at most [`MAX_BODY_BYTES`]: an oversized `Reason` is cut
+/// on a character boundary keeping its head; `Data` that cannot fit turns the answer into FAILED.
+pub(crate) fn encode(identity: &Identity, mut answer: Answer) -> Vec<u8> {
+    let body = serialize(identity, &answer);
+    if body.len() <= MAX_BODY_BYTES {
+        return body;
+    }
+    if !answer.data.is_empty() {
+        let data_bytes = serde_json::to_vec(&answer.data).map_or(0, |d| d.len());
+        let reason = format!(
+            "the response Data ({} keys, {data_bytes} bytes as JSON) does not fit in CloudFormation's \
+             {MAX_BODY_BYTES}-byte response limit; return less Data",
+            answer.data.len()
+        );
+        answer = Answer {
+            success: false,
+            reason: Some(match answer.reason {
+                Some(original) if !answer.success => format!("{reason}; the original failure was: {original}"),
+                _ => reason,
+            }),
+            data: Data::new(),
+            no_echo: answer.no_echo,
+            physical_id: answer.physical_id,
+        };
+    }
+    let reason = answer.reason.take().unwrap_or_default();
+    answer.reason = Some(String::new());
+    let room = MAX_BODY_BYTES.saturating_sub(serialize(identity, &answer).len());
+    answer.reason = Some(truncate_json_string(&reason, room));
+    serialize(identity, &answer)
+}
+
+fn serialize(identity: &Identity, answer: &Answer) -> Vec<u8> {
+    let mut response = CloudFormationCustomResourceResponse::default();
+    response.status = if answer.success {
+        CloudFormationCustomResourceResponseStatus::Success
+    } else {
+        CloudFormationCustomResourceResponseStatus::Failed
+    };
+    response.reason = answer.reason.clone();
+    response.physical_resource_id = answer.physical_id.clone();
+    response.stack_id = identity.stack_id.clone();
+    response.request_id = identity.request_id.clone();
+    response.logical_resource_id = identity.logical_resource_id.clone();
+    response.no_echo = answer.no_echo;
+    response.data = answer.data.clone();
+    serde_json::to_vec(&response).expect("a response of strings always serializes")
+}
+
+/// The longest head of `text` whose JSON-escaped form (without quotes), plus the truncation
+/// marker, takes at most `room` bytes.
+fn truncate_json_string(text: &str, room: usize) -> String {
+    let escaped_len = |s: &str| serde_json::to_string(s).map_or(usize::MAX, |j| j.len() - 2);
+    if escaped_len(text) <= room {
+        return text.to_string();
+    }
+    let budget = room.saturating_sub(TRUNCATED.len());
+    let mut used = 0;
+    let mut end = 0;
+    let mut buf = [0u8; 4];
+    for (index, ch) in text.char_indices() {
+        let width = escaped_len(ch.encode_utf8(&mut buf));
+        if used + width > budget {
+            break;
+        }
+        used += width;
+        end = index + ch.len_utf8();
+    }
+    format!("{}{TRUNCATED}", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1".into(),
+            request_id: "r-1".into(),
+            logical_resource_id: "Thing".into(),
+        }
+    }
+
+    fn failed(reason: String) -> Answer {
+        Answer {
+            success: false,
+            reason: Some(reason),
+            physical_id: "id".into(),
+            data: Data::new(),
+            no_echo: false,
+        }
+    }
+
+    #[test]
+    fn physical_id_limits() {
+        assert_eq!(PhysicalId::new(""), Err(PhysicalIdError::Empty));
+        assert!(PhysicalId::new("x".repeat(1024)).is_ok());
+        assert_eq!(
+            PhysicalId::new("x".repeat(1025)),
+            Err(PhysicalIdError::TooLong(1025))
+        );
+    }
+
+    #[test]
+    fn long_multibyte_reason_is_cut_on_a_char_boundary_to_exactly_fit() {
+        for filler in ["é", "😀", "\"", "\u{1}", "a"] {
+            let reason = format!("HEAD {}", filler.repeat(10_000));
+            let body = encode(&identity(), failed(reason));
+            assert!(body.len() <= MAX_BODY_BYTES, "{filler}: {}", body.len());
+            assert!(body.len() > MAX_BODY_BYTES - 8, "{filler}: wasted room {}", body.len());
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let reason = parsed["Reason"].as_str().unwrap();
+            assert!(reason.starts_with("HEAD ") && reason.ends_with(TRUNCATED));
+        }
+    }
+
+    #[test]
+    fn oversized_data_turns_into_failed() {
+        let mut answer = failed(String::new());
+        answer.success = true;
+        answer.reason = None;
+        answer.data = (0..100).map(|i| (format!("Key{i}"), "v".repeat(100))).collect();
+        let body = encode(&identity(), answer);
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed["Status"], "FAILED");
+        assert!(parsed["Reason"].as_str().unwrap().contains("4096-byte"));
+        assert_eq!(parsed["Data"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn small_answers_are_untouched() {
+        let body = encode(&identity(), failed("short".into()));
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed["Reason"], "short");
+        assert_eq!(parsed["StackId"], identity().stack_id);
+    }
+}

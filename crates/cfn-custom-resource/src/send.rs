@@ -1,0 +1,97 @@
+use std::time::Duration;
+
+use rand::RngExt as _;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
+use tokio::time::Instant;
+
+use crate::secret::ResponseUrl;
+
+/// How the response PUT behaves. Every limit is cut short by the time left before the deadline.
+#[derive(Debug, Clone)]
+pub(crate) struct SendPolicy {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for SendPolicy {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(4),
+        }
+    }
+}
+
+/// Delivers response bodies to pre-signed ResponseURLs. One client for the life of the process,
+/// so the connection to the response endpoint stays warm across invocations.
+#[derive(Debug, Clone)]
+pub(crate) struct Sender {
+    client: reqwest::Client,
+    policy: SendPolicy,
+}
+
+/// Why a response could not be delivered. Never holds the URL's query string.
+#[derive(Debug, thiserror::Error)]
+#[error("could not deliver the response to CloudFormation at {url} after {attempts} attempt(s): {last}")]
+pub(crate) struct DeliveryError {
+    url: String,
+    attempts: u32,
+    last: String,
+}
+
+impl Sender {
+    pub fn new(policy: SendPolicy) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .expect("the HTTP client's TLS configuration is static and valid");
+        Self { client, policy }
+    }
+
+    /// PUTs `body` until a 2xx answer, retrying with full-jitter exponential backoff; gives up
+    /// when the next attempt could not finish before `give_up_at`. Returns the attempts made.
+    pub async fn put(&self, url: &ResponseUrl, body: Vec<u8>, give_up_at: Instant) -> Result<u32, DeliveryError> {
+        let mut attempts = 0;
+        let mut backoff = self.policy.first_backoff;
+        loop {
+            attempts += 1;
+            let remaining = give_up_at.saturating_duration_since(Instant::now());
+            let last = if remaining.is_zero() {
+                "no time left before the Lambda deadline".to_string()
+            } else {
+                // No Content-Type (a pre-signed S3 URL is signed without one); reqwest sets the
+                // exact Content-Length for a byte body.
+                let attempt = self
+                    .client
+                    .put(url.url().clone())
+                    .timeout(remaining.min(self.policy.request_timeout))
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match attempt {
+                    Ok(response) if response.status().is_success() => return Ok(attempts),
+                    Ok(response) => format!("the endpoint answered HTTP {}", response.status()),
+                    Err(error) => crate::error::error_chain(&error.without_url()),
+                }
+            };
+            let pause = Duration::from_secs_f64(UnwrapErr(SysRng).random_range(0.0..=backoff.as_secs_f64()));
+            let left = give_up_at.saturating_duration_since(Instant::now());
+            if left.is_zero() || pause >= left {
+                return Err(DeliveryError {
+                    url: url.to_string(),
+                    attempts,
+                    last,
+                });
+            }
+            tracing::warn!(attempt = attempts, error = %last, retry_in_ms = pause.as_millis() as u64, "response PUT failed; retrying");
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(self.policy.max_backoff);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The local-invoke harness: runs the real compiled Lambda binaries the way AWS Lambda and
+//! CloudFormation would, and records everything they say.
+//!
+//! - [`RuntimeApi`] serves the Lambda Runtime API (`GET /2018-06-01/runtime/invocation/next` with
+//!   `Lambda-Runtime-Aws-Request-Id` and `Lambda-Runtime-Deadline-Ms`, `POST .../response`,
+//!   `POST .../error`, `POST .../init/error`) to one Lambda process.
+//! - [`Receiver`] plays the pre-signed S3 `ResponseURL`: it records every `PUT` (headers, body,
+//!   arrival time) and can be told to answer 500 or 403, to answer slowly, or to drop the
+//!   connection ([`Behaviour`]).
+//! - [`Lambda`] runs a binary from the target directory as a child process with the Lambda
+//!   environment, captures its stdout and stderr, and is killed when dropped.
+//! - [`Harness`] puts the three together, with builders for CloudFormation events whose
+//!   `ResponseURL` points at the receiver; [`Harness::call`] sends one event and returns what the
+//!   receiver and the runtime API heard.
+//! - [`services`] starts the shared moto server (and the throwaway PostgreSQL) once per process.
+//!
+//! The binaries are found beside the test executable (`target/<profile>/`); build them first
+//! (`make test` does).
+
+pub mod events;
+mod lambda;
+mod receiver;
+mod runtime_api;
+pub mod services;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use events::EventBuilder;
+pub use lambda::{Lambda, Profile, binary_path};
+pub use receiver::{Behaviour, Receiver, RecordedPut};
+pub use runtime_api::{Invocation, RuntimeApi, RuntimeOutcome};
+
+/// The process-wide tokio runtime the harness's servers run on. Tests are plain functions that
+/// call [`block_on`].
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+/// Runs a future to completion on the harness runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    runtime().block_on(future)
+}
+
+/// One Lambda process with its own Runtime API and ResponseURL receiver.
+pub struct Harness {
+    pub runtime_api: RuntimeApi,
+    pub receiver: Receiver,
+    pub lambda: Lambda,
+    pub events: EventBuilder,
+    /// How long the runtime API gives each invocation (`Lambda-Runtime-Deadline-Ms`).
+    pub timeout: Duration,
+}
+
+/// What one invocation produced.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// Every PUT the receiver got for this request's ResponseURL, in order.
+    pub puts: Vec<RecordedPut>,
+    /// What the Lambda told the runtime API.
+    pub outcome: RuntimeOutcome,
+    /// Invocation handed out → outcome posted.
+    pub elapsed: Duration,
+}
+
+impl Exchange {
+    /// The one response CloudFormation would act on: the last PUT, which must be the only one
+    /// that was answered 2xx. Panics with the whole exchange when there is none.
+    pub fn response(&self) -> &serde_json::Value {
+        let delivered: Vec<_> = self.puts.iter().filter(|p| (200..300).contains(&p.answered)).collect();
+        assert_eq!(delivered.len(), 1, "expected exactly one delivered PUT, got {self:#?}");
+        &delivered[0].json
+    }
+
+    pub fn status(&self) -> &str {
+        self.response()["Status"].as_str().unwrap_or_default()
+    }
+
+    pub fn reason(&self) -> &str {
+        self.response()["Reason"].as_str().unwrap_or_default()
+    }
+
+    pub fn physical_id(&self) -> &str {
+        self.response()["PhysicalResourceId"].as_str().unwrap_or_default()
+    }
+
+    pub fn data(&self, key: &str) -> Option<&str> {
+        self.response()["Data"][key].as_str()
+    }
+}
+
+impl Harness {
+    /// Starts a runtime API, a receiver and the named binary (debug build) with extra environment.
+    pub async fn start(binary: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_profile(binary, Profile::Debug, env).await
+    }
+
+    /// Like [`Harness::start`], choosing the build profile.
+    pub async fn start_profile(binary: &str, profile: Profile, env: &[(&str, &str)]) -> Self {
+        let runtime_api = RuntimeApi::start().await;
+        let receiver = Receiver::start().await;
+        let lambda = Lambda::spawn(&binary_path(binary, profile), &runtime_api.address(), env);
+        let events = EventBuilder::new(receiver.base_url());
+        Self {
+            runtime_api,
+            receiver,
+            lambda,
+            events,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Sends one event, waits for the Lambda to report to the runtime API, and collects the PUTs
+    /// made to the event's ResponseURL.
+    pub async fn call(&self, event: serde_json::Value) -> Exchange {
+        self.call_with_timeout(event, self.timeout).await
+    }
+
+    /// [`Harness::call`] with a given invocation timeout (the deadline the Lambda sees).
+    pub async fn call_with_timeout(&self, event: serde_json::Value, timeout: Duration) -> Exchange {
+        let name = event
+            .get("ResponseURL")
+            .and_then(|u| u.as_str())
+            .and_then(|u| self.receiver.name_of(u));
+        let invocation = self.runtime_api.invoke(event, timeout).await;
+        let outcome = invocation
+            .outcome(timeout + Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no outcome from the Lambda within its timeout; logs:\n{}", self.lambda.logs()));
+        let elapsed = invocation.elapsed().unwrap_or_default();
+        // A PUT answered slowly may still be in the receiver's hands; give it a moment.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let puts = name.map(|n| self.receiver.puts(&n)).unwrap_or_default();
+        Exchange { puts, outcome, elapsed }
+    }
+
+    /// Everything the Lambda printed so far (stdout and stderr).
+    pub fn logs(&self) -> String {
+        self.lambda.logs()
+    }
+}
