@@ -1,1 +1,646 @@
-pub fn trials() -> Vec<libtest_mimic::Trial> { vec![] }
+//! The response guarantee, proven against the real fault-injection binary: every invocation ends
+//! in exactly one well-formed response, on success, error, panic, hang, malformed input and a
+//! misbehaving ResponseURL.
+
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
+use local_invoke::{Behaviour, Exchange, Harness, Profile, RuntimeOutcome};
+use serde_json::{Value, json};
+
+use crate::trial;
+
+const TYPE: &str = "Custom::FaultInjection";
+const SIGNATURE_VALUE: &str = "f00dfacecafe5ec7e7deadbeef0123456789";
+const SECRET_VALUE: &str = "s3cr3t-VALUE-that-must-not-leak";
+
+/// A fault-injection Lambda whose watchdog keeps 1.5 s back before the deadline.
+async fn fault() -> Harness {
+    Harness::start("fault-injection", &[("CFN_RESPONSE_MARGIN_MS", "1500")]).await
+}
+
+/// Checks what every response must satisfy, whatever its status, and returns its JSON.
+fn well_formed<'a>(exchange: &'a Exchange, event: &Value) -> &'a Value {
+    let response = exchange.response();
+    let put = exchange
+        .puts
+        .iter()
+        .find(|p| (200..300).contains(&p.answered))
+        .unwrap();
+    assert_eq!(put.method, "PUT");
+    assert!(put.body.len() <= 4096, "body is {} bytes", put.body.len());
+    assert_eq!(
+        put.header("content-length"),
+        Some(put.body.len().to_string().as_str())
+    );
+    assert!(
+        put.header("content-type").is_none_or(str::is_empty),
+        "Content-Type must be absent or empty: {:?}",
+        put.header("content-type")
+    );
+    for key in ["StackId", "RequestId", "LogicalResourceId"] {
+        assert_eq!(response[key], event[key], "{key} must be copied from the request");
+    }
+    let physical_id = response["PhysicalResourceId"]
+        .as_str()
+        .expect("PhysicalResourceId");
+    assert!(!physical_id.is_empty() && physical_id.len() <= 1024);
+    match response["Status"].as_str() {
+        Some("SUCCESS") => {}
+        Some("FAILED") => assert!(!exchange.reason().is_empty(), "FAILED needs a Reason"),
+        other => panic!("bad Status {other:?}"),
+    }
+    response
+}
+
+fn props(extra: Value) -> Value {
+    let mut base = json!({"Label": "guarantee", "Secret": SECRET_VALUE});
+    base.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    base
+}
+
+fn assert_runtime_ok(exchange: &Exchange) {
+    assert!(
+        matches!(exchange.outcome, RuntimeOutcome::Response(_)),
+        "the runtime must get Ok once a response was delivered: {:?}",
+        exchange.outcome
+    );
+}
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "guarantee::success_create_update_delete",
+            success_create_update_delete,
+        ),
+        trial(
+            "guarantee::handler_error_fails_create_with_marker_id",
+            handler_error,
+        ),
+        trial(
+            "guarantee::partial_physical_id_on_failed_create",
+            partial_physical_id,
+        ),
+        trial(
+            "guarantee::failed_update_keeps_the_event_physical_id",
+            failed_update,
+        ),
+        trial(
+            "guarantee::panic_in_each_phase_then_next_invocation_succeeds",
+            panic_in_each_phase,
+        ),
+        trial(
+            "guarantee::panic_in_release_build_gives_failed",
+            panic_in_release_build,
+        ),
+        trial("guarantee::hang_fails_before_the_deadline_once", hang),
+        trial(
+            "guarantee::not_an_object_gives_no_put_and_a_log_line",
+            not_an_object,
+        ),
+        trial(
+            "guarantee::missing_and_unknown_request_type_fail",
+            bad_request_type,
+        ),
+        trial(
+            "guarantee::missing_and_mistyped_properties_name_the_property",
+            bad_properties,
+        ),
+        trial(
+            "guarantee::stringly_numbers_and_booleans_accepted",
+            stringly_values,
+        ),
+        trial("guarantee::huge_multibyte_reason_is_truncated", huge_reason),
+        trial("guarantee::oversized_data_becomes_failed", oversized_data),
+        trial("guarantee::response_url_500_three_times_then_200", retries_500),
+        trial("guarantee::response_url_403_is_not_retried", forbidden_403),
+        trial("guarantee::response_url_slow_still_delivers", slow_receiver),
+        trial(
+            "guarantee::response_url_dropped_connection_is_retried",
+            dropped_connection,
+        ),
+        trial(
+            "guarantee::response_url_refused_gives_up_before_deadline",
+            refused,
+        ),
+        trial(
+            "guarantee::delete_after_failed_create_skips_the_handler",
+            delete_marker,
+        ),
+        trial("guarantee::update_with_replacement_id", update_replacement),
+        trial(
+            "guarantee::no_signature_or_secret_in_logs_text_and_json",
+            no_leaks_in_logs,
+        ),
+    ]
+}
+
+async fn success_create_update_delete() {
+    let h = fault().await;
+    let create = h
+        .events
+        .create(TYPE, "Thing", props(json!({"Data": {"Answer": "42"}})));
+    let x = h.call(create.clone()).await;
+    let r = well_formed(&x, &create);
+    assert_eq!(r["Status"], "SUCCESS", "{r}");
+    assert_eq!(r["PhysicalResourceId"], "fault-Thing");
+    assert_eq!(r["Data"]["Answer"], "42");
+    assert_eq!(r["Data"]["Label"], "guarantee");
+    assert_runtime_ok(&x);
+    assert_eq!(x.outcome, RuntimeOutcome::Response("null".into()));
+
+    let update = h.events.update(
+        TYPE,
+        "Thing",
+        "fault-Thing",
+        props(json!({"Count": 2})),
+        props(json!({})),
+    );
+    let x = h.call(update.clone()).await;
+    let r = well_formed(&x, &update);
+    assert_eq!(
+        (r["Status"].as_str(), r["PhysicalResourceId"].as_str()),
+        (Some("SUCCESS"), Some("fault-Thing"))
+    );
+    assert_eq!(r["Data"]["Count"], "2");
+
+    let delete = h.events.delete(TYPE, "Thing", "fault-Thing", props(json!({})));
+    let x = h.call(delete.clone()).await;
+    let r = well_formed(&x, &delete);
+    assert_eq!(r["Status"], "SUCCESS");
+    assert_eq!(
+        r["PhysicalResourceId"], "fault-Thing",
+        "Delete must answer with exactly the event's id"
+    );
+    assert_eq!(x.puts.len(), 1);
+    assert_runtime_ok(&x);
+}
+
+async fn handler_error() {
+    let h = fault().await;
+    let create = h
+        .events
+        .create(TYPE, "Broken", props(json!({"OnCreate": "error"})));
+    let x = h.call(create.clone()).await;
+    let r = well_formed(&x, &create);
+    assert_eq!(r["Status"], "FAILED");
+    assert_eq!(x.reason(), "injected Create error");
+    let marker = format!("create-failed:Broken:{}", create["RequestId"].as_str().unwrap());
+    assert_eq!(x.physical_id(), marker);
+    assert_runtime_ok(&x);
+    // The same request again gives the same marker: deterministic.
+    let again = h.call(create.clone()).await;
+    assert_eq!(again.puts.len(), 2, "the retry PUTs to the same URL");
+    assert_eq!(
+        again.puts[1].json["PhysicalResourceId"].as_str(),
+        Some(marker.as_str())
+    );
+}
+
+async fn partial_physical_id() {
+    let h = fault().await;
+    let create = h
+        .events
+        .create(TYPE, "Half", props(json!({"OnCreate": "error-with-partial-id"})));
+    let x = h.call(create.clone()).await;
+    well_formed(&x, &create);
+    assert_eq!((x.status(), x.physical_id()), ("FAILED", "partial-fault-id"));
+}
+
+async fn failed_update() {
+    let h = fault().await;
+    let update = h.events.update(
+        TYPE,
+        "Thing",
+        "existing-id",
+        props(json!({"OnUpdate": "error-with-partial-id", "PhysicalId": "new-id"})),
+        props(json!({})),
+    );
+    let x = h.call(update.clone()).await;
+    well_formed(&x, &update);
+    assert_eq!((x.status(), x.physical_id()), ("FAILED", "existing-id"));
+}
+
+async fn panic_in_each_phase() {
+    let h = fault().await;
+    for (phase, key) in [
+        ("Create", "OnCreate"),
+        ("Update", "OnUpdate"),
+        ("Delete", "OnDelete"),
+    ] {
+        let p = props(json!({key: "panic"}));
+        let event = match phase {
+            "Create" => h.events.create(TYPE, "Boom", p),
+            "Update" => h.events.update(TYPE, "Boom", "boom-id", p.clone(), p),
+            _ => h.events.delete(TYPE, "Boom", "boom-id", p),
+        };
+        let x = h.call(event.clone()).await;
+        well_formed(&x, &event);
+        assert_eq!(x.status(), "FAILED");
+        assert_eq!(
+            x.reason(),
+            format!("the {phase} handler panicked: injected {phase} panic")
+        );
+        if phase != "Create" {
+            assert_eq!(x.physical_id(), "boom-id");
+        }
+        assert_runtime_ok(&x);
+        // The same process serves the next invocation.
+        let next = h.events.create(TYPE, "After", props(json!({})));
+        let y = h.call(next.clone()).await;
+        assert_eq!(
+            well_formed(&y, &next)["Status"],
+            "SUCCESS",
+            "after a {phase} panic"
+        );
+    }
+    let mut lambda = h.lambda;
+    assert!(lambda.is_running());
+}
+
+async fn panic_in_release_build() {
+    let h = Harness::start_profile("fault-injection", Profile::Release, &[]).await;
+    let create = h.events.create(TYPE, "Boom", props(json!({"OnCreate": "panic"})));
+    let x = h.call(create.clone()).await;
+    well_formed(&x, &create);
+    assert_eq!(x.reason(), "the Create handler panicked: injected Create panic");
+    let next = h.events.create(TYPE, "After", props(json!({})));
+    assert_eq!(
+        h.call(next).await.status(),
+        "SUCCESS",
+        "the release build must unwind and keep serving"
+    );
+}
+
+async fn hang() {
+    let h = fault().await;
+    let timeout = Duration::from_secs(4);
+    let create = h.events.create(TYPE, "Stuck", props(json!({"OnCreate": "hang"})));
+    let sent = Instant::now();
+    let x = h.call_with_timeout(create.clone(), timeout).await;
+    well_formed(&x, &create);
+    assert_eq!(x.puts.len(), 1, "exactly one PUT");
+    let arrived = x.puts[0].received_at.duration_since(sent);
+    assert!(
+        arrived < timeout,
+        "FAILED arrived {arrived:?} after the invocation, deadline {timeout:?}"
+    );
+    assert_eq!(x.status(), "FAILED");
+    assert!(
+        x.reason()
+            .starts_with("timed out while running the Create handler"),
+        "{}",
+        x.reason()
+    );
+    assert_runtime_ok(&x);
+    // The hung task was stopped; nothing else is sent later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.receiver.all_puts().len(), 1);
+
+    let update = h.events.update(
+        TYPE,
+        "Stuck",
+        "stuck-id",
+        props(json!({"OnUpdate": "hang"})),
+        props(json!({})),
+    );
+    let x = h.call_with_timeout(update.clone(), timeout).await;
+    well_formed(&x, &update);
+    assert!(
+        x.reason().starts_with("timed out while acting on Update"),
+        "progress is reported: {}",
+        x.reason()
+    );
+}
+
+async fn not_an_object() {
+    let h = fault().await;
+    for event in [
+        json!([1, 2, 3]),
+        json!("Create"),
+        json!({"RequestType": "Create", "StackId": "s"}),
+    ] {
+        let x = h.call(event.clone()).await;
+        assert!(
+            x.outcome.is_error(),
+            "{event}: runtime must get an error: {:?}",
+            x.outcome
+        );
+    }
+    assert!(h.receiver.all_puts().is_empty());
+    let logs = h.logs();
+    assert!(
+        logs.contains("cannot answer CloudFormation: the event is JSON an array rather than an object"),
+        "{logs}"
+    );
+    assert!(logs.contains("the event has no ResponseURL"), "{logs}");
+}
+
+async fn bad_request_type() {
+    let h = fault().await;
+    let mut missing = h.events.create(TYPE, "NoType", props(json!({})));
+    missing.as_object_mut().unwrap().remove("RequestType");
+    let x = h.call(missing.clone()).await;
+    well_formed(&x, &missing);
+    assert_eq!(x.status(), "FAILED");
+    assert!(x.reason().contains("no RequestType"), "{}", x.reason());
+
+    let mut unknown = h.events.delete(TYPE, "Odd", "odd-id", props(json!({})));
+    unknown["RequestType"] = json!("Explode");
+    let x = h.call(unknown.clone()).await;
+    well_formed(&x, &unknown);
+    assert!(
+        x.reason().contains("unknown RequestType \"Explode\""),
+        "{}",
+        x.reason()
+    );
+    assert_eq!(x.physical_id(), "odd-id");
+}
+
+async fn bad_properties() {
+    let h = fault().await;
+    let cases = [
+        (json!({}), "missing required property `Label`"),
+        (
+            json!({"Label": "x", "Count": "abc"}),
+            "property `Count` is invalid",
+        ),
+        (
+            json!({"Label": "x", "Count": "-1"}),
+            "property `Count` is invalid",
+        ),
+        (
+            json!({"Label": "x", "Enabled": "maybe"}),
+            "property `Enabled` is invalid",
+        ),
+        (
+            json!({"Label": "x", "Colour": "red"}),
+            "unknown property `Colour`",
+        ),
+        (json!({"Label": 5}), "property `Label` is invalid"),
+    ];
+    for (properties, expected) in cases {
+        let event = h.events.create(TYPE, "Typed", properties.clone());
+        let x = h.call(event.clone()).await;
+        well_formed(&x, &event);
+        assert_eq!(x.status(), "FAILED");
+        assert!(x.reason().contains(expected), "{properties}: {}", x.reason());
+    }
+    // A mistyped secret is named, its value never repeated.
+    let event = h.events.create(
+        TYPE,
+        "Typed",
+        json!({"Label": "x", "Secret": {"not": SECRET_VALUE}}),
+    );
+    let x = h.call(event).await;
+    assert!(
+        x.reason().contains("`Secret`") && !x.reason().contains(SECRET_VALUE),
+        "{}",
+        x.reason()
+    );
+}
+
+async fn stringly_values() {
+    let h = fault().await;
+    for (count, enabled) in [
+        (json!("5"), json!("true")),
+        (json!(5), json!(true)),
+        (json!(" 7 "), json!("False")),
+    ] {
+        let event = h.events.create(
+            TYPE,
+            "Strings",
+            json!({"Label": "x", "Count": count, "Enabled": enabled}),
+        );
+        let x = h.call(event.clone()).await;
+        let r = well_formed(&x, &event);
+        assert_eq!(r["Status"], "SUCCESS", "{r}");
+        let expected_count = count.as_str().map_or(count.to_string(), |s| s.trim().to_string());
+        assert_eq!(r["Data"]["Count"].as_str(), Some(expected_count.as_str()));
+        let expected_enabled = enabled.as_str().map_or(enabled.to_string(), |s| s.to_lowercase());
+        assert_eq!(r["Data"]["Enabled"].as_str(), Some(expected_enabled.as_str()));
+    }
+}
+
+async fn huge_reason() {
+    let h = fault().await;
+    let event = h
+        .events
+        .create(TYPE, "Loud", props(json!({"OnCreate": "huge-error"})));
+    let x = h.call(event.clone()).await;
+    well_formed(&x, &event);
+    let reason = x.reason();
+    assert!(
+        reason.starts_with("injected Create error: Ünïcödé ✓"),
+        "the head is kept"
+    );
+    assert!(reason.ends_with("[...truncated]"));
+    assert!(
+        x.puts[0].body.len() > 4000,
+        "the room is used: {}",
+        x.puts[0].body.len()
+    );
+}
+
+async fn oversized_data() {
+    let h = fault().await;
+    let event = h
+        .events
+        .create(TYPE, "Big", props(json!({"OnCreate": "oversized-data"})));
+    let x = h.call(event.clone()).await;
+    let r = well_formed(&x, &event);
+    assert_eq!(r["Status"], "FAILED");
+    assert!(
+        x.reason()
+            .contains("does not fit in CloudFormation's 4096-byte response limit"),
+        "{}",
+        x.reason()
+    );
+}
+
+async fn retries_500() {
+    let h = fault().await;
+    h.receiver.script([
+        Behaviour::Status(500),
+        Behaviour::Status(500),
+        Behaviour::Status(500),
+    ]);
+    let event = h.events.create(TYPE, "Flaky", props(json!({})));
+    let x = h.call(event.clone()).await;
+    assert_eq!(
+        x.puts.iter().map(|p| p.answered).collect::<Vec<_>>(),
+        [500, 500, 500, 200]
+    );
+    assert!(
+        x.puts.windows(2).all(|w| w[0].body == w[1].body),
+        "every retry sends the same body"
+    );
+    assert_eq!(well_formed(&x, &event)["Status"], "SUCCESS");
+    assert_runtime_ok(&x);
+}
+
+async fn forbidden_403() {
+    let h = fault().await;
+    h.receiver.script([Behaviour::Status(403)]);
+    let event = h.events.create(TYPE, "Expired", props(json!({})));
+    let x = h.call(event).await;
+    assert_eq!(x.puts.len(), 1, "a 403 is final");
+    let RuntimeOutcome::Error(error) = &x.outcome else {
+        panic!("runtime must get an error: {:?}", x.outcome)
+    };
+    assert!(error.contains("HTTP 403"), "{error}");
+    assert!(!error.contains(SIGNATURE_VALUE), "{error}");
+}
+
+async fn slow_receiver() {
+    let h = fault().await;
+    h.receiver.script([Behaviour::Delay(Duration::from_secs(2))]);
+    let event = h.events.create(TYPE, "Patient", props(json!({})));
+    let x = h.call(event.clone()).await;
+    assert_eq!(x.puts.len(), 1);
+    assert_eq!(well_formed(&x, &event)["Status"], "SUCCESS");
+    assert!(
+        x.elapsed >= Duration::from_secs(2),
+        "the Lambda waited for the slow answer"
+    );
+    assert_runtime_ok(&x);
+}
+
+async fn dropped_connection() {
+    let h = fault().await;
+    h.receiver.script([Behaviour::Drop]);
+    let event = h.events.create(TYPE, "Dropped", props(json!({})));
+    let x = h.call(event.clone()).await;
+    assert_eq!(x.puts.iter().map(|p| p.answered).collect::<Vec<_>>(), [0, 200]);
+    assert_eq!(well_formed(&x, &event)["Status"], "SUCCESS");
+}
+
+async fn refused() {
+    let h = fault().await;
+    let port = local_invoke::services::free_port();
+    let mut event = h.events.create(TYPE, "Nobody", props(json!({})));
+    event["ResponseURL"] = json!(format!(
+        "http://127.0.0.1:{port}/responses/x?X-Amz-Signature={SIGNATURE_VALUE}"
+    ));
+    let timeout = Duration::from_secs(3);
+    let sent = Instant::now();
+    let invocation = h.runtime_api.invoke(event, timeout).await;
+    let outcome = invocation
+        .outcome(timeout + Duration::from_secs(5))
+        .await
+        .expect("an outcome");
+    let took = sent.elapsed();
+    let RuntimeOutcome::Error(error) = outcome else {
+        panic!("runtime must get an error: {outcome:?}")
+    };
+    assert!(
+        took < timeout,
+        "gave up after {took:?}, past the {timeout:?} deadline"
+    );
+    assert!(error.contains("could not deliver the response"), "{error}");
+    assert!(!error.contains(SIGNATURE_VALUE), "{error}");
+    let logs = h.logs();
+    assert!(logs.contains("retrying"), "retries are logged: {logs}");
+}
+
+async fn delete_marker() {
+    let h = fault().await;
+    let create = h.events.create(
+        TYPE,
+        "Doomed",
+        props(json!({"OnCreate": "error", "OnDelete": "panic"})),
+    );
+    let x = h.call(create).await;
+    let marker = x.physical_id().to_string();
+    assert!(marker.starts_with("create-failed:"));
+    let delete = h.events.delete(
+        TYPE,
+        "Doomed",
+        &marker,
+        props(json!({"OnCreate": "error", "OnDelete": "panic"})),
+    );
+    let x = h.call(delete.clone()).await;
+    let r = well_formed(&x, &delete);
+    assert_eq!(
+        r["Status"], "SUCCESS",
+        "the handler (which would panic) is not called: {r}"
+    );
+    assert_eq!(r["PhysicalResourceId"].as_str(), Some(marker.as_str()));
+}
+
+async fn update_replacement() {
+    let h = fault().await;
+    let update = h.events.update(
+        TYPE,
+        "Moving",
+        "old-id",
+        props(json!({"PhysicalId": "new-id"})),
+        props(json!({"PhysicalId": "old-id"})),
+    );
+    let x = h.call(update.clone()).await;
+    let r = well_formed(&x, &update);
+    assert_eq!(
+        (r["Status"].as_str(), r["PhysicalResourceId"].as_str()),
+        (Some("SUCCESS"), Some("new-id"))
+    );
+}
+
+async fn no_leaks_in_logs() {
+    for json_logs in [false, true] {
+        let env: &[(&str, &str)] = if json_logs {
+            &[
+                ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+                ("AWS_LAMBDA_LOG_LEVEL", "debug"),
+                ("CFN_RESPONSE_MARGIN_MS", "1500"),
+            ]
+        } else {
+            &[("RUST_LOG", "trace"), ("CFN_RESPONSE_MARGIN_MS", "1500")]
+        };
+        let h = Harness::start("fault-injection", env).await;
+        h.receiver.script([Behaviour::Status(500)]);
+        for on_create in ["succeed", "error", "panic"] {
+            let event = h
+                .events
+                .create(TYPE, "Quiet", props(json!({"OnCreate": on_create})));
+            h.call(event).await;
+        }
+        let hang = h.events.create(TYPE, "Quiet", props(json!({"OnCreate": "hang"})));
+        h.call_with_timeout(hang, Duration::from_secs(3)).await;
+        let logs = h.logs();
+        assert!(
+            logs.contains("<redacted>"),
+            "the secret property is logged redacted: {logs}"
+        );
+        assert!(logs.contains("response delivered"), "{logs}");
+        assert!(
+            !logs.contains(SIGNATURE_VALUE),
+            "ResponseURL signature leaked into logs:\n{logs}"
+        );
+        assert!(
+            !logs.contains("X-Amz-Credential"),
+            "ResponseURL query leaked into logs:\n{logs}"
+        );
+        assert!(
+            !logs.contains(SECRET_VALUE),
+            "secret property leaked into logs:\n{logs}"
+        );
+        if json_logs {
+            let delivered: Vec<Value> = logs
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|l| l["fields"]["message"] == "response delivered")
+                .collect();
+            assert!(!delivered.is_empty(), "JSON log lines expected:\n{logs}");
+            let span = &delivered[0]["span"];
+            for field in ["request_type", "logical_resource_id", "request_id", "stack_id"] {
+                assert!(
+                    span[field].is_string(),
+                    "span field {field} missing: {}",
+                    delivered[0]
+                );
+            }
+        }
+    }
+}

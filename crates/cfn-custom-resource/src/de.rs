@@ -139,13 +139,24 @@ mod tests {
 
     #[test]
     fn rejects_with_the_offending_value() {
-        let e = serde_json::from_str::<P>(r#"{"n": "abc"}"#).unwrap_err().to_string();
-        assert!(e.contains("expected a whole number") && e.contains("\"abc\""), "{e}");
-        let e = serde_json::from_str::<P>(r#"{"n": "300"}"#).unwrap_err().to_string();
+        let e = serde_json::from_str::<P>(r#"{"n": "abc"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("expected a whole number") && e.contains("\"abc\""),
+            "{e}"
+        );
+        let e = serde_json::from_str::<P>(r#"{"n": "300"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("u8") && e.contains("\"300\""), "{e}");
-        let e = serde_json::from_str::<P>(r#"{"n": 1, "b": "yes"}"#).unwrap_err().to_string();
+        let e = serde_json::from_str::<P>(r#"{"n": 1, "b": "yes"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"yes\""), "{e}");
-        let e = serde_json::from_str::<P>(r#"{"n": [1]}"#).unwrap_err().to_string();
+        let e = serde_json::from_str::<P>(r#"{"n": [1]}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a whole number"), "{e}");
     }
 }

@@ -7,11 +7,11 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use crate::CustomResource;
 use crate::error::HandlerError;
 use crate::request::{Create, Delete, Envelope, Progress, RequestType, Update, is_marker, parse_properties};
 use crate::response::{Answer, Data, encode};
 use crate::send::{SendPolicy, Sender};
-use crate::CustomResource;
 
 /// How close to the Lambda deadline the guard gives up on the handler and answers FAILED.
 #[derive(Debug, Clone)]
@@ -61,7 +61,10 @@ pub async fn run<H: CustomResource>(handler: H) -> Result<(), lambda_runtime::Er
 }
 
 /// [`run`] with an explicit configuration.
-pub async fn run_with_config<H: CustomResource>(handler: H, config: Config) -> Result<(), lambda_runtime::Error> {
+pub async fn run_with_config<H: CustomResource>(
+    handler: H,
+    config: Config,
+) -> Result<(), lambda_runtime::Error> {
     let guard = Arc::new(Guard {
         handler: Arc::new(handler),
         sender: Sender::new(SendPolicy::default()),
@@ -130,13 +133,22 @@ impl<H: CustomResource> Guard<H> {
         let request_type = match envelope.request_type.clone() {
             Ok(request_type) => request_type,
             Err(reason) => {
-                let physical_id = envelope.physical_id.clone().unwrap_or_else(|| envelope.marker_id());
+                let physical_id = envelope
+                    .physical_id
+                    .clone()
+                    .unwrap_or_else(|| envelope.marker_id());
                 return failed(reason, physical_id);
             }
         };
         if request_type == RequestType::Delete && envelope.physical_id.as_deref().is_some_and(is_marker) {
-            tracing::info!("Delete of a resource whose Create failed: nothing was created, nothing to delete");
-            return succeeded(envelope.physical_id.clone().unwrap_or_default(), Data::new(), false);
+            tracing::info!(
+                "Delete of a resource whose Create failed: nothing was created, nothing to delete"
+            );
+            return succeeded(
+                envelope.physical_id.clone().unwrap_or_default(),
+                Data::new(),
+                false,
+            );
         }
 
         let progress = Progress::new(format!("running the {} handler", request_type.as_str()));
@@ -175,16 +187,24 @@ impl<H: CustomResource> Guard<H> {
 
         let event_id = envelope.physical_id.clone();
         match outcome {
-            Ok(Success { physical_id, data, no_echo }) => {
-                succeeded(physical_id.unwrap_or_else(|| event_id.unwrap_or_default()), data, no_echo)
-            }
+            Ok(Success {
+                physical_id,
+                data,
+                no_echo,
+            }) => succeeded(
+                physical_id.unwrap_or_else(|| event_id.unwrap_or_default()),
+                data,
+                no_echo,
+            ),
             Err(error) => {
                 let physical_id = match request_type {
                     RequestType::Create => error
                         .physical_id()
                         .map(|id| id.as_str().to_string())
                         .unwrap_or_else(|| envelope.marker_id()),
-                    RequestType::Update | RequestType::Delete => event_id.unwrap_or_else(|| envelope.marker_id()),
+                    RequestType::Update | RequestType::Delete => {
+                        event_id.unwrap_or_else(|| envelope.marker_id())
+                    }
                 };
                 failed(error.message().to_string(), physical_id)
             }
@@ -261,7 +281,12 @@ async fn dispatch<H: CustomResource>(
             let properties = parse_properties(&payload, "ResourceProperties")?;
             let old_properties = parse_properties(&payload, "OldResourceProperties")?;
             let updated = handler
-                .update(Update { info, physical_id, properties, old_properties })
+                .update(Update {
+                    info,
+                    physical_id,
+                    properties,
+                    old_properties,
+                })
                 .await?;
             Ok(Success {
                 physical_id: updated.replacement.map(|id| id.as_str().to_string()),
@@ -272,18 +297,40 @@ async fn dispatch<H: CustomResource>(
         RequestType::Delete => {
             let physical_id = envelope.existing_physical_id()?;
             let properties = parse_properties(&payload, "ResourceProperties")?;
-            handler.delete(Delete { info, physical_id, properties }).await?;
-            Ok(Success { physical_id: None, data: Data::new(), no_echo: false })
+            handler
+                .delete(Delete {
+                    info,
+                    physical_id,
+                    properties,
+                })
+                .await?;
+            Ok(Success {
+                physical_id: None,
+                data: Data::new(),
+                no_echo: false,
+            })
         }
     }
 }
 
 fn succeeded(physical_id: String, data: Data, no_echo: bool) -> Answer {
-    Answer { success: true, reason: None, physical_id, data, no_echo }
+    Answer {
+        success: true,
+        reason: None,
+        physical_id,
+        data,
+        no_echo,
+    }
 }
 
 fn failed(reason: String, physical_id: String) -> Answer {
-    Answer { success: false, reason: Some(reason), physical_id, data: Data::new(), no_echo: false }
+    Answer {
+        success: false,
+        reason: Some(reason),
+        physical_id,
+        data: Data::new(),
+        no_echo: false,
+    }
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

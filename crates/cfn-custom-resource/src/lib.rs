@@ -19,7 +19,7 @@
 //!   [`Progress`]. A once-flag makes sure only one response per invocation is ever sent.
 //! - The `PUT` carries no `Content-Type`, an exact `Content-Length`, has connect and read timeouts,
 //!   counts only a 2xx as delivered and retries with jittered exponential backoff while time
-//!   remains.
+//!   remains; a 4xx other than 408/429 (an expired or altered pre-signed URL) is not retried.
 //! - The body never exceeds 4096 bytes: `Reason` is cut on a UTF-8 boundary keeping its head; `Data`
 //!   that cannot fit turns the response into `FAILED` saying so.
 //! - Lifecycle rules live in the types: [`Created`] needs a [`PhysicalId`] (non-empty, at most
@@ -47,11 +47,11 @@ use std::future::Future;
 
 pub use error::{HandlerError, error_chain};
 pub use guard::{Config, run, run_with_config};
+/// The error type a Lambda `main` returns.
+pub use lambda_runtime::Error as RuntimeError;
 pub use request::{Create, Delete, Progress, RequestInfo, Update, marker_physical_id};
 pub use response::{Created, Data, MAX_BODY_BYTES, PhysicalId, PhysicalIdError, Updated};
 pub use secret::{ResponseUrl, Secret};
-/// The error type a Lambda `main` returns.
-pub use lambda_runtime::Error as RuntimeError;
 
 /// A custom resource type: one handler per lifecycle phase.
 ///
@@ -83,6 +83,34 @@ pub trait CustomResource: Send + Sync + 'static {
 
 /// Initialises `tracing` the way Lambda expects: `AWS_LAMBDA_LOG_FORMAT=JSON` gives JSON lines,
 /// `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`) sets the level, INFO by default.
+///
+/// Whatever the level, `lambda_runtime`'s trace of the raw event is filtered out: the event holds
+/// the ResponseURL's signature and every property value.
 pub fn init_tracing() {
-    lambda_runtime::tracing::init_default_subscriber();
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|level| level.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let filter = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy()
+        .add_directive(
+            "lambda_runtime::layers::api_response=debug"
+                .parse()
+                .expect("a static, valid directive"),
+        );
+    let builder = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(filter);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -125,16 +125,31 @@ impl Envelope {
         let response_url = match object.get("ResponseURL") {
             Some(Value::String(raw)) => ResponseUrl::parse(raw)?,
             Some(other) => return Err(format!("ResponseURL is {}, expected a string", json_kind(other))),
-            None => return Err("the event has no ResponseURL; it is not a CloudFormation custom-resource request".into()),
+            None => {
+                return Err(
+                    "the event has no ResponseURL; it is not a CloudFormation custom-resource request".into(),
+                );
+            }
         };
-        let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        let text = |key: &str| {
+            object
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let raw_request_type = text("RequestType");
         let request_type = match object.get("RequestType") {
             Some(Value::String(t)) if t == "Create" => Ok(RequestType::Create),
             Some(Value::String(t)) if t == "Update" => Ok(RequestType::Update),
             Some(Value::String(t)) if t == "Delete" => Ok(RequestType::Delete),
-            Some(Value::String(t)) => Err(format!("unknown RequestType {t:?}; expected Create, Update or Delete")),
-            Some(other) => Err(format!("RequestType is {}, expected Create, Update or Delete", json_kind(other))),
+            Some(Value::String(t)) => Err(format!(
+                "unknown RequestType {t:?}; expected Create, Update or Delete"
+            )),
+            Some(other) => Err(format!(
+                "RequestType is {}, expected Create, Update or Delete",
+                json_kind(other)
+            )),
             None => Err("the event has no RequestType; expected Create, Update or Delete".into()),
         };
         Ok(Self {
@@ -174,7 +189,11 @@ impl Envelope {
         self.physical_id
             .clone()
             .map(PhysicalId::from_event)
-            .ok_or_else(|| HandlerError::new("the event has no PhysicalResourceId; Update and Delete requests must carry one"))
+            .ok_or_else(|| {
+                HandlerError::new(
+                    "the event has no PhysicalResourceId; Update and Delete requests must carry one",
+                )
+            })
     }
 }
 
@@ -197,12 +216,16 @@ pub(crate) fn parse_properties<P: DeserializeOwned>(event: &Value, key: &str) ->
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map.clone(),
         Some(other) => {
-            return Err(HandlerError::new(format!("{key} is {}, expected an object", json_kind(other))));
+            return Err(HandlerError::new(format!(
+                "{key} is {}, expected an object",
+                json_kind(other)
+            )));
         }
     };
     properties.remove("ServiceToken");
     properties.remove("ServiceTimeout");
-    parse_property_map(Value::Object(properties)).map_err(|reason| HandlerError::new(format!("{key}: {reason}")))
+    parse_property_map(Value::Object(properties))
+        .map_err(|reason| HandlerError::new(format!("{key}: {reason}")))
 }
 
 /// Deserializes a property object, turning serde's error into a Reason that names the property.
@@ -240,24 +263,44 @@ mod tests {
     fn reasons_name_the_property() {
         let event = json!({"ResourceProperties": {"ServiceToken": "arn", "ServiceTimeout": "300", "Size": "big", "Name": "x"}});
         let e = parse_properties::<Props>(&event, "ResourceProperties").unwrap_err();
-        assert!(e.message().contains("`Size`") && e.message().contains("\"big\""), "{e}");
+        assert!(
+            e.message().contains("`Size`") && e.message().contains("\"big\""),
+            "{e}"
+        );
 
         let event = json!({"ResourceProperties": {"Size": "5"}});
         let e = parse_properties::<Props>(&event, "ResourceProperties").unwrap_err();
-        assert_eq!(e.message(), "ResourceProperties: missing required property `Name`");
+        assert_eq!(
+            e.message(),
+            "ResourceProperties: missing required property `Name`"
+        );
 
         let event = json!({"ResourceProperties": {"Name": "a", "Colour": "red"}});
         let e = parse_properties::<Props>(&event, "ResourceProperties").unwrap_err();
-        assert!(e.message().starts_with("ResourceProperties: unknown property `Colour`"), "{e}");
+        assert!(
+            e.message()
+                .starts_with("ResourceProperties: unknown property `Colour`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn envelope_needs_a_response_url_and_never_echoes_it() {
-        assert!(Envelope::from_event(&json!([1, 2])).unwrap_err().contains("an array"));
-        assert!(Envelope::from_event(&json!({"RequestType": "Create"})).unwrap_err().contains("no ResponseURL"));
+        assert!(
+            Envelope::from_event(&json!([1, 2]))
+                .unwrap_err()
+                .contains("an array")
+        );
+        assert!(
+            Envelope::from_event(&json!({"RequestType": "Create"}))
+                .unwrap_err()
+                .contains("no ResponseURL")
+        );
         let e = Envelope::from_event(&json!({"ResponseURL": "ftp://x/?sig=abc"})).unwrap_err();
         assert!(!e.contains("abc"), "{e}");
-        let env = Envelope::from_event(&json!({"ResponseURL": "http://h/p?sig=abc", "RequestType": "Explode"})).unwrap();
+        let env =
+            Envelope::from_event(&json!({"ResponseURL": "http://h/p?sig=abc", "RequestType": "Explode"}))
+                .unwrap();
         assert!(env.request_type.unwrap_err().contains("\"Explode\""));
     }
 

@@ -167,7 +167,9 @@ pub(crate) fn encode(identity: &Identity, mut answer: Answer) -> Vec<u8> {
         answer = Answer {
             success: false,
             reason: Some(match answer.reason {
-                Some(original) if !answer.success => format!("{reason}; the original failure was: {original}"),
+                Some(original) if !answer.success => {
+                    format!("{reason}; the original failure was: {original}")
+                }
                 _ => reason,
             }),
             data: Data::new(),
@@ -259,7 +261,11 @@ mod tests {
             let reason = format!("HEAD {}", filler.repeat(10_000));
             let body = encode(&identity(), failed(reason));
             assert!(body.len() <= MAX_BODY_BYTES, "{filler}: {}", body.len());
-            assert!(body.len() > MAX_BODY_BYTES - 8, "{filler}: wasted room {}", body.len());
+            assert!(
+                body.len() > MAX_BODY_BYTES - 8,
+                "{filler}: wasted room {}",
+                body.len()
+            );
             let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let reason = parsed["Reason"].as_str().unwrap();
             assert!(reason.starts_with("HEAD ") && reason.ends_with(TRUNCATED));

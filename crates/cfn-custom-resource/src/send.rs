@@ -27,6 +27,14 @@ impl Default for SendPolicy {
     }
 }
 
+/// A 4xx other than 408 (timeout) and 429 (throttled) means the pre-signed URL itself is refused:
+/// retrying the same URL cannot succeed.
+fn is_permanent(status: reqwest::StatusCode) -> bool {
+    status.is_client_error()
+        && status != reqwest::StatusCode::REQUEST_TIMEOUT
+        && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
 /// Delivers response bodies to pre-signed ResponseURLs. One client for the life of the process,
 /// so the connection to the response endpoint stays warm across invocations.
 #[derive(Debug, Clone)]
@@ -56,7 +64,12 @@ impl Sender {
 
     /// PUTs `body` until a 2xx answer, retrying with full-jitter exponential backoff; gives up
     /// when the next attempt could not finish before `give_up_at`. Returns the attempts made.
-    pub async fn put(&self, url: &ResponseUrl, body: Vec<u8>, give_up_at: Instant) -> Result<u32, DeliveryError> {
+    pub async fn put(
+        &self,
+        url: &ResponseUrl,
+        body: Vec<u8>,
+        give_up_at: Instant,
+    ) -> Result<u32, DeliveryError> {
         let mut attempts = 0;
         let mut backoff = self.policy.first_backoff;
         loop {
@@ -76,6 +89,16 @@ impl Sender {
                     .await;
                 match attempt {
                     Ok(response) if response.status().is_success() => return Ok(attempts),
+                    Ok(response) if is_permanent(response.status()) => {
+                        return Err(DeliveryError {
+                            url: url.to_string(),
+                            attempts,
+                            last: format!(
+                                "the endpoint answered HTTP {}, which a retry cannot change (an expired or altered pre-signed URL)",
+                                response.status()
+                            ),
+                        });
+                    }
                     Ok(response) => format!("the endpoint answered HTTP {}", response.status()),
                     Err(error) => crate::error::error_chain(&error.without_url()),
                 }

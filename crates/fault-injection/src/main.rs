@@ -73,15 +73,20 @@ impl FaultInjection {
         match action {
             Action::Succeed => Ok(data),
             Action::Error => Err(HandlerError::new(format!("injected {phase} error"))),
-            Action::ErrorWithPartialId => Err(HandlerError::new(format!("injected {phase} error after partial work"))
-                .with_physical_id(PhysicalId::new("partial-fault-id").expect("valid id"))),
+            Action::ErrorWithPartialId => Err(HandlerError::new(format!(
+                "injected {phase} error after partial work"
+            ))
+            .with_physical_id(PhysicalId::new("partial-fault-id").expect("valid id"))),
             Action::Panic => panic!("injected {phase} panic"),
             Action::Hang => {
                 tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
                 Ok(data)
             }
             Action::OversizedData => Ok((0..64).map(|i| (format!("Key{i:02}"), "x".repeat(100))).collect()),
-            Action::HugeError => Err(HandlerError::new(format!("injected {phase} error: {}", "Ünïcödé ✓ ".repeat(1000)))),
+            Action::HugeError => Err(HandlerError::new(format!(
+                "injected {phase} error: {}",
+                "Ünïcödé ✓ ".repeat(1000)
+            ))),
         }
     }
 }
@@ -92,7 +97,10 @@ impl CustomResource for FaultInjection {
     async fn create(&self, request: Create<Properties>) -> Result<Created, HandlerError> {
         let p = &request.properties;
         let data = Self::act("Create", p.on_create, p).await?;
-        let id = p.physical_id.clone().unwrap_or_else(|| format!("fault-{}", request.info.logical_resource_id));
+        let id = p
+            .physical_id
+            .clone()
+            .unwrap_or_else(|| format!("fault-{}", request.info.logical_resource_id));
         let id = PhysicalId::new(id).map_err(|e| HandlerError::new(format!("property `PhysicalId`: {e}")))?;
         Ok(Created::new(id).with_data(data))
     }
@@ -103,7 +111,8 @@ impl CustomResource for FaultInjection {
         let data = Self::act("Update", p.on_update, p).await?;
         let updated = match &p.physical_id {
             Some(id) if id != request.physical_id.as_str() => Updated::replace(
-                PhysicalId::new(id.clone()).map_err(|e| HandlerError::new(format!("property `PhysicalId`: {e}")))?,
+                PhysicalId::new(id.clone())
+                    .map_err(|e| HandlerError::new(format!("property `PhysicalId`: {e}")))?,
             ),
             _ => Updated::keep(),
         };

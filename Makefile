@@ -1,0 +1,75 @@
+# Custom-resource Lambdas for the Fargate + Aurora platform.
+#
+#   make demo    the platform's lifecycle locally: real binaries, moto, a throwaway PostgreSQL
+#   make test    unit tests and local-invoke tests (real binaries against real local services)
+#   make lint    rustfmt, clippy -D warnings, cfn-lint, the IAM/ServiceTimeout policy check
+#   make build   arm64 Lambda zips with cargo-lambda
+#   make bench   init, latency, memory, size and contention figures
+#   make deploy  cargo lambda deploy of the three functions (DRY_RUN=1 prints the commands)
+#
+# Everything this needs is installed here, idempotently: the Python venv (moto, boto3, cfn-lint,
+# cargo-lambda) and Debian's PostgreSQL server binaries.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed
+PG_BIN := /usr/lib/postgresql/15/bin
+LAMBDAS := admin-secret service-database listener-rule-priority
+
+.PHONY: help
+help:
+	@sed -n 's/^#   //p' Makefile
+
+# --- installs -------------------------------------------------------------------------------
+
+$(VENV_STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP)
+
+# PostgreSQL 15 server binaries (initdb, postgres) and openssl for the throwaway test cluster.
+.PHONY: deps
+deps:
+	@if [ ! -x $(PG_BIN)/initdb ] || ! command -v openssl >/dev/null; then \
+	  echo "installing postgresql-15 and openssl from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 openssl >/dev/null; \
+	fi
+
+# --- build ----------------------------------------------------------------------------------
+
+# Debug binaries for the local-invoke tests, and a release build of the fault-injection Lambda
+# to prove the release profile unwinds.
+.PHONY: bins
+bins:
+	$(CARGO) build --workspace --bins
+	$(CARGO) build --release -p fault-injection
+
+.PHONY: release
+release:
+	$(CARGO) build --release $(addprefix -p ,$(LAMBDAS))
+
+.PHONY: build
+build: venv
+	rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build --release --arm64 --output-format zip $(addprefix -p ,$(LAMBDAS))
+
+# --- checks ---------------------------------------------------------------------------------
+
+.PHONY: test
+test: deps venv bins
+	$(CARGO) test --workspace
+
+.PHONY: lint
+lint: venv
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint cfn/*.yaml
+	$(VENV)/bin/python cfn/check-policy.py --self-test
+	$(VENV)/bin/python cfn/check-policy.py cfn/*.yaml
