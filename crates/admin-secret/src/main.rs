@@ -1,1 +1,13 @@
-fn main() {}
+//! The `admin-secret` Lambda: serves `Custom::AdminSecret` (see the library's documentation).
+
+use admin_secret::AdminSecret;
+use cfn_custom_resource::RuntimeError;
+
+#[tokio::main]
+async fn main() -> Result<(), RuntimeError> {
+    cfn_custom_resource::init_tracing();
+    // Region, credentials and AWS_ENDPOINT_URL (local runs) come from the environment.
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let handler = AdminSecret::new(aws_sdk_ssm::Client::new(&config));
+    cfn_custom_resource::run(handler).await
+}

@@ -1,1 +1,47 @@
-//! placeholder
+//! Secrets owned by a CloudFormation custom resource: password generation and SSM SecureString
+//! storage. Shared by the `Custom::AdminSecret` and `Custom::ServiceDatabase` Lambdas.
+//!
+//! # Generation
+//!
+//! [`generate`] draws a password from any [`rand::CryptoRng`] (tests pass a seeded one);
+//! [`generate_os`] uses the operating system's CSPRNG. Under a [`PasswordPolicy`]:
+//!
+//! - the alphabet is printable ASCII (space to `~`) minus [`PasswordPolicy::exclude`]; the
+//!   default excludes [`DEFAULT_EXCLUDE`], `/ @ " ' \` and space, the characters RDS rejects or
+//!   that break quoting;
+//! - each character is drawn uniformly (rejection sampling, no modulo bias);
+//! - with `require_each_class` (the default), each class present in the alphabet (lower case,
+//!   upper case, digit, punctuation) appears at least once, at a random position (the password
+//!   is shuffled);
+//! - [`PasswordPolicy::validate`] rejects a zero length, an empty alphabet, and a length shorter
+//!   than the number of required classes. Default length: 32.
+//!
+//! Passwords are [`Secret`]s: their `Debug` and `Display` print `<redacted>`.
+//!
+//! # Storage
+//!
+//! [`ParameterStore`] keeps a password as an SSM `SecureString` under a given KMS key, tagged
+//! with its owner ([`Owner`]: the CloudFormation stack id in [`STACK_ID_TAG`], the logical id in
+//! [`LOGICAL_ID_TAG`]):
+//!
+//! - [`ParameterStore::create_if_absent`]: `PutParameter` with `Overwrite=false` and the owner
+//!   tags; an existing parameter is left untouched and returned as [`Created::Existing`], so a
+//!   caller can tell its own (a retried Create) from someone else's.
+//! - [`ParameterStore::get`]: value (decrypted), version, ARN, KMS key id, description and owner.
+//! - [`ParameterStore::put_new_version`]: `Overwrite=true`; returns the new version.
+//! - [`ParameterStore::tag`]: sets the owner tags (SSM refuses tags with `Overwrite=true`).
+//! - [`ParameterStore::delete_if_owned`]: deletes only a parameter whose tags name the owner.
+//!
+//! Errors ([`StoreError`]) name the parameter, carry SSM's error code and message and say what
+//! to fix. No value ever reaches a log line or an error.
+
+mod error;
+mod password;
+mod store;
+
+pub use cfn_custom_resource::Secret;
+pub use error::{PasswordError, StoreError};
+pub use password::{CharClass, DEFAULT_EXCLUDE, PasswordPolicy, generate, generate_os};
+pub use store::{
+    Created, DeleteOutcome, LOGICAL_ID_TAG, Owner, ParameterStore, STACK_ID_TAG, StoredParameter,
+};

@@ -1,0 +1,472 @@
+//! `Custom::AdminSecret`: the Aurora master password, generated from the OS CSPRNG and kept as an
+//! SSM `SecureString` under a customer-managed KMS key. Templates read it with
+//! `{{resolve:ssm-secure:NAME:VERSION}}`, so the password never appears in a template, an output
+//! or a stack event.
+//!
+//! # Properties
+//!
+//! CloudFormation sends every value as a string; numbers and booleans are accepted either way.
+//! Unknown properties are rejected.
+//!
+//! | property | type | default | |
+//! | --- | --- | --- | --- |
+//! | `ParameterName` | string, required | | the SSM parameter; also the physical id |
+//! | `KeyId` | string, required | | id, ARN or alias of a customer-managed KMS key; `alias/aws/ssm` is rejected (every principal in the account can decrypt with it) |
+//! | `Length` | whole number | 32 | 8..=41, Aurora's limits |
+//! | `ExcludeCharacters` | string | `/@"'\` and space | characters never used; `/ @ "` and space, which Aurora rejects, are always excluded |
+//! | `RequireEachIncludedType` | boolean | true | lower, upper, digit and punctuation each at least once |
+//! | `Description` | string | | the parameter's description |
+//! | `RotationToken` | string | | any change generates a new password |
+//! | `OnDelete` | `Delete` or `Retain` | `Delete` | what Delete does with the parameter |
+//! | `ReturnPassword` | boolean | false | also return the password in `Data.Password`, with `NoEcho` |
+//! | `Adopt` | boolean | false | take over an existing parameter this resource did not create |
+//!
+//! # Data
+//!
+//! `ParameterName`, `ParameterArn`, `Version` (the SSM version holding the current password);
+//! with `ReturnPassword`, also `Password`, and the response sets `NoEcho`.
+//!
+//! # Lifecycle
+//!
+//! - **Physical id**: the parameter name.
+//! - **Create** generates a password and creates the parameter (`Overwrite=false`), tagged with
+//!   the stack id and logical id. A retried Create finds its own parameter and returns it
+//!   unchanged. A parameter that exists and is not ours fails the Create, naming it, and is left
+//!   untouched, unless `Adopt` is true: then its value is kept, put again as a SecureString under
+//!   `KeyId` (a new version) and tagged as ours.
+//! - **Update** never changes the password unless `RotationToken` changed or the current password
+//!   does not satisfy the new `Length`/`ExcludeCharacters`/`RequireEachIncludedType`.
+//!   A new `ParameterName` replaces the resource: a new parameter (carrying the current
+//!   password) and a new physical id; CloudFormation then sends a Delete for the old one.
+//!   Otherwise a changed password, `KeyId` or `Description` puts a new version of the same
+//!   parameter (SSM has no way to change a description or key without one); changes to
+//!   `OnDelete`, `ReturnPassword` or `Adopt` alone touch nothing.
+//! - **Delete** removes the parameter only if its tags say it is ours and `OnDelete` is
+//!   `Delete`. A parameter already gone, one that is not ours, and `OnDelete: Retain` are all
+//!   SUCCESS without deleting anything.
+//!
+//! The password never reaches a log line, a `Reason` or an error.
+
+use cfn_custom_resource::{
+    Create, Created, CustomResource, Data, Delete, HandlerError, PhysicalId, RequestInfo, Secret, Update,
+    Updated,
+};
+use serde::Deserialize;
+use ssm_secret::{DeleteOutcome, Owner, ParameterStore, PasswordPolicy, StoredParameter};
+
+/// Aurora PostgreSQL's limits on `MasterUserPassword`'s length.
+pub const LENGTH_RANGE: std::ops::RangeInclusive<u32> = 8..=41;
+/// The default `Length`.
+pub const DEFAULT_LENGTH: u32 = 32;
+/// Characters Aurora rejects in a master password: excluded whatever `ExcludeCharacters` says.
+pub const AURORA_FORBIDDEN: &str = "/@\" ";
+/// The AWS-managed SSM key: every principal in the account can decrypt with it.
+const AWS_MANAGED_SSM_KEY: &str = "alias/aws/ssm";
+
+/// The `Custom::AdminSecret` properties.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Properties {
+    pub parameter_name: String,
+    pub key_id: String,
+    #[serde(
+        default = "default_length",
+        deserialize_with = "cfn_custom_resource::de::number"
+    )]
+    pub length: u32,
+    #[serde(default)]
+    pub exclude_characters: Option<String>,
+    #[serde(default = "yes", deserialize_with = "cfn_custom_resource::de::boolean")]
+    pub require_each_included_type: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub rotation_token: Option<String>,
+    #[serde(default)]
+    pub on_delete: OnDelete,
+    #[serde(default, deserialize_with = "cfn_custom_resource::de::boolean")]
+    pub return_password: bool,
+    #[serde(default, deserialize_with = "cfn_custom_resource::de::boolean")]
+    pub adopt: bool,
+}
+
+fn default_length() -> u32 {
+    DEFAULT_LENGTH
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What Delete does with the parameter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum OnDelete {
+    #[default]
+    Delete,
+    Retain,
+}
+
+impl Properties {
+    /// Checks what serde cannot (ranges, the key, the policy) and returns the password policy.
+    /// Every message names the property to fix.
+    pub fn validate(&self) -> Result<PasswordPolicy, HandlerError> {
+        if self.parameter_name.trim().is_empty() {
+            return Err(HandlerError::new(
+                "property `ParameterName` is empty; give the SSM parameter's name",
+            ));
+        }
+        let key = self.key_id.trim();
+        if key.is_empty() {
+            return Err(HandlerError::new(
+                "property `KeyId` is empty; give the id, ARN or alias of a customer-managed KMS key",
+            ));
+        }
+        if key == AWS_MANAGED_SSM_KEY || key.ends_with(&format!(":{AWS_MANAGED_SSM_KEY}")) {
+            return Err(HandlerError::new(format!(
+                "property `KeyId` is {key:?}, the AWS-managed SSM key, which every principal in the account can \
+                 decrypt with; give a customer-managed KMS key"
+            )));
+        }
+        if !LENGTH_RANGE.contains(&self.length) {
+            return Err(HandlerError::new(format!(
+                "property `Length` is {}; Aurora accepts master passwords of {} to {} characters",
+                self.length,
+                LENGTH_RANGE.start(),
+                LENGTH_RANGE.end()
+            )));
+        }
+        let policy = self.policy();
+        policy.validate().map_err(|e| {
+            HandlerError::new(format!(
+                "properties `Length`, `ExcludeCharacters` and `RequireEachIncludedType` allow no password: {e}"
+            ))
+        })?;
+        Ok(policy)
+    }
+
+    /// The password policy these properties ask for.
+    pub fn policy(&self) -> PasswordPolicy {
+        let mut exclude = self
+            .exclude_characters
+            .clone()
+            .unwrap_or_else(|| ssm_secret::DEFAULT_EXCLUDE.to_string());
+        exclude.push_str(AURORA_FORBIDDEN);
+        PasswordPolicy {
+            length: self.length as usize,
+            exclude,
+            require_each_class: self.require_each_included_type,
+        }
+    }
+}
+
+/// The `Custom::AdminSecret` handler.
+pub struct AdminSecret {
+    store: ParameterStore,
+}
+
+impl AdminSecret {
+    pub fn new(client: aws_sdk_ssm::Client) -> Self {
+        Self {
+            store: ParameterStore::new(client),
+        }
+    }
+
+    /// Creates the parameter `properties.parameter_name` holding `value` (a fresh password when
+    /// `None`), or finds our own, or adopts a foreign one when asked.
+    async fn ensure(
+        &self,
+        info: &RequestInfo,
+        properties: &Properties,
+        policy: &PasswordPolicy,
+        value: Option<Secret<String>>,
+    ) -> Result<StoredParameter, HandlerError> {
+        let name = properties.parameter_name.as_str();
+        let owner = Owner::of(info);
+        let value = match value {
+            Some(value) => value,
+            None => ssm_secret::generate_os(policy)
+                .map_err(|e| HandlerError::new(format!("cannot generate a password: {e}")))?,
+        };
+        info.progress.set(format!("creating SSM parameter {name}"));
+        let description = properties.description.as_deref();
+        match self
+            .store
+            .create_if_absent(name, &value, &properties.key_id, description, &owner)
+            .await?
+        {
+            ssm_secret::Created::Created(stored) => Ok(stored),
+            ssm_secret::Created::Existing(stored) if stored.owner.as_ref() == Some(&owner) => {
+                tracing::info!(
+                    parameter = name,
+                    version = stored.version,
+                    "the parameter is already ours (a retried request); reusing it"
+                );
+                Ok(stored)
+            }
+            ssm_secret::Created::Existing(mut stored) if properties.adopt => {
+                tracing::warn!(parameter = name, previous_owner = ?stored.owner, "adopting an existing parameter");
+                info.progress.set(format!("adopting SSM parameter {name}"));
+                stored.version = self
+                    .store
+                    .put_new_version(name, &stored.value, &properties.key_id, description)
+                    .await?;
+                self.store.tag(name, &owner).await?;
+                stored.key_id = Some(properties.key_id.clone());
+                stored.owner = Some(owner);
+                Ok(stored)
+            }
+            ssm_secret::Created::Existing(stored) => {
+                let whose = match &stored.owner {
+                    Some(other) => format!("it belongs to {other}"),
+                    None => "it carries no owner tags".to_string(),
+                };
+                Err(HandlerError::new(format!(
+                    "SSM parameter {name} already exists and was not created by this resource ({whose}); \
+                     choose another ParameterName, delete the parameter, or set Adopt to \"true\" to take it over"
+                )))
+            }
+        }
+    }
+}
+
+fn physical_id(name: &str) -> Result<PhysicalId, HandlerError> {
+    PhysicalId::new(name)
+        .map_err(|e| HandlerError::new(format!("property `ParameterName` cannot be the physical id: {e}")))
+}
+
+fn data(stored: &StoredParameter, return_password: bool) -> Data {
+    let mut data = Data::from([
+        ("ParameterName".to_string(), stored.name.clone()),
+        ("ParameterArn".to_string(), stored.arn.clone()),
+        ("Version".to_string(), stored.version.to_string()),
+    ]);
+    if return_password {
+        data.insert("Password".to_string(), stored.value.expose().clone());
+    }
+    data
+}
+
+impl CustomResource for AdminSecret {
+    type Properties = Properties;
+
+    #[tracing::instrument(skip_all, fields(parameter = %request.properties.parameter_name))]
+    async fn create(&self, request: Create<Properties>) -> Result<Created, HandlerError> {
+        let Create { info, properties } = request;
+        let policy = properties.validate()?;
+        let stored = self.ensure(&info, &properties, &policy, None).await?;
+        Ok(Created::new(physical_id(&stored.name)?)
+            .with_data(data(&stored, properties.return_password))
+            .no_echo(properties.return_password))
+    }
+
+    #[tracing::instrument(skip_all, fields(parameter = %request.physical_id))]
+    async fn update(&self, request: Update<Properties>) -> Result<Updated, HandlerError> {
+        let Update {
+            info,
+            physical_id: current_id,
+            properties,
+            old_properties,
+        } = request;
+        let policy = properties.validate()?;
+        let current_name = current_id.as_str();
+        let owner = Owner::of(&info);
+
+        info.progress.set(format!("reading SSM parameter {current_name}"));
+        let current = self.store.get(current_name).await?;
+        let rotate = properties.rotation_token != old_properties.rotation_token;
+        // The password to carry over, if any: the current one, unless rotation is asked for or it
+        // no longer satisfies the policy.
+        let keep = current
+            .as_ref()
+            .filter(|c| !rotate && (c.owner.as_ref() == Some(&owner) || properties.adopt))
+            .filter(|c| {
+                let fits = policy.accepts(c.value.expose());
+                if !fits {
+                    tracing::info!(
+                        parameter = current_name,
+                        "the current password does not satisfy the new policy; generating a new one"
+                    );
+                }
+                fits
+            })
+            .map(|c| c.value.clone());
+
+        if properties.parameter_name != current_name {
+            tracing::info!(from = current_name, to = %properties.parameter_name, "ParameterName changed: replacing the parameter");
+            let stored = self.ensure(&info, &properties, &policy, keep).await?;
+            return Ok(Updated::replace(physical_id(&stored.name)?)
+                .with_data(data(&stored, properties.return_password))
+                .no_echo(properties.return_password));
+        }
+
+        let Some(mut stored) = current else {
+            tracing::warn!(
+                parameter = current_name,
+                "the parameter is gone; creating it again with a new password"
+            );
+            let stored = self.ensure(&info, &properties, &policy, None).await?;
+            return Ok(Updated::keep()
+                .with_data(data(&stored, properties.return_password))
+                .no_echo(properties.return_password));
+        };
+        if stored.owner.as_ref() != Some(&owner) && !properties.adopt {
+            return Err(HandlerError::new(format!(
+                "SSM parameter {current_name} is no longer tagged as belonging to this resource; restore its tags \
+                 ({} and {}) or set Adopt to \"true\"",
+                ssm_secret::STACK_ID_TAG,
+                ssm_secret::LOGICAL_ID_TAG
+            )));
+        }
+
+        let key_changed = stored.key_id.as_deref() != Some(properties.key_id.as_str());
+        let description_changed =
+            stored.description.as_deref().unwrap_or("") != properties.description.as_deref().unwrap_or("");
+        let value = match keep {
+            Some(value) => value,
+            None => ssm_secret::generate_os(&policy)
+                .map_err(|e| HandlerError::new(format!("cannot generate a password: {e}")))?,
+        };
+        let value_changed = value != stored.value;
+        if value_changed || key_changed || description_changed {
+            tracing::info!(
+                parameter = current_name,
+                value_changed,
+                key_changed,
+                description_changed,
+                "putting a new version"
+            );
+            info.progress
+                .set(format!("putting a new version of SSM parameter {current_name}"));
+            let description = match properties.description.as_deref() {
+                Some(description) => Some(description),
+                None if description_changed => Some(""),
+                None => None,
+            };
+            stored.version = self
+                .store
+                .put_new_version(current_name, &value, &properties.key_id, description)
+                .await?;
+            stored.value = value;
+        } else {
+            tracing::info!(
+                parameter = current_name,
+                version = stored.version,
+                "nothing to change in SSM"
+            );
+        }
+        if stored.owner.as_ref() != Some(&owner) {
+            self.store.tag(current_name, &owner).await?;
+        }
+        Ok(Updated::keep()
+            .with_data(data(&stored, properties.return_password))
+            .no_echo(properties.return_password))
+    }
+
+    #[tracing::instrument(skip_all, fields(parameter = %request.physical_id))]
+    async fn delete(&self, request: Delete<Properties>) -> Result<(), HandlerError> {
+        let Delete {
+            info,
+            physical_id,
+            properties,
+        } = request;
+        let name = physical_id.as_str();
+        if properties.on_delete == OnDelete::Retain {
+            tracing::info!(parameter = name, "OnDelete is Retain: keeping the parameter");
+            return Ok(());
+        }
+        info.progress.set(format!("deleting SSM parameter {name}"));
+        match self.store.delete_if_owned(name, &Owner::of(&info)).await? {
+            DeleteOutcome::Deleted => tracing::info!(parameter = name, "deleted"),
+            DeleteOutcome::AlreadyGone => tracing::info!(parameter = name, "already gone"),
+            DeleteOutcome::NotOurs(owner) => {
+                tracing::warn!(
+                    parameter = name,
+                    ?owner,
+                    "not created by this resource: left in place"
+                )
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: serde_json::Value) -> Result<Properties, serde_json::Error> {
+        serde_json::from_value(json)
+    }
+
+    #[test]
+    fn defaults_and_strings() {
+        let p = parse(serde_json::json!({"ParameterName": "/p", "KeyId": "alias/k"})).unwrap();
+        assert_eq!(
+            (p.length, p.require_each_included_type, p.return_password, p.adopt),
+            (32, true, false, false)
+        );
+        assert_eq!(p.on_delete, OnDelete::Delete);
+        let policy = p.validate().unwrap();
+        assert_eq!(
+            policy,
+            PasswordPolicy {
+                exclude: format!("{}{AURORA_FORBIDDEN}", ssm_secret::DEFAULT_EXCLUDE),
+                ..Default::default()
+            }
+        );
+
+        let p = parse(serde_json::json!({
+            "ParameterName": "/p", "KeyId": "k", "Length": "41", "RequireEachIncludedType": "false",
+            "ReturnPassword": "true", "Adopt": "TRUE", "OnDelete": "Retain", "ExcludeCharacters": "xyz"
+        }))
+        .unwrap();
+        let policy = p.validate().unwrap();
+        assert_eq!((policy.length, policy.require_each_class), (41, false));
+        assert!(
+            policy.exclude.contains('x') && policy.exclude.contains('/') && !policy.exclude.contains('\'')
+        );
+        assert_eq!(p.on_delete, OnDelete::Retain);
+    }
+
+    #[test]
+    fn length_and_key_are_checked() {
+        for length in ["7", "42", "0"] {
+            let p =
+                parse(serde_json::json!({"ParameterName": "/p", "KeyId": "k", "Length": length})).unwrap();
+            assert!(
+                p.validate().unwrap_err().message().contains("`Length`"),
+                "{length}"
+            );
+        }
+        for key in [
+            "alias/aws/ssm",
+            "arn:aws:kms:us-east-1:123456789012:alias/aws/ssm",
+            " ",
+        ] {
+            let p = parse(serde_json::json!({"ParameterName": "/p", "KeyId": key})).unwrap();
+            assert!(p.validate().unwrap_err().message().contains("`KeyId`"), "{key}");
+        }
+        assert!(parse(serde_json::json!({"ParameterName": "/p", "KeyId": "k", "Colour": "red"})).is_err());
+        assert!(parse(serde_json::json!({"ParameterName": "/p", "KeyId": "k", "OnDelete": "Drop"})).is_err());
+    }
+
+    /// The sample events in tests/events parse with these properties.
+    #[test]
+    fn sample_events_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/events");
+        for kind in ["create", "update", "delete"] {
+            let path = dir.join(format!("admin-secret-{kind}.json"));
+            let event: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for key in ["ResourceProperties", "OldResourceProperties"] {
+                if let Some(properties) = event.get(key) {
+                    let mut properties = properties.clone();
+                    properties.as_object_mut().unwrap().remove("ServiceToken");
+                    let parsed: Properties = serde_json::from_value(properties)
+                        .unwrap_or_else(|e| panic!("{}: {key}: {e}", path.display()));
+                    parsed.validate().unwrap();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! SSM Parameter Store storage for secrets owned by a CloudFormation resource.
+
+use aws_sdk_ssm::Client;
+use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, ResourceTypeForTagging, Tag};
+use cfn_custom_resource::{RequestInfo, Secret};
+
+use crate::error::StoreError;
+
+/// The tag holding the owning stack's id.
+pub const STACK_ID_TAG: &str = "custom-resource:stack-id";
+/// The tag holding the owning resource's logical id.
+pub const LOGICAL_ID_TAG: &str = "custom-resource:logical-id";
+
+/// The CloudFormation resource a parameter belongs to: its stack and logical id, kept in the
+/// parameter's tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub stack_id: String,
+    pub logical_resource_id: String,
+}
+
+impl Owner {
+    /// The resource that sent this request.
+    pub fn of(info: &RequestInfo) -> Self {
+        Self {
+            stack_id: info.stack_id.clone(),
+            logical_resource_id: info.logical_resource_id.clone(),
+        }
+    }
+
+    fn tags(&self) -> Vec<Tag> {
+        [
+            (STACK_ID_TAG, &self.stack_id),
+            (LOGICAL_ID_TAG, &self.logical_resource_id),
+        ]
+        .into_iter()
+        .map(|(key, value)| {
+            Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .expect("key and value are set")
+        })
+        .collect()
+    }
+
+    fn from_tags(tags: &[Tag]) -> Option<Self> {
+        let find = |key: &str| {
+            tags.iter()
+                .find(|t| t.key() == key)
+                .map(|t| t.value().to_string())
+        };
+        Some(Self {
+            stack_id: find(STACK_ID_TAG)?,
+            logical_resource_id: find(LOGICAL_ID_TAG)?,
+        })
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "resource {} of stack {}",
+            self.logical_resource_id, self.stack_id
+        )
+    }
+}
+
+/// A parameter as SSM holds it, with its decrypted value.
+#[derive(Clone, Debug)]
+pub struct StoredParameter {
+    pub name: String,
+    pub arn: String,
+    pub version: i64,
+    pub value: Secret<String>,
+    /// The KMS key of a SecureString (as given when it was put: id, ARN or alias).
+    pub key_id: Option<String>,
+    /// Who created it, from its tags; `None` when it carries no owner tags.
+    pub owner: Option<Owner>,
+    pub description: Option<String>,
+}
+
+/// What [`ParameterStore::create_if_absent`] found.
+#[derive(Clone, Debug)]
+pub enum Created {
+    /// The parameter was created with the given value.
+    Created(StoredParameter),
+    /// A parameter of that name was already there and is left untouched; check its `owner`.
+    Existing(StoredParameter),
+}
+
+/// What [`ParameterStore::delete_if_owned`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    AlreadyGone,
+    /// Left in place: it belongs to someone else (or to no one we know).
+    NotOurs(Option<Owner>),
+}
+
+/// SecureString parameters in SSM Parameter Store.
+#[derive(Clone, Debug)]
+pub struct ParameterStore {
+    client: Client,
+}
+
+impl ParameterStore {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Creates a SecureString under `key_id`, tagged with `owner`, unless a parameter of that name
+    /// exists (`Overwrite=false`); an existing one is returned as [`Created::Existing`] unchanged.
+    pub async fn create_if_absent(
+        &self,
+        name: &str,
+        value: &Secret<String>,
+        key_id: &str,
+        description: Option<&str>,
+        owner: &Owner,
+    ) -> Result<Created, StoreError> {
+        let put = self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(value.expose())
+            .r#type(ParameterType::SecureString)
+            .key_id(key_id)
+            .set_description(description.map(str::to_string))
+            .overwrite(false)
+            .set_tags(Some(owner.tags()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => {
+                let stored = self.get(name).await?.ok_or_else(|| StoreError::Vanished {
+                    name: name.to_string(),
+                })?;
+                tracing::info!(
+                    parameter = name,
+                    version = stored.version,
+                    key_id,
+                    "created SSM parameter"
+                );
+                Ok(Created::Created(stored))
+            }
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_parameter_already_exists()) =>
+            {
+                let stored = self.get(name).await?.ok_or_else(|| StoreError::Vanished {
+                    name: name.to_string(),
+                })?;
+                tracing::info!(parameter = name, version = stored.version, owner = ?stored.owner, "SSM parameter already exists");
+                Ok(Created::Existing(stored))
+            }
+            Err(error) => Err(StoreError::aws("PutParameter", name, &error)),
+        }
+    }
+
+    /// The parameter with its decrypted value, KMS key, description and owner; `None` when there
+    /// is no such parameter.
+    pub async fn get(&self, name: &str) -> Result<Option<StoredParameter>, StoreError> {
+        let output = match self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                return Ok(None);
+            }
+            Err(error) => return Err(StoreError::aws("GetParameter", name, &error)),
+        };
+        let incomplete = |missing| StoreError::Incomplete {
+            action: "GetParameter",
+            name: name.to_string(),
+            missing,
+        };
+        let parameter = output.parameter().ok_or_else(|| incomplete("the parameter"))?;
+        let value = Secret::new(
+            parameter
+                .value()
+                .ok_or_else(|| incomplete("its value"))?
+                .to_string(),
+        );
+        let arn = parameter.arn().ok_or_else(|| incomplete("its ARN"))?.to_string();
+        let stored_name = parameter.name().unwrap_or(name).to_string();
+        let version = parameter.version();
+
+        let (key_id, description) = match self.describe(name).await? {
+            Some(metadata) => metadata,
+            None => return Ok(None),
+        };
+        let owner = match self
+            .client
+            .list_tags_for_resource()
+            .resource_type(ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .send()
+            .await
+        {
+            Ok(output) => Owner::from_tags(output.tag_list()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_invalid_resource_id()) =>
+            {
+                return Ok(None);
+            }
+            Err(error) => return Err(StoreError::aws("ListTagsForResource", name, &error)),
+        };
+        Ok(Some(StoredParameter {
+            name: stored_name,
+            arn,
+            version,
+            value,
+            key_id,
+            owner,
+            description,
+        }))
+    }
+
+    /// The parameter's KMS key id and description (`DescribeParameters`, which may answer with
+    /// empty pages before the match); `None` when it is not found.
+    async fn describe(&self, name: &str) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+        let filter = ParameterStringFilter::builder()
+            .key("Name")
+            .option("Equals")
+            .values(name)
+            .build()
+            .expect("the filter key is set");
+        let mut next_token = None;
+        loop {
+            let output = self
+                .client
+                .describe_parameters()
+                .parameter_filters(filter.clone())
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|error| StoreError::aws("DescribeParameters", name, &error))?;
+            let wanted = name.trim_start_matches('/');
+            if let Some(found) = output
+                .parameters()
+                .iter()
+                .find(|p| p.name().is_some_and(|n| n.trim_start_matches('/') == wanted))
+            {
+                return Ok(Some((
+                    found.key_id().map(str::to_string),
+                    found.description().map(str::to_string),
+                )));
+            }
+            match output.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Puts `value` as a new version (`Overwrite=true`) of a SecureString under `key_id`; returns
+    /// the new version. Tags are kept (SSM does not take tags with `Overwrite=true`; see
+    /// [`ParameterStore::tag`]).
+    pub async fn put_new_version(
+        &self,
+        name: &str,
+        value: &Secret<String>,
+        key_id: &str,
+        description: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let output = self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(value.expose())
+            .r#type(ParameterType::SecureString)
+            .key_id(key_id)
+            .set_description(description.map(str::to_string))
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|error| StoreError::aws("PutParameter", name, &error))?;
+        tracing::info!(
+            parameter = name,
+            version = output.version(),
+            key_id,
+            "put a new version of SSM parameter"
+        );
+        Ok(output.version())
+    }
+
+    /// Tags the parameter as belonging to `owner` (replacing any owner tags it had).
+    pub async fn tag(&self, name: &str, owner: &Owner) -> Result<(), StoreError> {
+        self.client
+            .add_tags_to_resource()
+            .resource_type(ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .set_tags(Some(owner.tags()))
+            .send()
+            .await
+            .map_err(|error| StoreError::aws("AddTagsToResource", name, &error))?;
+        Ok(())
+    }
+
+    /// Deletes the parameter if its tags name `owner`; one that is already gone is
+    /// [`DeleteOutcome::AlreadyGone`], one owned by anybody else is left alone.
+    pub async fn delete_if_owned(&self, name: &str, owner: &Owner) -> Result<DeleteOutcome, StoreError> {
+        let tags = match self
+            .client
+            .list_tags_for_resource()
+            .resource_type(ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .send()
+            .await
+        {
+            Ok(output) => Owner::from_tags(output.tag_list()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_invalid_resource_id()) =>
+            {
+                return Ok(DeleteOutcome::AlreadyGone);
+            }
+            Err(error) => return Err(StoreError::aws("ListTagsForResource", name, &error)),
+        };
+        if tags.as_ref() != Some(owner) {
+            tracing::warn!(parameter = name, found_owner = ?tags, "SSM parameter is not ours; left in place");
+            return Ok(DeleteOutcome::NotOurs(tags));
+        }
+        match self.client.delete_parameter().name(name).send().await {
+            Ok(_) => {
+                tracing::info!(parameter = name, "deleted SSM parameter");
+                Ok(DeleteOutcome::Deleted)
+            }
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                Ok(DeleteOutcome::AlreadyGone)
+            }
+            Err(error) => Err(StoreError::aws("DeleteParameter", name, &error)),
+        }
+    }
+}

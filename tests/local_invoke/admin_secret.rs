@@ -1,0 +1,625 @@
+//! `Custom::AdminSecret`: the real `admin-secret` binary against moto's SSM.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ssm::Client;
+use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, ResourceTypeForTagging};
+use libtest_mimic::Trial;
+use local_invoke::services::moto;
+use local_invoke::{Exchange, Harness};
+use serde_json::{Value, json};
+
+use crate::trial;
+
+const TYPE: &str = "Custom::AdminSecret";
+const LOGICAL_ID: &str = "AdminSecret";
+const KEY: &str = "alias/platform-rds-test";
+const OTHER_KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "admin_secret::create_stores_a_secure_string_under_the_key",
+            create_stores_a_secure_string_under_the_key,
+        ),
+        trial(
+            "admin_secret::retried_create_returns_the_same_version_and_value",
+            retried_create_returns_the_same_version_and_value,
+        ),
+        trial(
+            "admin_secret::foreign_parameter_fails_create_and_is_left_untouched",
+            foreign_parameter_fails_create_and_is_left_untouched,
+        ),
+        trial(
+            "admin_secret::parameter_of_another_stack_fails_create",
+            parameter_of_another_stack_fails_create,
+        ),
+        trial(
+            "admin_secret::adopt_takes_over_keeping_the_value",
+            adopt_takes_over_keeping_the_value,
+        ),
+        trial(
+            "admin_secret::description_only_update_keeps_the_value",
+            description_only_update_keeps_the_value,
+        ),
+        trial(
+            "admin_secret::rotation_token_change_generates_a_new_password",
+            rotation_token_change_generates_a_new_password,
+        ),
+        trial(
+            "admin_secret::key_change_keeps_the_value_under_the_new_key",
+            key_change_keeps_the_value_under_the_new_key,
+        ),
+        trial(
+            "admin_secret::rename_replaces_and_delete_removes_the_old",
+            rename_replaces_and_delete_removes_the_old,
+        ),
+        trial(
+            "admin_secret::retain_keeps_the_parameter",
+            retain_keeps_the_parameter,
+        ),
+        trial(
+            "admin_secret::invalid_length_fails_naming_length",
+            invalid_length_fails_naming_length,
+        ),
+        trial(
+            "admin_secret::aws_managed_key_is_rejected",
+            aws_managed_key_is_rejected,
+        ),
+        trial(
+            "admin_secret::return_password_sets_no_echo",
+            return_password_sets_no_echo,
+        ),
+    ]
+}
+
+// ---- helpers ----
+
+async fn start() -> Harness {
+    Harness::start("admin-secret", &moto().env()).await
+}
+
+fn ssm() -> Client {
+    let config = aws_sdk_ssm::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&moto().endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "local-invoke"))
+        .build();
+    Client::from_conf(config)
+}
+
+/// A parameter name no other test (nor an earlier run against an outside moto) uses.
+fn unique_name(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("/local-invoke/admin-secret/{}-{nanos}/{test}", std::process::id())
+}
+
+/// `ParameterName` and `KeyId`, plus `extra`.
+fn props(name: &str, extra: Value) -> Value {
+    let mut properties = json!({"ParameterName": name, "KeyId": KEY});
+    for (key, value) in extra.as_object().unwrap() {
+        properties[key] = value.clone();
+    }
+    properties
+}
+
+/// What SSM holds for a parameter.
+#[derive(Debug, Clone, PartialEq)]
+struct Stored {
+    value: String,
+    version: i64,
+    arn: String,
+    kind: String,
+    key_id: Option<String>,
+    description: Option<String>,
+    tags: Vec<(String, String)>,
+}
+
+async fn stored(name: &str) -> Option<Stored> {
+    let client = ssm();
+    let parameter = match client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(output) => output.parameter.unwrap(),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found()) =>
+        {
+            return None;
+        }
+        Err(error) => panic!("GetParameter {name}: {error:?}"),
+    };
+    let filter = ParameterStringFilter::builder()
+        .key("Name")
+        .option("Equals")
+        .values(name)
+        .build()
+        .unwrap();
+    let described = client
+        .describe_parameters()
+        .parameter_filters(filter)
+        .send()
+        .await
+        .unwrap();
+    let metadata = described
+        .parameters()
+        .first()
+        .expect("DescribeParameters finds it")
+        .clone();
+    let tags = client
+        .list_tags_for_resource()
+        .resource_type(ResourceTypeForTagging::Parameter)
+        .resource_id(name)
+        .send()
+        .await
+        .unwrap()
+        .tag_list()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    Some(Stored {
+        value: parameter.value.unwrap(),
+        version: parameter.version,
+        arn: parameter.arn.unwrap(),
+        kind: metadata
+            .r#type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        key_id: metadata.key_id,
+        description: metadata.description,
+        tags,
+    })
+}
+
+async fn put_foreign(name: &str, value: &str, kind: ParameterType) {
+    let mut put = ssm().put_parameter().name(name).value(value).r#type(kind.clone());
+    if kind == ParameterType::SecureString {
+        put = put.key_id(OTHER_KEY);
+    }
+    put.send().await.unwrap();
+}
+
+fn owned_by(stored: &Stored, stack_id: &str) -> bool {
+    stored
+        .tags
+        .contains(&("custom-resource:stack-id".into(), stack_id.into()))
+        && stored
+            .tags
+            .contains(&("custom-resource:logical-id".into(), LOGICAL_ID.into()))
+}
+
+fn assert_success(exchange: &Exchange, harness: &Harness) {
+    assert_eq!(
+        exchange.status(),
+        "SUCCESS",
+        "reason: {}\nlogs:\n{}",
+        exchange.reason(),
+        harness.logs()
+    );
+}
+
+fn assert_failed(exchange: &Exchange) {
+    assert_eq!(exchange.status(), "FAILED", "{:#?}", exchange.response());
+}
+
+/// The Data keys of a response.
+fn data_keys(exchange: &Exchange) -> BTreeSet<String> {
+    exchange.response()["Data"]
+        .as_object()
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// No password reaches a log line or a Reason.
+fn assert_hidden(harness: &Harness, exchanges: &[&Exchange], passwords: &[&str]) {
+    let logs = harness.logs();
+    assert!(!logs.is_empty(), "the Lambda logged nothing at all");
+    for password in passwords {
+        assert!(password.len() >= 8);
+        assert!(
+            !logs.contains(password),
+            "a password appears in the logs (shown here as <PASSWORD>):\n{}",
+            logs.replace(password, "<PASSWORD>")
+        );
+        for exchange in exchanges {
+            for put in &exchange.puts {
+                let reason = put.json["Reason"].as_str().unwrap_or_default();
+                assert!(
+                    !reason.contains(password),
+                    "a password appears in a Reason: {reason}"
+                );
+            }
+        }
+    }
+}
+
+fn has_each_class(value: &str) -> bool {
+    value.bytes().any(|b| b.is_ascii_lowercase())
+        && value.bytes().any(|b| b.is_ascii_uppercase())
+        && value.bytes().any(|b| b.is_ascii_digit())
+        && value.bytes().any(|b| b.is_ascii_punctuation())
+}
+
+// ---- tests ----
+
+async fn create_stores_a_secure_string_under_the_key() {
+    let h = start().await;
+    let name = unique_name("create");
+    let exclude = "abcdefXYZ0123~";
+    let properties = props(
+        &name,
+        json!({"Length": "20", "ExcludeCharacters": exclude, "RequireEachIncludedType": "true", "Description": "the admin password"}),
+    );
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, properties)).await;
+    assert_success(&created, &h);
+    assert_eq!(created.physical_id(), name);
+
+    let s = stored(&name).await.expect("the parameter exists");
+    assert_eq!(s.kind, "SecureString");
+    assert_eq!(s.key_id.as_deref(), Some(KEY));
+    assert_eq!(s.description.as_deref(), Some("the admin password"));
+    assert_eq!(s.version, 1);
+    assert!(owned_by(&s, &h.events.stack_id), "owner tags: {:?}", s.tags);
+    assert_eq!(s.value.len(), 20, "length");
+    assert!(
+        s.value.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+        "printable ASCII without space"
+    );
+    for forbidden in exclude.chars().chain("/@\" ".chars()) {
+        assert!(!s.value.contains(forbidden), "{forbidden:?} is excluded");
+    }
+    assert!(has_each_class(&s.value), "each class is present");
+
+    assert_eq!(
+        data_keys(&created),
+        BTreeSet::from([
+            "ParameterArn".to_string(),
+            "ParameterName".to_string(),
+            "Version".to_string()
+        ])
+    );
+    assert_eq!(created.data("ParameterName"), Some(name.as_str()));
+    assert_eq!(created.data("ParameterArn"), Some(s.arn.as_str()));
+    assert_eq!(created.data("Version"), Some("1"));
+    assert_ne!(created.response()["NoEcho"], json!(true));
+    assert_hidden(&h, &[&created], &[&s.value]);
+}
+
+async fn retried_create_returns_the_same_version_and_value() {
+    let h = start().await;
+    let name = unique_name("retry");
+    let first = h
+        .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+        .await;
+    assert_success(&first, &h);
+    let before = stored(&name).await.unwrap();
+    // CloudFormation (or Lambda's retry) sends the Create again for the same stack and logical id.
+    let second = h
+        .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+        .await;
+    assert_success(&second, &h);
+    assert_eq!(second.physical_id(), name);
+    assert_eq!(second.data("Version"), first.data("Version"));
+    assert_eq!(second.data("Version"), Some("1"));
+    let after = stored(&name).await.unwrap();
+    assert_eq!(after, before, "the retried Create changed the parameter");
+    assert_hidden(&h, &[&first, &second], &[&after.value]);
+}
+
+async fn foreign_parameter_fails_create_and_is_left_untouched() {
+    let h = start().await;
+    let name = unique_name("foreign");
+    let foreign_value = "Foreign-Value-Kept-42";
+    put_foreign(&name, foreign_value, ParameterType::SecureString).await;
+    let before = stored(&name).await.unwrap();
+
+    let created = h
+        .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+        .await;
+    assert_failed(&created);
+    assert!(
+        created.reason().contains(&name),
+        "the Reason names the parameter: {}",
+        created.reason()
+    );
+    assert!(
+        created.reason().contains("Adopt"),
+        "the Reason says how to take it over: {}",
+        created.reason()
+    );
+    // Not answered with the parameter's name, so the rollback Delete cannot remove it.
+    assert_ne!(created.physical_id(), name);
+    assert_eq!(
+        stored(&name).await.unwrap(),
+        before,
+        "the foreign parameter was changed"
+    );
+
+    // Even a Delete naming it (OnDelete Delete) leaves it: it is not ours.
+    let deleted = h
+        .call(h.events.delete(TYPE, LOGICAL_ID, &name, props(&name, json!({}))))
+        .await;
+    assert_success(&deleted, &h);
+    assert_eq!(
+        stored(&name).await.unwrap(),
+        before,
+        "Delete removed a parameter that is not ours"
+    );
+    assert_hidden(&h, &[&created, &deleted], &[foreign_value]);
+}
+
+async fn parameter_of_another_stack_fails_create() {
+    let h = start().await;
+    let name = unique_name("other-stack");
+    let other = h.events.for_stack("other-stack");
+    let theirs = h
+        .call(other.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+        .await;
+    assert_success(&theirs, &h);
+    let before = stored(&name).await.unwrap();
+    assert!(owned_by(&before, &other.stack_id));
+
+    let ours = h
+        .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+        .await;
+    assert_failed(&ours);
+    assert!(
+        ours.reason().contains(&name) && ours.reason().contains(&other.stack_id),
+        "{}",
+        ours.reason()
+    );
+    assert_eq!(stored(&name).await.unwrap(), before);
+    assert_hidden(&h, &[&theirs, &ours], &[&before.value]);
+}
+
+async fn adopt_takes_over_keeping_the_value() {
+    let h = start().await;
+    let name = unique_name("adopt");
+    let value = "Adopted-Password-99";
+    put_foreign(&name, value, ParameterType::String).await;
+
+    let created = h
+        .call(
+            h.events
+                .create(TYPE, LOGICAL_ID, props(&name, json!({"Adopt": "true"}))),
+        )
+        .await;
+    assert_success(&created, &h);
+    let s = stored(&name).await.unwrap();
+    assert_eq!(s.value, value, "adoption keeps the value");
+    assert_eq!(s.kind, "SecureString");
+    assert_eq!(s.key_id.as_deref(), Some(KEY));
+    assert_eq!(s.version, 2);
+    assert_eq!(created.data("Version"), Some("2"));
+    assert!(owned_by(&s, &h.events.stack_id), "{:?}", s.tags);
+
+    // Now ours: Delete removes it.
+    let deleted = h
+        .call(
+            h.events
+                .delete(TYPE, LOGICAL_ID, &name, props(&name, json!({"Adopt": "true"}))),
+        )
+        .await;
+    assert_success(&deleted, &h);
+    assert_eq!(stored(&name).await, None);
+    assert_hidden(&h, &[&created, &deleted], &[value]);
+}
+
+async fn description_only_update_keeps_the_value() {
+    let h = start().await;
+    let name = unique_name("description");
+    let old = props(&name, json!({"Description": "first", "RotationToken": "1"}));
+    let new = props(&name, json!({"Description": "second", "RotationToken": "1"}));
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
+    assert_success(&created, &h);
+    let before = stored(&name).await.unwrap();
+
+    let updated = h.call(h.events.update(TYPE, LOGICAL_ID, &name, new, old)).await;
+    assert_success(&updated, &h);
+    assert_eq!(updated.physical_id(), name);
+    let after = stored(&name).await.unwrap();
+    assert_eq!(
+        after.value, before.value,
+        "a description-only Update changed the password"
+    );
+    assert_eq!(after.description.as_deref(), Some("second"));
+    assert_eq!(after.key_id.as_deref(), Some(KEY));
+    assert_eq!(updated.data("Version"), Some(after.version.to_string().as_str()));
+    assert_hidden(&h, &[&created, &updated], &[&before.value]);
+}
+
+async fn rotation_token_change_generates_a_new_password() {
+    let h = start().await;
+    let name = unique_name("rotate");
+    let old = props(&name, json!({"Length": 12, "RotationToken": "2026-01"}));
+    let new = props(&name, json!({"Length": 12, "RotationToken": "2026-02"}));
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
+    assert_success(&created, &h);
+    let before = stored(&name).await.unwrap();
+
+    let updated = h.call(h.events.update(TYPE, LOGICAL_ID, &name, new, old)).await;
+    assert_success(&updated, &h);
+    assert_eq!(updated.physical_id(), name);
+    let after = stored(&name).await.unwrap();
+    assert_ne!(after.value, before.value, "rotation kept the password");
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(updated.data("Version"), Some(after.version.to_string().as_str()));
+    assert_eq!(after.value.len(), 12);
+    assert!(has_each_class(&after.value));
+    assert_eq!(after.key_id.as_deref(), Some(KEY));
+    assert!(
+        owned_by(&after, &h.events.stack_id),
+        "tags survive the overwrite: {:?}",
+        after.tags
+    );
+    assert_hidden(&h, &[&created, &updated], &[&before.value, &after.value]);
+}
+
+async fn key_change_keeps_the_value_under_the_new_key() {
+    let h = start().await;
+    let name = unique_name("rekey");
+    let old = props(&name, json!({}));
+    let mut new = old.clone();
+    new["KeyId"] = json!(OTHER_KEY);
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
+    assert_success(&created, &h);
+    let before = stored(&name).await.unwrap();
+
+    let updated = h.call(h.events.update(TYPE, LOGICAL_ID, &name, new, old)).await;
+    assert_success(&updated, &h);
+    let after = stored(&name).await.unwrap();
+    assert_eq!(after.value, before.value, "a key change changed the password");
+    assert_eq!(after.key_id.as_deref(), Some(OTHER_KEY));
+    assert_eq!(after.kind, "SecureString");
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(updated.data("Version"), Some(after.version.to_string().as_str()));
+    assert_hidden(&h, &[&created, &updated], &[&before.value]);
+}
+
+async fn rename_replaces_and_delete_removes_the_old() {
+    let h = start().await;
+    let old_name = unique_name("rename-old");
+    let new_name = unique_name("rename-new");
+    let old = props(&old_name, json!({}));
+    let new = props(&new_name, json!({}));
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
+    assert_success(&created, &h);
+    let original = stored(&old_name).await.unwrap();
+
+    let updated = h
+        .call(
+            h.events
+                .update(TYPE, LOGICAL_ID, &old_name, new.clone(), old.clone()),
+        )
+        .await;
+    assert_success(&updated, &h);
+    assert_eq!(
+        updated.physical_id(),
+        new_name,
+        "a new ParameterName is a new physical id"
+    );
+    assert_eq!(updated.data("ParameterName"), Some(new_name.as_str()));
+    let renamed = stored(&new_name).await.expect("the new parameter exists");
+    assert_eq!(renamed.kind, "SecureString");
+    assert_eq!(renamed.key_id.as_deref(), Some(KEY));
+    assert!(owned_by(&renamed, &h.events.stack_id));
+    assert_eq!(
+        renamed.value, original.value,
+        "the password moves with the rename"
+    );
+    assert!(
+        stored(&old_name).await.is_some(),
+        "the old one stays until CloudFormation deletes it"
+    );
+
+    // CloudFormation's cleanup: Delete for the old physical id.
+    let cleanup = h.call(h.events.delete(TYPE, LOGICAL_ID, &old_name, old)).await;
+    assert_success(&cleanup, &h);
+    assert_eq!(stored(&old_name).await, None, "the old parameter was not removed");
+    assert_eq!(
+        stored(&new_name).await,
+        Some(renamed.clone()),
+        "the new parameter was touched"
+    );
+
+    // Stack deletion, twice (the second finds it gone).
+    let deleted = h
+        .call(h.events.delete(TYPE, LOGICAL_ID, &new_name, new.clone()))
+        .await;
+    assert_success(&deleted, &h);
+    assert_eq!(stored(&new_name).await, None);
+    let again = h.call(h.events.delete(TYPE, LOGICAL_ID, &new_name, new)).await;
+    assert_success(&again, &h);
+    assert_hidden(
+        &h,
+        &[&created, &updated, &cleanup, &deleted, &again],
+        &[&original.value],
+    );
+}
+
+async fn retain_keeps_the_parameter() {
+    let h = start().await;
+    let name = unique_name("retain");
+    let properties = props(&name, json!({"OnDelete": "Retain"}));
+    let created = h
+        .call(h.events.create(TYPE, LOGICAL_ID, properties.clone()))
+        .await;
+    assert_success(&created, &h);
+    let before = stored(&name).await.unwrap();
+    let deleted = h.call(h.events.delete(TYPE, LOGICAL_ID, &name, properties)).await;
+    assert_success(&deleted, &h);
+    assert_eq!(
+        stored(&name).await,
+        Some(before.clone()),
+        "Retain must keep the parameter as it was"
+    );
+    assert_hidden(&h, &[&created, &deleted], &[&before.value]);
+}
+
+async fn invalid_length_fails_naming_length() {
+    let h = start().await;
+    for length in ["7", "42", "abc"] {
+        let name = unique_name(&format!("length-{length}"));
+        let created = h
+            .call(
+                h.events
+                    .create(TYPE, LOGICAL_ID, props(&name, json!({"Length": length}))),
+            )
+            .await;
+        assert_failed(&created);
+        assert!(
+            created.reason().contains("`Length`"),
+            "Length {length}: {}",
+            created.reason()
+        );
+        assert_eq!(stored(&name).await, None, "Length {length} created a parameter");
+    }
+}
+
+async fn aws_managed_key_is_rejected() {
+    let h = start().await;
+    let name = unique_name("aws-managed-key");
+    let created = h
+        .call(h.events.create(
+            TYPE,
+            LOGICAL_ID,
+            json!({"ParameterName": name, "KeyId": "alias/aws/ssm"}),
+        ))
+        .await;
+    assert_failed(&created);
+    assert!(
+        created.reason().contains("`KeyId`")
+            && created.reason().contains("alias/aws/ssm")
+            && created.reason().contains("customer-managed"),
+        "{}",
+        created.reason()
+    );
+    assert_eq!(stored(&name).await, None);
+}
+
+async fn return_password_sets_no_echo() {
+    let h = start().await;
+    let name = unique_name("return-password");
+    let created = h
+        .call(
+            h.events
+                .create(TYPE, LOGICAL_ID, props(&name, json!({"ReturnPassword": "true"}))),
+        )
+        .await;
+    assert_success(&created, &h);
+    let s = stored(&name).await.unwrap();
+    assert_eq!(created.response()["NoEcho"], json!(true));
+    assert_eq!(created.data("Password"), Some(s.value.as_str()));
+    assert_eq!(s.value.len(), 32);
+    assert_hidden(&h, &[&created], &[&s.value]);
+}
