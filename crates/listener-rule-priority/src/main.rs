@@ -1,1 +1,24 @@
-fn main() {}
+//! The `listener-rule-priority` Lambda: serves `Custom::ListenerRulePriority` (see the library).
+
+use aws_config::retry::RetryConfig;
+use listener_rule_priority::ListenerRulePriority;
+
+#[tokio::main]
+async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
+    cfn_custom_resource::init_tracing();
+    let mut loader = aws_config::load_from_env().await.into_builder();
+    // Claims are many small writes: ride out SSM throttling unless AWS_MAX_ATTEMPTS says otherwise.
+    if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+        loader.set_retry_config(Some(RetryConfig::standard().with_max_attempts(10)));
+    }
+    let config = loader.build();
+    let mut handler = ListenerRulePriority::new(
+        aws_sdk_ssm::Client::new(&config),
+        aws_sdk_elasticloadbalancingv2::Client::new(&config),
+    );
+    // The support stack's PriorityClaimPath, set at deploy time (cfn/deploy.py).
+    if let Ok(root) = std::env::var("PRIORITY_CLAIM_PATH") {
+        handler = handler.with_claim_root(root);
+    }
+    cfn_custom_resource::run(handler).await
+}

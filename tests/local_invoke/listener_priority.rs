@@ -1,0 +1,580 @@
+//! `Custom::ListenerRulePriority` against moto: the real `listener-rule-priority` binary, an ALB
+//! with one listener per test (rules at chosen priorities), claims checked in SSM.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use local_invoke::fixtures::listener;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
+use local_invoke::{Exchange, Harness, services};
+use serde_json::{Value, json};
+
+use crate::trial;
+
+const BINARY: &str = "listener-rule-priority";
+const RESOURCE_TYPE: &str = "Custom::ListenerRulePriority";
+/// Where the handler documents its claims: `<root>/<listener ARN after "listener/">/<priority>`.
+const CLAIM_ROOT: &str = "/custom-resource/listener-rule-priority";
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "listener_priority::empty_listener_gets_the_range_minimum",
+            empty_listener_gets_the_range_minimum,
+        ),
+        trial("listener_priority::rules_at_1_2_5_give_6", rules_at_1_2_5_give_6),
+        trial(
+            "listener_priority::claims_live_under_priority_claim_path",
+            claims_live_under_priority_claim_path,
+        ),
+        trial(
+            "listener_priority::with_50000_taken_the_lowest_gap_is_returned",
+            with_50000_taken_the_lowest_gap,
+        ),
+        trial(
+            "listener_priority::a_full_range_fails_clearly_and_keeps_no_claims",
+            a_full_range_fails_clearly,
+        ),
+        trial(
+            "listener_priority::every_describe_rules_page_is_seen",
+            every_describe_rules_page_is_seen,
+        ),
+        trial(
+            "listener_priority::contention_64_concurrent_creates_get_distinct_priorities",
+            contention_64_creates,
+        ),
+        trial(
+            "listener_priority::a_retried_create_returns_the_same_priority",
+            retried_create_returns_the_same_priority,
+        ),
+        trial(
+            "listener_priority::update_keeps_or_replaces_and_delete_of_the_old_id_releases",
+            update_keeps_or_replaces,
+        ),
+        trial(
+            "listener_priority::delete_frees_only_our_claim_and_it_can_be_reused",
+            delete_frees_the_claim,
+        ),
+        trial(
+            "listener_priority::count_3_returns_three_distinct_priorities",
+            count_3_returns_three_priorities,
+        ),
+        trial(
+            "listener_priority::invalid_properties_fail_naming_the_property",
+            invalid_properties_fail,
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&services::moto().endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+/// The claims on a listener as moto holds them: priority → value.
+async fn claims(listener: &str) -> BTreeMap<u32, String> {
+    claims_under(CLAIM_ROOT, listener).await
+}
+
+/// The claims on a listener under a given claim root.
+async fn claims_under(root: &str, listener: &str) -> BTreeMap<u32, String> {
+    let ssm = aws_sdk_ssm::Client::new(&sdk_config().await);
+    let id = listener.split_once(":listener/").expect("listener arn").1;
+    let path = format!("{root}/{id}");
+    let mut out = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = ssm
+            .get_parameters_by_path()
+            .path(&path)
+            .recursive(true)
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("GetParametersByPath");
+        for p in page.parameters() {
+            let name = p.name().unwrap_or_default();
+            let priority = name
+                .strip_prefix(&format!("{path}/"))
+                .and_then(|p| p.parse().ok());
+            let priority = priority.unwrap_or_else(|| panic!("unexpected parameter {name} under {path}"));
+            out.insert(priority, p.value().unwrap_or_default().to_string());
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return out;
+        }
+    }
+}
+
+/// The numeric priorities of the live rules on a listener.
+async fn rule_priorities(listener: &str) -> BTreeSet<u32> {
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&sdk_config().await);
+    let mut out = BTreeSet::new();
+    let mut marker = None;
+    loop {
+        let page = elbv2
+            .describe_rules()
+            .listener_arn(listener)
+            .page_size(400)
+            .set_marker(marker)
+            .send()
+            .await
+            .expect("DescribeRules");
+        out.extend(
+            page.rules()
+                .iter()
+                .filter_map(|r| r.priority()?.parse::<u32>().ok()),
+        );
+        marker = page.next_marker().map(str::to_string);
+        if marker.is_none() {
+            return out;
+        }
+    }
+}
+
+async fn start() -> Harness {
+    Harness::start(BINARY, &services::moto().env()).await
+}
+
+fn owner(harness: &Harness, logical_id: &str) -> String {
+    format!("{}|{logical_id}", harness.events.stack_id)
+}
+
+fn priority(exchange: &Exchange) -> u32 {
+    exchange
+        .data("Priority")
+        .unwrap_or_else(|| panic!("no Data.Priority in {:#?}", exchange.response()))
+        .parse()
+        .expect("Priority is a number")
+}
+
+fn assert_success(exchange: &Exchange, logs: &str) {
+    assert_eq!(
+        exchange.status(),
+        "SUCCESS",
+        "response {:#?}\nlogs:\n{logs}",
+        exchange.response()
+    );
+    assert!(!exchange.outcome.is_error(), "{:?}", exchange.outcome);
+}
+
+async fn create(harness: &Harness, logical_id: &str, properties: Value) -> Exchange {
+    let exchange = harness
+        .call(harness.events.create(RESOURCE_TYPE, logical_id, properties))
+        .await;
+    assert_success(&exchange, &harness.logs());
+    exchange
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+async fn empty_listener_gets_the_range_minimum() {
+    let arn = listener([]);
+    let harness = start().await;
+    // Strings, as CloudFormation sends them.
+    let got = create(
+        &harness,
+        "Priority",
+        json!({"ListenerArn": arn, "MinPriority": "10", "MaxPriority": "20"}),
+    )
+    .await;
+    assert_eq!(priority(&got), 10);
+    assert_eq!(got.physical_id(), format!("{arn}/priority/10"));
+    assert_eq!(got.data("Priorities"), None, "Priorities only when Count > 1");
+    assert_eq!(
+        claims(&arn).await,
+        BTreeMap::from([(10, owner(&harness, "Priority"))])
+    );
+
+    // The defaults: 1..=50000.
+    let got = create(&harness, "Other", json!({"ListenerArn": arn})).await;
+    assert_eq!(priority(&got), 11, "one above the highest claim");
+}
+
+/// The deployed function keeps its claims under the support stack's PriorityClaimPath, the one
+/// path its IAM role may write.
+async fn claims_live_under_priority_claim_path() {
+    let arn = listener([1, 2, 5]);
+    let root = "/platform/test-claims";
+    let env = [
+        ("AWS_ENDPOINT_URL", services::moto().endpoint.as_str()),
+        ("PRIORITY_CLAIM_PATH", root),
+    ];
+    let harness = Harness::start(BINARY, &env).await;
+    let got = create(&harness, "Priority", json!({"ListenerArn": arn})).await;
+    assert_eq!(priority(&got), 6);
+    assert_eq!(
+        claims_under(root, &arn).await,
+        BTreeMap::from([(6, owner(&harness, "Priority"))])
+    );
+    assert!(claims(&arn).await.is_empty(), "nothing under the default root");
+}
+
+async fn rules_at_1_2_5_give_6() {
+    let arn = listener([1, 2, 5]);
+    let harness = start().await;
+    let got = create(&harness, "Priority", json!({"ListenerArn": arn})).await;
+    assert_eq!(priority(&got), 6);
+    assert_eq!(got.physical_id(), format!("{arn}/priority/6"));
+    assert_eq!(
+        claims(&arn).await,
+        BTreeMap::from([(6, owner(&harness, "Priority"))])
+    );
+    assert_eq!(
+        rule_priorities(&arn).await,
+        BTreeSet::from([1, 2, 5]),
+        "rules are never touched"
+    );
+}
+
+async fn with_50000_taken_the_lowest_gap() {
+    let arn = listener([1, 2, 3, 50_000]);
+    let harness = start().await;
+    let got = create(&harness, "Priority", json!({"ListenerArn": arn})).await;
+    assert_eq!(priority(&got), 4);
+    let next = create(&harness, "Next", json!({"ListenerArn": arn})).await;
+    assert_eq!(priority(&next), 5);
+    assert_eq!(claims(&arn).await.keys().copied().collect::<Vec<_>>(), [4, 5]);
+}
+
+async fn a_full_range_fails_clearly() {
+    let arn = listener([10, 11]);
+    let harness = start().await;
+    let range = json!({"ListenerArn": arn, "MinPriority": "10", "MaxPriority": "12"});
+    let first = create(&harness, "First", range.clone()).await;
+    assert_eq!(priority(&first), 12);
+
+    let full = harness
+        .call(harness.events.create(RESOURCE_TYPE, "Second", range))
+        .await;
+    assert_eq!(full.status(), "FAILED", "{:#?}", full.response());
+    let reason = full.reason();
+    assert!(reason.contains("no free listener-rule priority"), "{reason}");
+    assert!(
+        reason.contains(&arn) && reason.contains("10..=12"),
+        "names the listener and range: {reason}"
+    );
+    assert!(
+        full.physical_id().starts_with("create-failed:"),
+        "{}",
+        full.physical_id()
+    );
+    assert!(!full.outcome.is_error(), "delivered, so the runtime hears Ok");
+
+    // Two free (13, 14) but three wanted: fails, and the two it claimed are released again.
+    let short = harness
+        .call(harness.events.create(
+            RESOURCE_TYPE,
+            "Third",
+            json!({"ListenerArn": arn, "MinPriority": 10, "MaxPriority": 14, "Count": 3}),
+        ))
+        .await;
+    assert_eq!(short.status(), "FAILED", "{:#?}", short.response());
+    assert!(
+        short.reason().contains("needed 3, found 2") && short.reason().contains("10..=14"),
+        "{}",
+        short.reason()
+    );
+    assert_eq!(
+        claims(&arn).await,
+        BTreeMap::from([(12, owner(&harness, "First"))])
+    );
+}
+
+async fn every_describe_rules_page_is_seen() {
+    // 450 rules: two pages at the handler's page size of 400. Reading only the first page would
+    // hand out 401, which a live rule holds.
+    let arn = listener(1..=450);
+    assert_eq!(rule_priorities(&arn).await.len(), 450);
+    let harness = start().await;
+    let got = create(&harness, "Priority", json!({"ListenerArn": arn})).await;
+    assert_eq!(priority(&got), 451);
+    assert_eq!(claims(&arn).await.keys().copied().collect::<Vec<_>>(), [451]);
+}
+
+async fn contention_64_creates() {
+    const N: usize = 64;
+    let arn = listener(1..=500);
+    let rules = rule_priorities(&arn).await;
+    assert_eq!(rules.len(), 500);
+
+    // One Lambda process per request, all polling before anything is sent.
+    let mut harnesses = Vec::with_capacity(N);
+    for _ in 0..N {
+        let mut harness = start().await;
+        harness.timeout = Duration::from_secs(120);
+        harnesses.push(Arc::new(harness));
+    }
+    for h in &harnesses {
+        assert!(
+            h.runtime_api.wait_for_polls(1, Duration::from_secs(60)).await,
+            "logs:\n{}",
+            h.logs()
+        );
+    }
+    // Each request from its own stack and logical id, as 64 service stacks deploying at once.
+    let events: Vec<Value> = (0..N)
+        .map(|i| {
+            let h = &harnesses[i];
+            h.events.create(
+                RESOURCE_TYPE,
+                &format!("Service{i}Priority"),
+                json!({"ListenerArn": arn}),
+            )
+        })
+        .collect();
+
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, event) in events.into_iter().enumerate() {
+        let h = Arc::clone(&harnesses[i]);
+        set.spawn(async move { (i, h.call(event).await) });
+    }
+    let mut got: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let (i, exchange) = joined.expect("call task");
+        if exchange.status() == "SUCCESS" {
+            if let Some(previous) = got.insert(priority(&exchange), i) {
+                failures.push(format!(
+                    "requests {previous} and {i} both got {}",
+                    priority(&exchange)
+                ));
+            }
+        } else {
+            failures.push(format!(
+                "request {i}: {} (logs: {})",
+                exchange.reason(),
+                harnesses[i].logs()
+            ));
+        }
+    }
+    let wall = started.elapsed();
+    // How many claim attempts went to a concurrent request first (the handlers log `lost=N`).
+    let collisions: usize = harnesses
+        .iter()
+        .flat_map(|h| {
+            let logs = h.logs();
+            let counts: Vec<usize> = logs
+                .split("lost=")
+                .skip(1)
+                .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+                .collect();
+            counts
+        })
+        .sum();
+    eprintln!(
+        "contention: {} distinct of {N} in {} ms ({collisions} claim attempts lost to a concurrent request)",
+        got.len(),
+        wall.as_millis()
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(got.len(), N);
+    let clashing: Vec<u32> = got.keys().filter(|p| rules.contains(p)).copied().collect();
+    assert!(
+        clashing.is_empty(),
+        "handed out priorities live rules hold: {clashing:?}"
+    );
+
+    // Every priority handed out is claimed in SSM by exactly the request that got it.
+    let held = claims(&arn).await;
+    assert_eq!(held.len(), N, "one claim per request, no leftovers: {held:?}");
+    for (p, i) in &got {
+        assert_eq!(
+            held.get(p),
+            Some(&owner(&harnesses[*i], &format!("Service{i}Priority"))),
+            "claim {p}"
+        );
+    }
+}
+
+async fn retried_create_returns_the_same_priority() {
+    let arn = listener([1, 2, 5]);
+    let harness = start().await;
+    let properties = json!({"ListenerArn": arn});
+    let first = create(&harness, "Priority", properties.clone()).await;
+    // Someone else claims the next one meanwhile.
+    let other = create(&harness, "Other", properties.clone()).await;
+    assert_eq!((priority(&first), priority(&other)), (6, 7));
+
+    // The same Create again (a retry: same stack, same logical id, new request).
+    let again = create(&harness, "Priority", properties.clone()).await;
+    assert_eq!(again.physical_id(), first.physical_id());
+    assert_eq!(priority(&again), 6);
+
+    // The very same event delivered twice (Lambda's at-least-once), the second time to another
+    // process; its ResponseURL is pointed at that process's receiver to record both answers.
+    let event = harness.events.create(RESOURCE_TYPE, "Priority", properties);
+    let once = harness.call(event.clone()).await;
+    assert_success(&once, &harness.logs());
+    let twice = start().await;
+    let mut duplicate = local_invoke::EventBuilder::retry(&event);
+    duplicate["ResponseURL"] = json!(twice.receiver.response_url(event["RequestId"].as_str().unwrap()));
+    let second = twice.call(duplicate).await;
+    assert_success(&second, &twice.logs());
+    assert_eq!((priority(&once), priority(&second)), (6, 6));
+    assert_eq!(second.physical_id(), first.physical_id());
+
+    assert_eq!(
+        claims(&arn).await,
+        BTreeMap::from([(6, owner(&harness, "Priority")), (7, owner(&harness, "Other"))])
+    );
+}
+
+async fn update_keeps_or_replaces() {
+    let arn = listener([1, 2, 5]);
+    let harness = start().await;
+    let properties = json!({"ListenerArn": arn});
+    let created = create(&harness, "Priority", properties.clone()).await;
+    let id = created.physical_id().to_string();
+    assert_eq!(priority(&created), 6);
+
+    // Same properties, and a wider range that still holds 6: kept.
+    for new in [
+        properties.clone(),
+        json!({"ListenerArn": arn, "MinPriority": "2", "MaxPriority": "100"}),
+    ] {
+        let updated = harness
+            .call(
+                harness
+                    .events
+                    .update(RESOURCE_TYPE, "Priority", &id, new.clone(), properties.clone()),
+            )
+            .await;
+        assert_success(&updated, &harness.logs());
+        assert_eq!(updated.physical_id(), id, "kept for {new}");
+        assert_eq!(priority(&updated), 6);
+    }
+    assert_eq!(
+        claims(&arn).await,
+        BTreeMap::from([(6, owner(&harness, "Priority"))])
+    );
+
+    // Count 2: replaced by two new claims; the old one stays until CloudFormation deletes it.
+    let two = json!({"ListenerArn": arn, "Count": "2"});
+    let replaced = harness
+        .call(
+            harness
+                .events
+                .update(RESOURCE_TYPE, "Priority", &id, two.clone(), properties.clone()),
+        )
+        .await;
+    assert_success(&replaced, &harness.logs());
+    assert_eq!(replaced.physical_id(), format!("{arn}/priority/7,8"));
+    assert_eq!(replaced.data("Priorities"), Some("7,8"));
+    assert_eq!(priority(&replaced), 7);
+    assert_eq!(claims(&arn).await.keys().copied().collect::<Vec<_>>(), [6, 7, 8]);
+
+    // The cleanup Delete of the old id releases only 6.
+    let deleted = harness
+        .call(harness.events.delete(RESOURCE_TYPE, "Priority", &id, properties))
+        .await;
+    assert_success(&deleted, &harness.logs());
+    assert_eq!(deleted.physical_id(), id);
+    let mine = owner(&harness, "Priority");
+    assert_eq!(claims(&arn).await, BTreeMap::from([(7, mine.clone()), (8, mine)]));
+}
+
+async fn delete_frees_the_claim() {
+    let arn = listener([1, 2, 5]);
+    let harness = start().await;
+    let properties = json!({"ListenerArn": arn});
+    let created = create(&harness, "Priority", properties.clone()).await;
+    let id = created.physical_id().to_string();
+    assert_eq!(priority(&created), 6);
+
+    // A Delete from another resource naming our id releases nothing.
+    let foreign = harness
+        .call(
+            harness
+                .events
+                .delete(RESOURCE_TYPE, "Intruder", &id, properties.clone()),
+        )
+        .await;
+    assert_success(&foreign, &harness.logs());
+    assert_eq!(
+        claims(&arn).await,
+        BTreeMap::from([(6, owner(&harness, "Priority"))])
+    );
+
+    let deleted = harness
+        .call(
+            harness
+                .events
+                .delete(RESOURCE_TYPE, "Priority", &id, properties.clone()),
+        )
+        .await;
+    assert_success(&deleted, &harness.logs());
+    assert_eq!(deleted.physical_id(), id);
+    assert!(claims(&arn).await.is_empty());
+
+    // Already released: still SUCCESS.
+    let again = harness
+        .call(
+            harness
+                .events
+                .delete(RESOURCE_TYPE, "Priority", &id, properties.clone()),
+        )
+        .await;
+    assert_success(&again, &harness.logs());
+
+    // The freed priority is handed out again.
+    let reused = create(&harness, "Successor", properties).await;
+    assert_eq!(priority(&reused), 6);
+    assert_eq!(
+        claims(&arn).await,
+        BTreeMap::from([(6, owner(&harness, "Successor"))])
+    );
+}
+
+async fn count_3_returns_three_priorities() {
+    let arn = listener([1, 2, 5]);
+    let harness = start().await;
+    let got = create(&harness, "Priorities", json!({"ListenerArn": arn, "Count": "3"})).await;
+    assert_eq!(got.data("Priorities"), Some("6,7,8"));
+    assert_eq!(priority(&got), 6);
+    assert_eq!(got.physical_id(), format!("{arn}/priority/6,7,8"));
+    let mine = owner(&harness, "Priorities");
+    assert_eq!(
+        claims(&arn).await,
+        BTreeMap::from([(6, mine.clone()), (7, mine.clone()), (8, mine)])
+    );
+}
+
+async fn invalid_properties_fail() {
+    let harness = start().await;
+    let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/none/0/0";
+    for (properties, property) in [
+        (json!({"ListenerArn": arn, "Count": "0"}), "`Count`"),
+        (
+            json!({"ListenerArn": arn, "MinPriority": "50", "MaxPriority": "40"}),
+            "`MaxPriority`",
+        ),
+        (
+            json!({"ListenerArn": arn, "MaxPriority": "50001"}),
+            "`MaxPriority`",
+        ),
+        (json!({"ListenerArn": "my-listener"}), "`ListenerArn`"),
+        (json!({"ListenerArn": arn, "Count": "many"}), "`Count`"),
+        (json!({"ListenerArn": arn, "Priority": "3"}), "`Priority`"),
+    ] {
+        let got = harness
+            .call(harness.events.create(RESOURCE_TYPE, "Bad", properties.clone()))
+            .await;
+        assert_eq!(got.status(), "FAILED", "{properties}");
+        assert!(got.reason().contains(property), "{properties}: {}", got.reason());
+    }
+}
