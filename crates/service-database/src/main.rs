@@ -1,1 +1,11 @@
-fn main() {}
+//! The `service-database` Lambda: backs `Custom::ServiceDatabase` (see the library crate).
+
+use service_database::ServiceDatabase;
+
+#[tokio::main]
+async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
+    cfn_custom_resource::init_tracing();
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let handler = ServiceDatabase::new(aws_sdk_ssm::Client::new(&config));
+    cfn_custom_resource::run(handler).await
+}

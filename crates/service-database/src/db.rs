@@ -1,0 +1,385 @@
+//! The admin's session on the cluster and the few statements this crate runs. Every identifier
+//! goes through [`Identifier::quoted`] and every literal through [`quote_literal`]; the session
+//! turns `standard_conforming_strings` on before the first literal.
+
+use std::time::Duration;
+
+use cfn_custom_resource::Secret;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, NoTls};
+
+use crate::error::{Error, postgres_detail};
+use crate::ident::{Identifier, quote_literal};
+use crate::tls::Transport;
+
+/// The database the admin connects to for cluster-wide statements (present on RDS and Aurora).
+pub const ADMIN_DATABASE: &str = "postgres";
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub timeout: Duration,
+    pub transport: Transport,
+}
+
+impl Target {
+    /// Connects as `user` to `database`. The whole attempt (TCP, TLS, authentication) is bounded
+    /// by the connect timeout.
+    pub async fn connect(
+        &self,
+        user: &str,
+        password: &Secret<String>,
+        database: &str,
+    ) -> Result<Client, Error> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(user)
+            .password(password.expose().as_bytes())
+            .dbname(database)
+            .application_name("service-database")
+            .connect_timeout(self.timeout);
+        let attempt = async {
+            match &self.transport {
+                Transport::Tls(tls) => {
+                    config.ssl_mode(SslMode::Require);
+                    let (client, connection) = config.connect(tls.clone()).await?;
+                    tokio::spawn(watch(connection));
+                    Ok(client)
+                }
+                Transport::Plain => {
+                    config.ssl_mode(SslMode::Disable);
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(watch(connection));
+                    Ok(client)
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Err(_) => Err(Error::ConnectTimeout {
+                host: self.host.clone(),
+                port: self.port,
+                seconds: self.timeout.as_secs(),
+            }),
+            Ok(Err(error)) => Err(Error::Connect {
+                host: self.host.clone(),
+                port: self.port,
+                user: user.to_string(),
+                detail: postgres_detail(&error),
+            }),
+            Ok(Ok(client)) => Ok(client),
+        }
+    }
+
+    /// The admin's session on [`ADMIN_DATABASE`], ready for literals.
+    pub async fn admin(&self, user: &str, password: &Secret<String>) -> Result<Session, Error> {
+        let client = self.connect(user, password, ADMIN_DATABASE).await?;
+        let session = Session { client };
+        session
+            .execute("preparing the session", "SET standard_conforming_strings = on")
+            .await?;
+        Ok(session)
+    }
+}
+
+async fn watch<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(error) = connection.await {
+        tracing::warn!(error = %postgres_detail(&error), "database connection ended with an error");
+    }
+}
+
+/// Who made a role or database: stored as its `COMMENT`, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Marker {
+    pub managed_by: String,
+    pub stack_id: String,
+    pub logical_resource_id: String,
+    pub physical_resource_id: String,
+}
+
+pub const MANAGED_BY: &str = "Custom::ServiceDatabase";
+
+impl Marker {
+    pub fn new(stack_id: &str, logical_resource_id: &str, physical_resource_id: &str) -> Self {
+        Self {
+            managed_by: MANAGED_BY.into(),
+            stack_id: stack_id.into(),
+            logical_resource_id: logical_resource_id.into(),
+            physical_resource_id: physical_resource_id.into(),
+        }
+    }
+
+    pub fn parse(comment: Option<&str>) -> Option<Self> {
+        comment
+            .and_then(|c| serde_json::from_str::<Self>(c).ok())
+            .filter(|m| m.managed_by == MANAGED_BY)
+    }
+
+    /// Made by the same resource (stack and logical id), whatever its physical id.
+    pub fn same_resource(&self, other: &Self) -> bool {
+        self.stack_id == other.stack_id && self.logical_resource_id == other.logical_resource_id
+    }
+
+    fn literal(&self) -> Result<String, Error> {
+        let json = serde_json::to_string(self).expect("strings serialize");
+        quote_literal(&json)
+            .ok_or_else(|| Error::Unsupported("the stack or logical id holds a NUL character".into()))
+    }
+}
+
+/// A role as the cluster shows it.
+#[derive(Debug, Clone)]
+pub struct RoleRow {
+    pub comment: Option<String>,
+    pub superuser: bool,
+    /// Databases this role owns.
+    pub owned_databases: Vec<String>,
+}
+
+/// A database as the cluster shows it.
+#[derive(Debug, Clone)]
+pub struct DatabaseRow {
+    pub owner: String,
+    pub comment: Option<String>,
+}
+
+/// A session of the admin user.
+pub struct Session {
+    client: Client,
+}
+
+impl Session {
+    async fn execute(&self, doing: &str, sql: &str) -> Result<(), Error> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| Error::sql(doing, &e))
+    }
+
+    /// Takes session-level advisory locks on `keys` (sorted, so two sessions never deadlock);
+    /// they are released by [`Session::unlock`] or when the session ends.
+    pub async fn lock(&self, mut keys: Vec<i64>) -> Result<(), Error> {
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            self.client
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .map_err(|e| Error::sql("taking the advisory lock", &e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn unlock(&self) {
+        if let Err(e) = self.client.execute("SELECT pg_advisory_unlock_all()", &[]).await {
+            tracing::warn!(error = %postgres_detail(&e), "releasing advisory locks; the session end releases them");
+        }
+    }
+
+    pub async fn role(&self, role: &Identifier) -> Result<Option<RoleRow>, Error> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT shobj_description(r.oid, 'pg_authid'), r.rolsuper, \
+                 ARRAY(SELECT d.datname::text FROM pg_database d WHERE d.datdba = r.oid ORDER BY 1) \
+                 FROM pg_roles r WHERE r.rolname = $1",
+                &[&role.as_str()],
+            )
+            .await
+            .map_err(|e| Error::sql(format!("looking up role {role}"), &e))?;
+        Ok(row.map(|row| RoleRow {
+            comment: row.get(0),
+            superuser: row.get(1),
+            owned_databases: row.get(2),
+        }))
+    }
+
+    pub async fn database(&self, database: &Identifier) -> Result<Option<DatabaseRow>, Error> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT pg_get_userbyid(d.datdba)::text, shobj_description(d.oid, 'pg_database') \
+                 FROM pg_database d WHERE d.datname = $1",
+                &[&database.as_str()],
+            )
+            .await
+            .map_err(|e| Error::sql(format!("looking up database {database}"), &e))?;
+        Ok(row.map(|row| DatabaseRow {
+            owner: row.get(0),
+            comment: row.get(1),
+        }))
+    }
+
+    /// Creates the role and marks it ours, in one implicit transaction (both or neither).
+    pub async fn create_role(
+        &self,
+        role: &Identifier,
+        password: &Secret<String>,
+        marker: &Marker,
+    ) -> Result<(), Error> {
+        let sql = format!(
+            "CREATE ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS PASSWORD {v}; \
+             COMMENT ON ROLE {r} IS {m}",
+            r = role.quoted(),
+            v = verifier(password)?,
+            m = marker.literal()?,
+        );
+        self.execute(&format!("creating role {role}"), &sql).await
+    }
+
+    /// Sets the role's password (as a SCRAM verifier) and marker; makes sure it can log in.
+    pub async fn set_role_password(
+        &self,
+        role: &Identifier,
+        password: &Secret<String>,
+        marker: &Marker,
+    ) -> Result<(), Error> {
+        let sql = format!(
+            "ALTER ROLE {r} WITH LOGIN PASSWORD {v}; COMMENT ON ROLE {r} IS {m}",
+            r = role.quoted(),
+            v = verifier(password)?,
+            m = marker.literal()?,
+        );
+        self.execute(&format!("setting the password of role {role}"), &sql)
+            .await
+    }
+
+    /// Makes the admin a member of `role`: an RDS master is no superuser, and must be a member to
+    /// create a database owned by the role, or to drop it.
+    pub async fn grant_role_to_admin(&self, role: &Identifier) -> Result<(), Error> {
+        let sql = format!("GRANT {} TO CURRENT_USER", role.quoted());
+        self.execute(&format!("granting role {role} to the admin user"), &sql)
+            .await
+    }
+
+    /// `CREATE DATABASE` alone: it cannot run in a transaction or a multi-statement batch.
+    pub async fn create_database(&self, database: &Identifier, owner: &Identifier) -> Result<(), Error> {
+        let sql = format!("CREATE DATABASE {} OWNER {}", database.quoted(), owner.quoted());
+        self.execute(&format!("creating database {database}"), &sql).await
+    }
+
+    pub async fn set_database_owner(&self, database: &Identifier, owner: &Identifier) -> Result<(), Error> {
+        let sql = format!("ALTER DATABASE {} OWNER TO {}", database.quoted(), owner.quoted());
+        self.execute(&format!("making {owner} the owner of database {database}"), &sql)
+            .await
+    }
+
+    /// No `CONNECT` (nor `TEMPORARY`) for everybody: only the owner (and the admin, a member of
+    /// the owner role) can connect.
+    pub async fn isolate_database(&self, database: &Identifier, marker: &Marker) -> Result<(), Error> {
+        let sql = format!(
+            "REVOKE ALL ON DATABASE {d} FROM PUBLIC; COMMENT ON DATABASE {d} IS {m}",
+            d = database.quoted(),
+            m = marker.literal()?,
+        );
+        self.execute(&format!("revoking PUBLIC's access to database {database}"), &sql)
+            .await
+    }
+
+    /// Ends every other session on `database` (the service's), so it can be dropped.
+    pub async fn terminate_sessions(&self, database: &Identifier) -> Result<u64, Error> {
+        self.client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&database.as_str()],
+            )
+            .await
+            .map_err(|e| Error::sql(format!("ending the sessions on database {database}"), &e))
+    }
+
+    pub async fn drop_database(&self, database: &Identifier) -> Result<(), Error> {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", database.quoted());
+        self.execute(&format!("dropping database {database}"), &sql).await
+    }
+
+    pub async fn drop_role(&self, role: &Identifier) -> Result<(), Error> {
+        let sql = format!("DROP ROLE IF EXISTS {}", role.quoted());
+        self.execute(&format!("dropping role {role}"), &sql).await
+    }
+}
+
+/// Checks, in the service's own database, that its role can create tables in `public` (on
+/// Postgres 15+ `public` belongs to `pg_database_owner`, so owning the database is what gives it).
+pub async fn check_public_schema(
+    client: &Client,
+    database: &Identifier,
+    role: &Identifier,
+) -> Result<(), Error> {
+    let row = client
+        .query_one(
+            "SELECT has_schema_privilege($1::name, 'public', 'CREATE') AND has_schema_privilege($1::name, 'public', 'USAGE')",
+            &[&role.as_str()],
+        )
+        .await
+        .map_err(|e| Error::sql(format!("checking role {role}'s privileges on schema public of {database}"), &e))?;
+    if row.get::<_, bool>(0) {
+        Ok(())
+    } else {
+        Err(Error::Unsupported(format!(
+            "role {role} owns database {database} but cannot create tables in its schema public; \
+             grant it CREATE, USAGE ON SCHEMA public (as the schema's owner)"
+        )))
+    }
+}
+
+/// The password as a SCRAM-SHA-256 verifier literal: the server (and its statement log) never
+/// sees the clear text.
+fn verifier(password: &Secret<String>) -> Result<String, Error> {
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    quote_literal(&verifier).ok_or_else(|| Error::Password("the verifier holds a NUL character".into()))
+}
+
+/// A stable advisory-lock key for a name of a kind (`database`, `role`): FNV-1a, 64 bits.
+pub fn lock_key(kind: &str, name: &Identifier) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in MANAGED_BY
+        .bytes()
+        .chain([0])
+        .chain(kind.bytes())
+        .chain([0])
+        .chain(name.as_str().bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_is_scram_and_hides_the_password() {
+        let password = Secret::new("correct horse battery staple".to_string());
+        let v = verifier(&password).unwrap();
+        assert!(v.starts_with("'SCRAM-SHA-256$4096:") && v.ends_with('\''), "{v}");
+        assert!(!v.contains("horse"));
+    }
+
+    #[test]
+    fn lock_keys_are_stable_and_distinct() {
+        let a = Identifier::new("orders").unwrap();
+        let b = Identifier::new("billing").unwrap();
+        assert_eq!(lock_key("database", &a), lock_key("database", &a));
+        assert_ne!(lock_key("database", &a), lock_key("database", &b));
+        assert_ne!(lock_key("database", &a), lock_key("role", &a));
+    }
+
+    #[test]
+    fn markers_round_trip_and_match_by_resource() {
+        let m = Marker::new("arn:stack/x", "Db", "h:5432/orders");
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(Marker::parse(Some(&text)), Some(m.clone()));
+        assert_eq!(Marker::parse(Some("hand-made")), None);
+        assert_eq!(Marker::parse(None), None);
+        assert!(m.same_resource(&Marker::new("arn:stack/x", "Db", "other:5432/new")));
+        assert!(!m.same_resource(&Marker::new("arn:stack/y", "Db", "h:5432/orders")));
+        assert_eq!(m.literal().unwrap().matches('\'').count(), 2);
+    }
+}

@@ -1,0 +1,86 @@
+//! `Custom::ServiceDatabase`: one Postgres database per service on a shared (Aurora) cluster,
+//! owned by the service's own login role, whose password lives in SSM under the service's KMS key,
+//! reachable by no other service.
+//!
+//! # Properties
+//!
+//! Values may arrive as strings (CloudFormation sends `"5432"`, `"true"`).
+//!
+//! | property | required | default | meaning |
+//! | --- | --- | --- | --- |
+//! | `ClusterEndpoint` | yes | | host name of the cluster's writer |
+//! | `Port` | | 5432 | |
+//! | `AdminUsername` | yes | | the master user (CREATEDB, CREATEROLE; need not be a superuser) |
+//! | `AdminPasswordParameterName` | yes | | SSM parameter holding its password (read with decryption) |
+//! | `DatabaseName` | yes | | see *Names* |
+//! | `RoleName` | | `DatabaseName` | the service's login role, see *Names* |
+//! | `PasswordParameterName` | yes | | SSM SecureString for the service's password |
+//! | `KeyId` | yes | | KMS key (id, ARN or alias) of that parameter |
+//! | `PasswordLength` | | 32 | 16..=128 |
+//! | `TlsMode` | | `verify-full` | `verify-full`, `require` (TLS, certificate unchecked) or `disable` |
+//! | `CaCertificate` | | | extra PEM CA trusted besides the built-in AWS RDS bundle |
+//! | `ConnectTimeoutSeconds` | | 10 | 1..=120; bounds TCP, TLS and authentication together |
+//! | `RotationToken` | | | any change sets a new password |
+//! | `OnDelete` | | `Retain` | `Retain` or `Drop` |
+//! | `Adopt` | | false | take over an existing role, database or parameter not made by this resource |
+//!
+//! # Names
+//!
+//! `DatabaseName` and `RoleName`: 1..=63 bytes of lower-case ASCII letters, digits and `_`, not
+//! starting with a digit, not reserved (`pg_*`, `rds_*`, `public`, `postgres`, ...; see
+//! [`ident`]). SQL keywords are allowed. Names are always sent double-quoted, so a valid name is
+//! created exactly as written; anything else fails the request with a `Reason` naming the
+//! property, before any network call.
+//!
+//! # Create
+//!
+//! In this order, each step idempotent: read the admin password; get or create the service
+//! password parameter (`Overwrite=false`, tagged with the stack and logical id); connect as the
+//! admin (TLS per `TlsMode`, never a plaintext fallback); take advisory locks on the database and
+//! role names; create the role (`LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`) with its password
+//! sent as a client-side SCRAM-SHA-256 verifier, so the clear text never reaches the server or its
+//! logs; `GRANT` the role to the admin; `CREATE DATABASE ... OWNER` the role; `REVOKE ALL ON
+//! DATABASE ... FROM PUBLIC`; check the role can create tables in its `public` schema (on Postgres
+//! 15+ the schema belongs to `pg_database_owner`, so owning the database suffices). The role and
+//! the database are marked as ours with a JSON `COMMENT` naming the stack, logical and physical
+//! id. A role or database that exists and is not ours fails the request untouched, unless
+//! `Adopt`. A retried Create reuses the parameter's password.
+//!
+//! # Physical id and Data
+//!
+//! Physical id: `<ClusterEndpoint>:<Port>/<DatabaseName>`. `Data`: `DatabaseName`, `Username`,
+//! `PasswordParameterName`, `Host`, `Port`, `JdbcUrl`
+//! (`jdbc:postgresql://host:port/db?sslmode=<TlsMode>`). The password is never returned.
+//!
+//! # Update
+//!
+//! A change of `ClusterEndpoint`, `Port` or `DatabaseName` is a replacement: the new database is
+//! created and gets the new physical id (the password parameter, if the same, now names it). A
+//! changed `RotationToken` puts a new password in SSM (a new version) and sets the role's
+//! verifier to match. A changed `KeyId` re-stores the password under the new key. `RoleName` and
+//! `PasswordParameterName` cannot change in place (FAILED, saying so). Nothing else touches data.
+//!
+//! # Delete
+//!
+//! `Retain` (the default) leaves everything. `Drop` ends the database's sessions and drops the
+//! database if its comment names this resource *and* this physical id (not after a replacement
+//! took it over), drops the role if it is ours and owns no database any more, then deletes the
+//! password parameter if its tags name this resource and its description this physical id.
+//! Something already gone is success; something not ours is left in place (and logged). `Drop`
+//! needs the admin password and the cluster; `Retain` touches neither. A Create that fails before
+//! it could connect answers with a marker id, so its rollback Delete touches nothing (a password
+//! parameter it made stays, and a retried Create reuses it).
+//!
+//! Passwords are [`cfn_custom_resource::Secret`]s: they never reach a log line, a `Reason` or an
+//! error.
+
+pub mod db;
+pub mod error;
+mod handler;
+pub mod ident;
+mod properties;
+pub mod tls;
+
+pub use error::Error;
+pub use handler::ServiceDatabase;
+pub use properties::{CONNECT_TIMEOUT_SECONDS, OnDelete, PASSWORD_LENGTH, Properties, TlsMode, Validated};

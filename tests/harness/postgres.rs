@@ -1,0 +1,479 @@
+//! A throwaway PostgreSQL 15 cluster for the tests, started once per test process on first use
+//! ([`postgres`]) and stopped by [`crate::services::shutdown`].
+//!
+//! It is real where it matters: password authentication with `scram-sha-256` on every line of
+//! `pg_hba.conf` (never `trust`), TLS on with a server certificate from a test CA made at run
+//! time with `openssl` (its only name is `DNS:localhost`, so connecting to `127.0.0.1` with
+//! `verify-full` fails on the host name), `log_statement = 'all'` into a log file the tests read,
+//! and an admin user like an RDS master: `LOGIN CREATEDB CREATEROLE`, not a superuser. It listens
+//! on a free loopback port only, and never touches a PostgreSQL the machine may already run.
+//!
+//! `initdb` and `postgres` come from `/usr/lib/postgresql/15/bin` (`make deps` installs them);
+//! they refuse to run as root, so as root they run as the `postgres` user (`runuser`) in a
+//! directory that user owns.
+//!
+//! `DATABASE_URL` given from outside is used instead: `postgres://USER:PASSWORD@HOST:PORT/DB`
+//! naming a user that is a superuser or, like an RDS master, has `CREATEDB` and `CREATEROLE`
+//! (it becomes the admin user the Lambda uses), on a server that accepts TLS. Its CA certificate
+//! (PEM) must be in the file named by `DATABASE_CA_FILE`, and the server certificate must name
+//! HOST but not HOST's IP address. There is no server log then ([`Postgres::log`] is `None`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::services::{at_shutdown, free_port, own_child, scratch_dir, wait_for_port};
+
+/// Where Debian keeps the PostgreSQL 15 server binaries.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The database every cluster has, for cluster-wide statements.
+pub const ADMIN_DATABASE: &str = "postgres";
+
+/// The throwaway cluster (or the one `DATABASE_URL` names).
+#[derive(Debug)]
+pub struct Postgres {
+    /// The host name the server certificate names: use it as `ClusterEndpoint`.
+    pub host: String,
+    /// The same server by IP address, which the certificate does not name.
+    pub address: String,
+    pub port: u16,
+    /// An RDS-master-like user: `LOGIN CREATEDB CREATEROLE`, no superuser.
+    pub admin_user: String,
+    pub admin_password: String,
+    /// The CA that signed the server certificate (PEM), for `CaCertificate`.
+    pub ca_pem: String,
+    /// An unrelated CA (PEM) that signed nothing this server shows.
+    pub other_ca_pem: String,
+    /// The server log (`log_statement = 'all'`); `None` for a `DATABASE_URL` server.
+    pub log_file: Option<PathBuf>,
+}
+
+/// The shared cluster, started on first use.
+pub fn postgres() -> &'static Postgres {
+    static POSTGRES: OnceLock<Postgres> = OnceLock::new();
+    POSTGRES.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => external(&url),
+        _ => start(),
+    })
+}
+
+impl Postgres {
+    /// Connects as `user` to `database` over TLS, verifying the server certificate against the
+    /// test CA and the host name ([`Postgres::host`]).
+    pub async fn connect(
+        &self,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(user)
+            .password(password)
+            .dbname(database)
+            .ssl_mode(tokio_postgres::config::SslMode::Require)
+            .connect_timeout(Duration::from_secs(10));
+        if let Ok(address) = self.address.parse() {
+            config.hostaddr(address);
+        }
+        let (client, connection) = config.connect(tls(&self.ca_pem)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// The admin's session on `database`; panics when it cannot connect.
+    pub async fn admin(&self, database: &str) -> tokio_postgres::Client {
+        self.connect(&self.admin_user, &self.admin_password, database)
+            .await
+            .unwrap_or_else(|e| panic!("admin cannot connect to {database}: {e:?}"))
+    }
+
+    /// Everything the server logged so far; `None` when there is no log to read.
+    pub fn log(&self) -> Option<String> {
+        self.log_file
+            .as_ref()
+            .map(|path| String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned())
+    }
+}
+
+/// A rustls connector (aws-lc-rs) that trusts only `ca_pem` and checks the host name.
+pub fn tls(ca_pem: &str) -> tokio_postgres_rustls::MakeRustlsConnect {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA certificate");
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+/// Hex of `n` random bytes from the OS.
+pub fn random_hex(n: usize) -> String {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn external(url: &str) -> Postgres {
+    let config = tokio_postgres::Config::from_str(url).expect("DATABASE_URL is not a postgres:// URL");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => panic!("DATABASE_URL must name a TCP host"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let address = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .ok()
+        .and_then(|mut a| a.next())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| host.clone());
+    let ca_file = std::env::var("DATABASE_CA_FILE")
+        .expect("DATABASE_URL needs DATABASE_CA_FILE: the PEM CA of its server certificate");
+    let dir = scratch_dir().join("postgres");
+    std::fs::create_dir_all(&dir).expect("postgres scratch dir");
+    let other = make_ca(&dir, "other-ca", "local-invoke unrelated CA");
+    Postgres {
+        host,
+        address,
+        port,
+        admin_user: config.get_user().expect("DATABASE_URL needs a user").to_string(),
+        admin_password: String::from_utf8(
+            config
+                .get_password()
+                .expect("DATABASE_URL needs a password")
+                .to_vec(),
+        )
+        .expect("UTF-8 password"),
+        ca_pem: std::fs::read_to_string(&ca_file).expect("read DATABASE_CA_FILE"),
+        other_ca_pem: std::fs::read_to_string(other.0).expect("other CA"),
+        log_file: None,
+    }
+}
+
+/// The `postgres` user's uid and gid, when this process runs as root.
+fn run_as() -> Option<(u32, u32)> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .expect("running as root, and there is no postgres user to run the cluster as: run `make deps`");
+    let fields: Vec<&str> = line.split(':').collect();
+    Some((fields[2].parse().expect("uid"), fields[3].parse().expect("gid")))
+}
+
+/// A command that runs `program` as the `postgres` user when we are root.
+fn command(program: &Path, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let mut c = Command::new("openssl");
+    c.current_dir(dir).args(args);
+    run(
+        c,
+        &format!("openssl {}", args.first().copied().unwrap_or_default()),
+    );
+}
+
+/// A self-signed CA in `dir`: returns (certificate path, key path).
+fn make_ca(dir: &Path, name: &str, subject: &str) -> (PathBuf, PathBuf) {
+    let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={subject}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    (dir.join(crt), dir.join(key))
+}
+
+fn chown(path: &Path, ids: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = ids {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn start() -> Postgres {
+    let bin = Path::new(PG_BIN);
+    assert!(
+        bin.join("initdb").is_file() && bin.join("postgres").is_file(),
+        "{PG_BIN}/initdb is missing: the PostgreSQL 15 server is not installed; run `make deps`"
+    );
+    let ids = run_as();
+    let dir = scratch_dir().join("postgres");
+    std::fs::create_dir_all(&dir).expect("postgres scratch dir");
+    chown(&dir, ids);
+    chmod(&dir, 0o755);
+
+    // Certificates: a test CA, a server certificate for DNS:localhost only, an unrelated CA.
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).expect("certs dir");
+    let (ca_crt, _) = make_ca(&certs, "ca", "local-invoke test CA");
+    let (other_crt, _) = make_ca(&certs, "other-ca", "local-invoke unrelated CA");
+    std::fs::write(
+        certs.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("server.ext");
+    openssl(
+        &certs,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    openssl(
+        &certs,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    for file in ["server.crt", "server.key"] {
+        chown(&certs.join(file), ids);
+    }
+    chmod(&certs.join("server.key"), 0o600);
+    chown(&certs, ids);
+
+    // initdb with a superuser password and scram-sha-256 everywhere.
+    let superuser_password = random_hex(16);
+    let pwfile = dir.join("pwfile");
+    std::fs::write(&pwfile, &superuser_password).expect("pwfile");
+    chown(&pwfile, ids);
+    chmod(&pwfile, 0o600);
+    let data = dir.join("data");
+    let mut initdb = command(&bin.join("initdb"), ids.is_some());
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .current_dir(&dir);
+    run(initdb, "initdb");
+    let _ = std::fs::remove_file(&pwfile);
+
+    let port = free_port();
+    let conf = format!(
+        "\n# local-invoke throwaway cluster\n\
+         listen_addresses = '127.0.0.1'\n\
+         port = {port}\n\
+         unix_socket_directories = '{dir}'\n\
+         ssl = on\n\
+         ssl_cert_file = '{certs}/server.crt'\n\
+         ssl_key_file = '{certs}/server.key'\n\
+         password_encryption = 'scram-sha-256'\n\
+         log_statement = 'all'\n\
+         log_connections = on\n\
+         log_destination = 'stderr'\n\
+         logging_collector = off\n\
+         fsync = off\n\
+         synchronous_commit = off\n\
+         full_page_writes = off\n\
+         max_connections = 200\n",
+        dir = dir.display(),
+        certs = certs.display(),
+    );
+    append(&data.join("postgresql.conf"), &conf);
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+    )
+    .expect("pg_hba.conf");
+
+    let log_file = dir.join("postgres.log");
+    let log = std::fs::File::create(&log_file).expect("postgres log");
+    let mut server = command(&bin.join("postgres"), ids.is_some());
+    server
+        .arg("-D")
+        .arg(&data)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    let child = server.spawn().expect("start postgres");
+    own_child(child);
+    // Runs before the kill above (reverse order): a clean, immediate stop of the postmaster.
+    let pg_ctl = bin.join("pg_ctl");
+    let data_dir = data.clone();
+    let as_postgres = ids.is_some();
+    at_shutdown(move || {
+        let mut stop = command(&pg_ctl, as_postgres);
+        stop.arg("-D")
+            .arg(&data_dir)
+            .args(["-m", "immediate", "-w", "stop"]);
+        let _ = stop
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    assert!(
+        wait_for_port(port, Duration::from_secs(60)),
+        "postgres did not listen on port {port} within 60 s; see {}",
+        log_file.display()
+    );
+
+    let ca_pem = std::fs::read_to_string(&ca_crt).expect("ca.crt");
+    let mut cluster = Postgres {
+        host: "localhost".into(),
+        address: "127.0.0.1".into(),
+        port,
+        admin_user: "postgres".into(),
+        admin_password: superuser_password,
+        ca_pem,
+        other_ca_pem: std::fs::read_to_string(&other_crt).expect("other-ca.crt"),
+        log_file: Some(log_file),
+    };
+    // The admin the Lambdas use is no superuser, like an RDS master.
+    let admin_user = "cfn_admin".to_string();
+    let admin_password = random_hex(16);
+    bootstrap(&cluster, &admin_user, &admin_password);
+    cluster.admin_user = admin_user;
+    cluster.admin_password = admin_password;
+    cluster
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open for append");
+    file.write_all(text.as_bytes()).expect("append");
+}
+
+/// As the bootstrap superuser: creates the RDS-master-like admin. Runs on its own thread and
+/// runtime, since `postgres()` may be called from inside the harness runtime.
+fn bootstrap(cluster: &Postgres, admin_user: &str, admin_password: &str) {
+    let sql = format!("CREATE ROLE {admin_user} LOGIN CREATEDB CREATEROLE PASSWORD '{admin_password}'");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    let until = Instant::now() + Duration::from_secs(60);
+                    let client = loop {
+                        match cluster
+                            .connect(&cluster.admin_user, &cluster.admin_password, ADMIN_DATABASE)
+                            .await
+                        {
+                            Ok(client) => break client,
+                            Err(e) if Instant::now() < until => {
+                                let _ = e;
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Err(e) => {
+                                panic!("cannot connect to the throwaway cluster as its superuser: {e:?}")
+                            }
+                        }
+                    };
+                    // Kept out of the statement log, which the tests search for leaked passwords
+                    // (a multi-statement query is logged whole, so the SET goes on its own).
+                    client
+                        .batch_execute("SET log_statement = 'none'")
+                        .await
+                        .expect("SET log_statement");
+                    client.batch_execute(&sql).await.expect("create the admin role");
+                });
+            })
+            .join()
+            .expect("bootstrap thread");
+    });
+}

@@ -1,0 +1,865 @@
+//! `Custom::ServiceDatabase`: the real `service-database` binary against moto's SSM and the
+//! throwaway PostgreSQL cluster (TLS on, scram-sha-256, `log_statement = 'all'`).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_ssm::Client;
+use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ssm::types::ParameterType;
+use libtest_mimic::Trial;
+use local_invoke::postgres::{ADMIN_DATABASE, Postgres, postgres};
+use local_invoke::services::moto;
+use local_invoke::{Exchange, Harness};
+use serde_json::{Value, json};
+
+use crate::trial;
+
+const TYPE: &str = "Custom::ServiceDatabase";
+const LOGICAL_ID: &str = "ServiceDatabase";
+const KEY: &str = "alias/service-database-test";
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial(
+            "service_database::create_makes_a_login_role_owning_its_database",
+            create_makes_a_login_role_owning_its_database,
+        ),
+        trial(
+            "service_database::other_services_and_public_cannot_connect",
+            other_services_and_public_cannot_connect,
+        ),
+        trial(
+            "service_database::retried_create_keeps_the_password",
+            retried_create_keeps_the_password,
+        ),
+        trial(
+            "service_database::simultaneous_creates_leave_one_database",
+            simultaneous_creates_leave_one_database,
+        ),
+        trial(
+            "service_database::role_not_ours_fails_untouched_unless_adopted",
+            role_not_ours_fails_untouched_unless_adopted,
+        ),
+        trial(
+            "service_database::database_not_ours_fails_untouched",
+            database_not_ours_fails_untouched,
+        ),
+        trial(
+            "service_database::hostile_names_are_refused_or_created_exactly",
+            hostile_names_are_refused_or_created_exactly,
+        ),
+        trial(
+            "service_database::wrong_admin_password_fails_without_secrets",
+            wrong_admin_password_fails_without_secrets,
+        ),
+        trial(
+            "service_database::unreachable_host_fails_within_the_connect_timeout",
+            unreachable_host_fails_within_the_connect_timeout,
+        ),
+        trial("service_database::unknown_ca_is_refused", unknown_ca_is_refused),
+        trial(
+            "service_database::wrong_host_name_is_refused",
+            wrong_host_name_is_refused,
+        ),
+        trial(
+            "service_database::rotation_makes_the_new_password_work_and_the_old_fail",
+            rotation_makes_the_new_password_work_and_the_old_fail,
+        ),
+        trial(
+            "service_database::retain_leaves_everything",
+            retain_leaves_everything,
+        ),
+        trial(
+            "service_database::drop_removes_database_role_and_parameter",
+            drop_removes_database_role_and_parameter,
+        ),
+        trial(
+            "service_database::replacement_creates_the_new_and_drop_spares_the_shared",
+            replacement_creates_the_new_and_drop_spares_the_shared,
+        ),
+        trial(
+            "service_database::invalid_property_fails_naming_it",
+            invalid_property_fails_naming_it,
+        ),
+    ]
+}
+
+// ---- fixture ----
+
+struct Fixture {
+    h: Harness,
+    pg: &'static Postgres,
+    admin_parameter: String,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let pg = postgres();
+        let admin_parameter = format!(
+            "/local-invoke/service-database/{}/admin-password",
+            unique("admin")
+        );
+        put_parameter(&admin_parameter, &pg.admin_password).await;
+        let h = Harness::start("service-database", &moto().env()).await;
+        Self {
+            h,
+            pg,
+            admin_parameter,
+        }
+    }
+
+    /// Properties for database `name` on the throwaway cluster, plus `extra`.
+    fn props(&self, name: &str, extra: Value) -> Value {
+        let mut properties = json!({
+            "ClusterEndpoint": self.pg.host,
+            "Port": self.pg.port.to_string(),
+            "AdminUsername": self.pg.admin_user,
+            "AdminPasswordParameterName": self.admin_parameter,
+            "DatabaseName": name,
+            "PasswordParameterName": parameter_name(name),
+            "KeyId": KEY,
+            "CaCertificate": self.pg.ca_pem,
+            "ConnectTimeoutSeconds": "5",
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            properties[key] = value.clone();
+        }
+        properties
+    }
+
+    async fn create(&self, properties: Value) -> Exchange {
+        self.h
+            .call(self.h.events.create(TYPE, LOGICAL_ID, properties))
+            .await
+    }
+
+    async fn update(&self, physical_id: &str, properties: Value, old: Value) -> Exchange {
+        self.h
+            .call(
+                self.h
+                    .events
+                    .update(TYPE, LOGICAL_ID, physical_id, properties, old),
+            )
+            .await
+    }
+
+    async fn delete(&self, physical_id: &str, properties: Value) -> Exchange {
+        self.h
+            .call(self.h.events.delete(TYPE, LOGICAL_ID, physical_id, properties))
+            .await
+    }
+
+    fn assert_success(&self, exchange: &Exchange) {
+        assert_eq!(
+            exchange.status(),
+            "SUCCESS",
+            "reason: {}\nlogs:\n{}",
+            exchange.reason(),
+            self.h.logs()
+        );
+    }
+
+    fn assert_failed(&self, exchange: &Exchange) {
+        assert_eq!(
+            exchange.status(),
+            "FAILED",
+            "expected FAILED; logs:\n{}",
+            self.h.logs()
+        );
+        assert!(
+            !exchange.reason().contains("timed out while"),
+            "the watchdog answered: {}",
+            exchange.reason()
+        );
+    }
+
+    /// No secret in the Lambda's output, the PUT bodies or the server log.
+    fn assert_hidden(&self, exchanges: &[&Exchange], secrets: &[&str]) {
+        let logs = self.h.logs();
+        let server_log = self.pg.log().unwrap_or_default();
+        for secret in secrets {
+            assert!(!logs.contains(secret), "a secret reached the Lambda's logs");
+            assert!(!server_log.contains(secret), "a secret reached the server log");
+            for exchange in exchanges {
+                for put in &exchange.puts {
+                    assert!(
+                        !String::from_utf8_lossy(&put.body).contains(secret),
+                        "a secret reached a response"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn admin(&self) -> tokio_postgres::Client {
+        self.pg.admin(ADMIN_DATABASE).await
+    }
+}
+
+/// A lower-case name no other test of this run (nor of an earlier run on an outside server) uses.
+fn unique(label: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{label}_{}_{n}_{}", std::process::id(), nanos % 10_000)
+}
+
+fn parameter_name(database: &str) -> String {
+    format!("/local-invoke/service-database/{database}/password")
+}
+
+fn ssm() -> Client {
+    let config = aws_sdk_ssm::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&moto().endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "local-invoke"))
+        .build();
+    Client::from_conf(config)
+}
+
+async fn put_parameter(name: &str, value: &str) {
+    ssm()
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(ParameterType::SecureString)
+        .key_id("alias/platform-rds-test")
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PutParameter {name}: {e:?}"));
+}
+
+/// (value, version, key id) of a parameter, `None` when it does not exist.
+async fn stored(name: &str) -> Option<(String, i64, Option<String>)> {
+    match ssm()
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(output) => {
+            let p = output.parameter.unwrap();
+            let key_id = ssm()
+                .describe_parameters()
+                .parameter_filters(
+                    aws_sdk_ssm::types::ParameterStringFilter::builder()
+                        .key("Name")
+                        .option("Equals")
+                        .values(name)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .ok()
+                .and_then(|d| d.parameters.unwrap_or_default().into_iter().next())
+                .and_then(|m| m.key_id);
+            Some((p.value.unwrap_or_default(), p.version, key_id))
+        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_parameter_not_found()) => None,
+        Err(e) => panic!("GetParameter {name}: {e:?}"),
+    }
+}
+
+async fn service_password(database: &str) -> String {
+    stored(&parameter_name(database))
+        .await
+        .expect("the service password parameter exists")
+        .0
+}
+
+/// (rolcanlogin, rolsuper, rolcreatedb, rolcreaterole) of a role.
+async fn role(pg: &Postgres, name: &str) -> Option<(bool, bool, bool, bool)> {
+    let client = pg.admin(ADMIN_DATABASE).await;
+    client
+        .query_opt(
+            "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+}
+
+async fn role_comment(pg: &Postgres, name: &str) -> Option<String> {
+    let client = pg.admin(ADMIN_DATABASE).await;
+    client
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The owner of a database, `None` when there is no such database.
+async fn database_owner(pg: &Postgres, name: &str) -> Option<String> {
+    let client = pg.admin(ADMIN_DATABASE).await;
+    client
+        .query_opt(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+async fn database_count(pg: &Postgres, name: &str) -> i64 {
+    let client = pg.admin(ADMIN_DATABASE).await;
+    client
+        .query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Connects as the service and creates a table in its database's `public` schema.
+async fn service_creates_a_table(pg: &Postgres, database: &str, password: &str) {
+    service_creates_a_table_as(pg, database, database, password).await;
+}
+
+/// Connects as `role` to `database` and creates a table in its `public` schema.
+async fn service_creates_a_table_as(pg: &Postgres, role: &str, database: &str, password: &str) {
+    let client = pg
+        .connect(role, password, database)
+        .await
+        .unwrap_or_else(|e| panic!("service {database} cannot connect over verified TLS: {e:?}"));
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS public.orders (id bigint PRIMARY KEY); INSERT INTO orders VALUES (1) ON CONFLICT DO NOTHING")
+        .await
+        .unwrap_or_else(|e| panic!("service {database} cannot create a table: {e:?}"));
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+fn sqlstate(error: &tokio_postgres::Error) -> String {
+    error
+        .as_db_error()
+        .map(|e| e.code().code().to_string())
+        .unwrap_or_else(|| format!("{error:?}"))
+}
+
+// ---- tests ----
+
+async fn create_makes_a_login_role_owning_its_database() {
+    let f = Fixture::start().await;
+    let name = unique("create");
+    let created = f.create(f.props(&name, json!({}))).await;
+    f.assert_success(&created);
+    let id = format!("{}:{}/{name}", f.pg.host, f.pg.port);
+    assert_eq!(created.physical_id(), id);
+    assert_eq!(created.data("DatabaseName"), Some(name.as_str()));
+    assert_eq!(created.data("Username"), Some(name.as_str()));
+    assert_eq!(
+        created.data("PasswordParameterName"),
+        Some(parameter_name(&name).as_str())
+    );
+    assert_eq!(created.data("Host"), Some(f.pg.host.as_str()));
+    assert_eq!(created.data("Port"), Some(f.pg.port.to_string().as_str()));
+    assert_eq!(
+        created.data("JdbcUrl"),
+        Some(
+            format!(
+                "jdbc:postgresql://{}:{}/{name}?sslmode=verify-full",
+                f.pg.host, f.pg.port
+            )
+            .as_str()
+        )
+    );
+
+    assert_eq!(
+        role(f.pg, &name).await,
+        Some((true, false, false, false)),
+        "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+    );
+    assert_eq!(database_owner(f.pg, &name).await.as_deref(), Some(name.as_str()));
+    let (password, version, key_id) = stored(&parameter_name(&name)).await.expect("password parameter");
+    assert_eq!(version, 1);
+    assert_eq!(key_id.as_deref(), Some(KEY));
+    assert_eq!(password.len(), 32);
+
+    service_creates_a_table(f.pg, &name, &password).await;
+
+    let log = f.pg.log().expect("server log");
+    assert!(
+        log.contains(&format!("CREATE ROLE \"{name}\"")),
+        "the CREATE ROLE is in the server log"
+    );
+    assert!(
+        log.contains("PASSWORD 'SCRAM-SHA-256$4096:"),
+        "the role's password went as a SCRAM verifier"
+    );
+    f.assert_hidden(&[&created], &[&password, &f.pg.admin_password]);
+}
+
+async fn other_services_and_public_cannot_connect() {
+    let f = Fixture::start().await;
+    let (a, b) = (unique("iso_a"), unique("iso_b"));
+    f.assert_success(&f.create(f.props(&a, json!({}))).await);
+    f.assert_success(&f.create(f.props(&b, json!({}))).await);
+    let (pa, pb) = (service_password(&a).await, service_password(&b).await);
+    service_creates_a_table(f.pg, &a, &pa).await;
+
+    let refused =
+        f.pg.connect(&b, &pb, &a)
+            .await
+            .expect_err("service B must not connect to A's database");
+    assert_eq!(sqlstate(&refused), "42501", "permission denied: {refused:?}");
+    f.pg.connect(&b, &pb, &b)
+        .await
+        .expect("B connects to its own database");
+
+    // Any other login role (PUBLIC) is refused too.
+    let outsider = unique("outsider");
+    let outsider_password = local_invoke::postgres::random_hex(12);
+    f.admin()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {outsider} LOGIN PASSWORD '{outsider_password}'"
+        ))
+        .await
+        .unwrap();
+    let refused =
+        f.pg.connect(&outsider, &outsider_password, &a)
+            .await
+            .expect_err("PUBLIC must not connect");
+    assert_eq!(sqlstate(&refused), "42501", "permission denied: {refused:?}");
+    let public_can: bool = f
+        .admin()
+        .await
+        .query_one("SELECT has_database_privilege('public', $1, 'CONNECT')", &[&a])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!public_can, "PUBLIC keeps CONNECT on {a}");
+}
+
+async fn retried_create_keeps_the_password() {
+    let f = Fixture::start().await;
+    let name = unique("retry");
+    let first = f.create(f.props(&name, json!({}))).await;
+    f.assert_success(&first);
+    let before = stored(&parameter_name(&name)).await.unwrap();
+    let second = f.create(f.props(&name, json!({}))).await;
+    f.assert_success(&second);
+    assert_eq!(second.physical_id(), first.physical_id());
+    let after = stored(&parameter_name(&name)).await.unwrap();
+    assert_eq!(after, before, "the retried Create changed the password parameter");
+    service_creates_a_table(f.pg, &name, &after.0).await;
+    assert_eq!(database_count(f.pg, &name).await, 1);
+    f.assert_hidden(&[&first, &second], &[&after.0]);
+}
+
+async fn simultaneous_creates_leave_one_database() {
+    let f = Fixture::start().await;
+    // A second Lambda process: Lambda may run two deliveries of the same request at once.
+    let mut other = Harness::start("service-database", &moto().env()).await;
+    other.events.stack_id = f.h.events.stack_id.clone();
+    let name = unique("twice");
+    let e1 = f.h.events.create(TYPE, LOGICAL_ID, f.props(&name, json!({})));
+    let e2 = other.events.create(TYPE, LOGICAL_ID, f.props(&name, json!({})));
+    let (r1, r2) = tokio::join!(f.h.call(e1), other.call(e2));
+    assert_eq!(r1.status(), "SUCCESS", "first: {}\n{}", r1.reason(), f.h.logs());
+    assert_eq!(
+        r2.status(),
+        "SUCCESS",
+        "second: {}\n{}",
+        r2.reason(),
+        other.logs()
+    );
+    assert_eq!(r1.physical_id(), r2.physical_id());
+    assert_eq!(database_count(f.pg, &name).await, 1);
+    let (password, version, _) = stored(&parameter_name(&name)).await.unwrap();
+    assert_eq!(version, 1, "one password, stored once");
+    service_creates_a_table(f.pg, &name, &password).await;
+}
+
+async fn role_not_ours_fails_untouched_unless_adopted() {
+    let f = Fixture::start().await;
+    let name = unique("foreign_role");
+    let original = local_invoke::postgres::random_hex(12);
+    f.admin()
+        .await
+        .batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{original}'"))
+        .await
+        .unwrap();
+
+    let created = f.create(f.props(&name, json!({}))).await;
+    f.assert_failed(&created);
+    assert!(
+        created.reason().contains(&format!("role {name}")),
+        "the Reason names the role: {}",
+        created.reason()
+    );
+    assert!(created.reason().contains("Adopt"), "{}", created.reason());
+    assert_eq!(role_comment(f.pg, &name).await, None, "the role was marked");
+    f.pg.connect(&name, &original, ADMIN_DATABASE)
+        .await
+        .expect("the role keeps its own password");
+    assert_eq!(database_count(f.pg, &name).await, 0, "a database was created");
+
+    let adopted = f.create(f.props(&name, json!({"Adopt": "true"}))).await;
+    f.assert_success(&adopted);
+    assert!(
+        f.pg.connect(&name, &original, ADMIN_DATABASE).await.is_err(),
+        "the old password still works"
+    );
+    service_creates_a_table(f.pg, &name, &service_password(&name).await).await;
+}
+
+async fn database_not_ours_fails_untouched() {
+    let f = Fixture::start().await;
+    let name = unique("foreign_db");
+    f.admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+
+    let created = f.create(f.props(&name, json!({}))).await;
+    f.assert_failed(&created);
+    assert!(
+        created.reason().contains(&format!("database {name}")),
+        "the Reason names the database: {}",
+        created.reason()
+    );
+    assert_eq!(
+        database_owner(f.pg, &name).await.as_deref(),
+        Some(f.pg.admin_user.as_str()),
+        "the owner changed"
+    );
+    assert_eq!(
+        role(f.pg, &name).await,
+        None,
+        "a role was created before the check"
+    );
+    let comment: Option<String> = f
+        .admin()
+        .await
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(comment, None, "the database was marked");
+}
+
+async fn hostile_names_are_refused_or_created_exactly() {
+    let f = Fixture::start().await;
+    let admin = f.pg.admin_user.clone();
+    let hostile = [
+        format!("x\"; DROP ROLE {admin}; --"),
+        "o'brien'); DROP DATABASE postgres; --".to_string(),
+        "a;b".to_string(),
+        "Ünïcödé".to_string(),
+        "MixedCase".to_string(),
+        "a".repeat(64),
+        String::new(),
+        "pg_catalog".to_string(),
+        "orders--".to_string(),
+    ];
+    for name in &hostile {
+        let exchange = f.create(f.props(name, json!({}))).await;
+        f.assert_failed(&exchange);
+        assert!(
+            exchange.reason().contains("DatabaseName"),
+            "{name:?}: {}",
+            exchange.reason()
+        );
+        if name.contains(['"', '\'']) {
+            let log = f.pg.log().unwrap_or_default();
+            assert!(!log.contains(name.as_str()), "{name:?} reached the server");
+        }
+    }
+    let exchange = f
+        .create(f.props(
+            &unique("ok"),
+            json!({"RoleName": "evil\"; ALTER ROLE x SUPERUSER; --"}),
+        ))
+        .await;
+    f.assert_failed(&exchange);
+    assert!(exchange.reason().contains("RoleName"), "{}", exchange.reason());
+    assert_eq!(
+        role(f.pg, &admin).await,
+        Some((true, false, true, true)),
+        "the admin changed"
+    );
+
+    // A SQL keyword is a valid name: created exactly as named, always quoted.
+    let keyword = "table";
+    let props = f.props(
+        keyword,
+        json!({"OnDelete": "Drop", "PasswordParameterName": parameter_name(&unique("kw"))}),
+    );
+    let created = f.create(props.clone()).await;
+    f.assert_success(&created);
+    assert_eq!(database_owner(f.pg, keyword).await.as_deref(), Some(keyword));
+    let deleted = f.delete(created.physical_id(), props).await;
+    f.assert_success(&deleted);
+    assert_eq!(database_count(f.pg, keyword).await, 0);
+}
+
+async fn wrong_admin_password_fails_without_secrets() {
+    let f = Fixture::start().await;
+    let wrong = format!("Wrong-Admin-{}", local_invoke::postgres::random_hex(8));
+    let parameter = format!("/local-invoke/service-database/{}/wrong-admin", unique("wrong"));
+    put_parameter(&parameter, &wrong).await;
+    let name = unique("wrong_admin");
+    let exchange = f
+        .create(f.props(&name, json!({"AdminPasswordParameterName": parameter})))
+        .await;
+    f.assert_failed(&exchange);
+    assert!(
+        exchange.reason().contains("password authentication failed"),
+        "{}",
+        exchange.reason()
+    );
+    let service = stored(&parameter_name(&name))
+        .await
+        .map(|s| s.0)
+        .unwrap_or_default();
+    f.assert_hidden(&[&exchange], &[&wrong]);
+    if !service.is_empty() {
+        f.assert_hidden(&[&exchange], &[&service]);
+    }
+    assert_eq!(role(f.pg, &name).await, None);
+}
+
+async fn unreachable_host_fails_within_the_connect_timeout() {
+    let f = Fixture::start().await;
+    // Accepts TCP (the kernel's backlog) but never answers: only the timeout can end the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let name = unique("silent");
+    let props = f.props(
+        &name,
+        json!({"ClusterEndpoint": "127.0.0.1", "Port": port.to_string(), "ConnectTimeoutSeconds": "2"}),
+    );
+    let exchange = f.create(props).await;
+    f.assert_failed(&exchange);
+    assert!(
+        exchange.reason().contains("ConnectTimeoutSeconds (2 s)"),
+        "{}",
+        exchange.reason()
+    );
+    f.assert_hidden(&[&exchange], &[&f.pg.admin_password]);
+
+    // Nothing listening at all: refused at once.
+    let closed = local_invoke::services::free_port();
+    let props = f.props(
+        &name,
+        json!({"ClusterEndpoint": "127.0.0.1", "Port": closed.to_string(), "ConnectTimeoutSeconds": "2"}),
+    );
+    let exchange = f.create(props).await;
+    f.assert_failed(&exchange);
+    assert!(
+        exchange.reason().starts_with("cannot connect to 127.0.0.1"),
+        "{}",
+        exchange.reason()
+    );
+    drop(silent);
+}
+
+async fn unknown_ca_is_refused() {
+    let f = Fixture::start().await;
+    let name = unique("unknown_ca");
+    for extra in [
+        json!({"CaCertificate": f.pg.other_ca_pem}),
+        json!({"CaCertificate": ""}),
+    ] {
+        let exchange = f.create(f.props(&name, extra)).await;
+        f.assert_failed(&exchange);
+        assert!(
+            exchange
+                .reason()
+                .contains("invalid peer certificate: UnknownIssuer"),
+            "{}",
+            exchange.reason()
+        );
+    }
+    assert_eq!(role(f.pg, &name).await, None);
+}
+
+async fn wrong_host_name_is_refused() {
+    let f = Fixture::start().await;
+    let name = unique("wrong_host");
+    let props = f.props(&name, json!({"ClusterEndpoint": f.pg.address}));
+    let exchange = f.create(props.clone()).await;
+    f.assert_failed(&exchange);
+    assert!(
+        exchange.reason().contains("invalid peer certificate"),
+        "{}",
+        exchange.reason()
+    );
+    assert!(
+        exchange.reason().contains("not valid for name"),
+        "{}",
+        exchange.reason()
+    );
+    assert_eq!(role(f.pg, &name).await, None);
+
+    // `require` encrypts without checking the certificate: the same address then works.
+    let mut props = props;
+    props["TlsMode"] = json!("require");
+    let exchange = f.create(props).await;
+    f.assert_success(&exchange);
+    assert_eq!(
+        exchange.data("JdbcUrl").map(|u| u.ends_with("sslmode=require")),
+        Some(true)
+    );
+}
+
+async fn rotation_makes_the_new_password_work_and_the_old_fail() {
+    let f = Fixture::start().await;
+    let name = unique("rotate");
+    let old_props = f.props(&name, json!({"RotationToken": "1"}));
+    let created = f.create(old_props.clone()).await;
+    f.assert_success(&created);
+    let (old_password, v1, _) = stored(&parameter_name(&name)).await.unwrap();
+    service_creates_a_table(f.pg, &name, &old_password).await;
+
+    let new_props = f.props(&name, json!({"RotationToken": "2"}));
+    let updated = f
+        .update(created.physical_id(), new_props.clone(), old_props)
+        .await;
+    f.assert_success(&updated);
+    assert_eq!(updated.physical_id(), created.physical_id());
+    let (new_password, v2, key_id) = stored(&parameter_name(&name)).await.unwrap();
+    assert_eq!(v2, v1 + 1, "a new parameter version");
+    assert_ne!(new_password, old_password);
+    assert_eq!(key_id.as_deref(), Some(KEY));
+    service_creates_a_table(f.pg, &name, &new_password).await;
+    let refused =
+        f.pg.connect(&name, &old_password, &name)
+            .await
+            .expect_err("the old password still works");
+    assert_eq!(sqlstate(&refused), "28P01", "{refused:?}");
+
+    // An Update that changes nothing that matters leaves the password alone.
+    let again = f
+        .update(created.physical_id(), new_props.clone(), new_props)
+        .await;
+    f.assert_success(&again);
+    assert_eq!(stored(&parameter_name(&name)).await.unwrap().1, v2);
+    f.assert_hidden(&[&created, &updated, &again], &[&old_password, &new_password]);
+}
+
+async fn retain_leaves_everything() {
+    let f = Fixture::start().await;
+    let name = unique("retain");
+    let props = f.props(&name, json!({}));
+    let created = f.create(props.clone()).await;
+    f.assert_success(&created);
+    let deleted = f.delete(created.physical_id(), props).await;
+    f.assert_success(&deleted);
+    assert!(role(f.pg, &name).await.is_some());
+    assert_eq!(database_owner(f.pg, &name).await.as_deref(), Some(name.as_str()));
+    let password = service_password(&name).await;
+    service_creates_a_table(f.pg, &name, &password).await;
+}
+
+async fn drop_removes_database_role_and_parameter() {
+    let f = Fixture::start().await;
+    let name = unique("drop");
+    let props = f.props(&name, json!({"OnDelete": "Drop"}));
+    let created = f.create(props.clone()).await;
+    f.assert_success(&created);
+    let password = service_password(&name).await;
+    // A live session of the service: Drop must end it.
+    let session = f.pg.connect(&name, &password, &name).await.unwrap();
+
+    let deleted = f.delete(created.physical_id(), props.clone()).await;
+    f.assert_success(&deleted);
+    assert_eq!(
+        database_count(f.pg, &name).await,
+        0,
+        "the database is still there"
+    );
+    assert_eq!(role(f.pg, &name).await, None, "the role is still there");
+    assert!(
+        stored(&parameter_name(&name)).await.is_none(),
+        "the parameter is still there"
+    );
+    assert!(
+        session.simple_query("SELECT 1").await.is_err(),
+        "the service's session survived"
+    );
+
+    let again = f.delete(created.physical_id(), props).await;
+    f.assert_success(&again);
+}
+
+async fn replacement_creates_the_new_and_drop_spares_the_shared() {
+    let f = Fixture::start().await;
+    let (old, new) = (unique("repl_old"), unique("repl_new"));
+    let role_name = unique("repl_role");
+    let parameter = parameter_name(&role_name);
+    let extra = |db: &str| json!({"RoleName": role_name, "PasswordParameterName": parameter, "OnDelete": "Drop", "DatabaseName": db});
+    let old_props = f.props(&old, extra(&old));
+    let created = f.create(old_props.clone()).await;
+    f.assert_success(&created);
+    let password = stored(&parameter).await.unwrap().0;
+
+    let new_props = f.props(&new, extra(&new));
+    let updated = f
+        .update(created.physical_id(), new_props, old_props.clone())
+        .await;
+    f.assert_success(&updated);
+    assert_eq!(
+        updated.physical_id(),
+        format!("{}:{}/{new}", f.pg.host, f.pg.port)
+    );
+    assert_eq!(
+        database_owner(f.pg, &new).await.as_deref(),
+        Some(role_name.as_str())
+    );
+
+    // CloudFormation then deletes the old resource: its database goes, the shared role and
+    // password stay with the new one.
+    let deleted = f.delete(created.physical_id(), old_props).await;
+    f.assert_success(&deleted);
+    assert_eq!(database_count(f.pg, &old).await, 0);
+    assert!(
+        role(f.pg, &role_name).await.is_some(),
+        "the shared role was dropped"
+    );
+    let (still, _, _) = stored(&parameter)
+        .await
+        .expect("the shared parameter was deleted");
+    assert_eq!(still, password);
+    service_creates_a_table_as(f.pg, &role_name, &new, &still).await;
+}
+
+async fn invalid_property_fails_naming_it() {
+    let f = Fixture::start().await;
+    let name = unique("invalid");
+    for (extra, property) in [
+        (json!({"TlsMode": "prefer"}), "TlsMode"),
+        (json!({"Port": "http"}), "Port"),
+        (json!({"PasswordLength": "8"}), "PasswordLength"),
+        (json!({"Colour": "red"}), "Colour"),
+    ] {
+        let exchange = f.create(f.props(&name, extra)).await;
+        f.assert_failed(&exchange);
+        assert!(
+            exchange.reason().contains(property),
+            "{property}: {}",
+            exchange.reason()
+        );
+    }
+    assert!(stored(&parameter_name(&name)).await.is_none());
+}
