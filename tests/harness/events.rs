@@ -37,10 +37,18 @@ impl EventBuilder {
         }
     }
 
-    /// The same builder for another stack.
+    /// The same builder for the named stack. Within one process a stack name always gives the
+    /// same `StackId`, so Create, Update and Delete of one stack agree whichever builder made them.
     pub fn for_stack(&self, stack_name: &str) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        stack_name.hash(&mut hasher);
         Self {
-            stack_id: format!("arn:aws:cloudformation:us-east-1:123456789012:stack/{stack_name}/{}", request_id()),
+            stack_id: format!(
+                "arn:aws:cloudformation:us-east-1:123456789012:stack/{stack_name}/{:08x}-0000-4000-8000-{:012x}",
+                std::process::id(),
+                hasher.finish() & 0xffff_ffff_ffff
+            ),
             ..self.clone()
         }
     }
@@ -67,7 +75,14 @@ impl EventBuilder {
         self.base("Create", resource_type, logical_id, properties)
     }
 
-    pub fn update(&self, resource_type: &str, logical_id: &str, physical_id: &str, properties: Value, old_properties: Value) -> Value {
+    pub fn update(
+        &self,
+        resource_type: &str,
+        logical_id: &str,
+        physical_id: &str,
+        properties: Value,
+        old_properties: Value,
+    ) -> Value {
         let mut event = self.base("Update", resource_type, logical_id, properties);
         event["PhysicalResourceId"] = json!(physical_id);
         let mut old = old_properties;
@@ -78,7 +93,13 @@ impl EventBuilder {
         event
     }
 
-    pub fn delete(&self, resource_type: &str, logical_id: &str, physical_id: &str, properties: Value) -> Value {
+    pub fn delete(
+        &self,
+        resource_type: &str,
+        logical_id: &str,
+        physical_id: &str,
+        properties: Value,
+    ) -> Value {
         let mut event = self.base("Delete", resource_type, logical_id, properties);
         event["PhysicalResourceId"] = json!(physical_id);
         event

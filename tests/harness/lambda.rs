@@ -92,7 +92,11 @@ impl Lambda {
             let logs = logs.clone();
             std::thread::spawn(move || pump(stream, logs));
         }
-        Self { child, logs, started_at }
+        Self {
+            child,
+            logs,
+            started_at,
+        }
     }
 
     /// Everything the process printed so far, stdout and stderr interleaved by line.

@@ -18,17 +18,20 @@
 //! (`make test` does).
 
 pub mod events;
+pub mod fixtures;
 mod lambda;
+pub mod postgres;
 mod receiver;
 mod runtime_api;
 pub mod services;
+pub mod templates;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use events::EventBuilder;
 pub use lambda::{Lambda, Profile, binary_path};
-pub use receiver::{Behaviour, Receiver, RecordedPut};
+pub use receiver::{Behaviour, Receiver, RecordedPut, SIGNATURE};
 pub use runtime_api::{Invocation, RuntimeApi, RuntimeOutcome};
 
 /// The process-wide tokio runtime the harness's servers run on. Tests are plain functions that
@@ -62,20 +65,30 @@ pub struct Harness {
 /// What one invocation produced.
 #[derive(Debug, Clone)]
 pub struct Exchange {
-    /// Every PUT the receiver got for this request's ResponseURL, in order.
+    /// Every PUT the receiver got for this request's ResponseURL during this call, in order.
     pub puts: Vec<RecordedPut>,
     /// What the Lambda told the runtime API.
     pub outcome: RuntimeOutcome,
     /// Invocation handed out → outcome posted.
     pub elapsed: Duration,
+    /// Invocation handed out → the last PUT received: what CloudFormation would wait.
+    pub latency: Option<Duration>,
 }
 
 impl Exchange {
     /// The one response CloudFormation would act on: the last PUT, which must be the only one
     /// that was answered 2xx. Panics with the whole exchange when there is none.
     pub fn response(&self) -> &serde_json::Value {
-        let delivered: Vec<_> = self.puts.iter().filter(|p| (200..300).contains(&p.answered)).collect();
-        assert_eq!(delivered.len(), 1, "expected exactly one delivered PUT, got {self:#?}");
+        let delivered: Vec<_> = self
+            .puts
+            .iter()
+            .filter(|p| (200..300).contains(&p.answered))
+            .collect();
+        assert_eq!(
+            delivered.len(),
+            1,
+            "expected exactly one delivered PUT, got {self:#?}"
+        );
         &delivered[0].json
     }
 
@@ -129,16 +142,33 @@ impl Harness {
             .get("ResponseURL")
             .and_then(|u| u.as_str())
             .and_then(|u| self.receiver.name_of(u));
+        // A resent event (a retry) PUTs to the same URL: keep only what this invocation sent.
+        let earlier = name.as_ref().map_or(0, |n| self.receiver.puts(n).len());
         let invocation = self.runtime_api.invoke(event, timeout).await;
         let outcome = invocation
             .outcome(timeout + Duration::from_secs(10))
             .await
-            .unwrap_or_else(|| panic!("no outcome from the Lambda within its timeout; logs:\n{}", self.lambda.logs()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no outcome from the Lambda within its timeout; logs:\n{}",
+                    self.lambda.logs()
+                )
+            });
         let elapsed = invocation.elapsed().unwrap_or_default();
         // A PUT answered slowly may still be in the receiver's hands; give it a moment.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let puts = name.map(|n| self.receiver.puts(&n)).unwrap_or_default();
-        Exchange { puts, outcome, elapsed }
+        let mut puts = name.map(|n| self.receiver.puts(&n)).unwrap_or_default();
+        puts.drain(..earlier.min(puts.len()));
+        let latency = invocation
+            .handed_out_at()
+            .zip(puts.last())
+            .map(|(start, put)| put.received_at.saturating_duration_since(start));
+        Exchange {
+            latency,
+            puts,
+            outcome,
+            elapsed,
+        }
     }
 
     /// Everything the Lambda printed so far (stdout and stderr).

@@ -70,13 +70,17 @@ pub const SIGNATURE: &str = "X-Amz-Signature=f00dfacecafe5ec7e7deadbeef012345678
 
 impl Receiver {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
         let state = Arc::new(Mutex::new(State::default()));
         let s = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let s = s.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| record(req, s.clone()));
@@ -115,7 +119,13 @@ impl Receiver {
 
     /// Every PUT made to the named request's URL so far.
     pub fn puts(&self, name: &str) -> Vec<RecordedPut> {
-        self.state.lock().unwrap().puts.get(name).cloned().unwrap_or_default()
+        self.state
+            .lock()
+            .unwrap()
+            .puts
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Every PUT the receiver has seen, whatever the URL.
@@ -145,10 +155,17 @@ pub(crate) fn response_url(base_url: &str, name: &str) -> String {
     )
 }
 
-async fn record(request: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Response<Full<Bytes>>, std::io::Error> {
+async fn record(
+    request: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let received_at = Instant::now();
     let method = request.method().to_string();
-    let target = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let name = request
         .uri()
         .path()
@@ -158,17 +175,40 @@ async fn record(request: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<
     let headers = request
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let body = request.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-    let behaviour = state.lock().unwrap().script.pop_front().unwrap_or(Behaviour::Status(200));
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let behaviour = state
+        .lock()
+        .unwrap()
+        .script
+        .pop_front()
+        .unwrap_or(Behaviour::Status(200));
     let answered = match behaviour {
         Behaviour::Status(code) => code,
         Behaviour::Delay(_) => 200,
         Behaviour::Drop => 0,
     };
     let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    let put = RecordedPut { method, target, headers, body, json, received_at, answered };
+    let put = RecordedPut {
+        method,
+        target,
+        headers,
+        body,
+        json,
+        received_at,
+        answered,
+    };
     state.lock().unwrap().puts.entry(name).or_default().push(put);
     match behaviour {
         Behaviour::Drop => Err(std::io::Error::other("dropping the connection as scripted")),
@@ -185,4 +225,3 @@ fn answer(code: u16) -> Response<Full<Bytes>> {
     *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
 }
-

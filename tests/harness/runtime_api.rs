@@ -67,6 +67,17 @@ impl Invocation {
         }
     }
 
+    /// When the Lambda picked the invocation up from `/next`.
+    pub fn handed_out_at(&self) -> Option<Instant> {
+        self.api
+            .state
+            .lock()
+            .unwrap()
+            .handed_out
+            .get(&self.request_id)
+            .copied()
+    }
+
     /// Handed out → outcome posted, once both happened.
     pub fn elapsed(&self) -> Option<Duration> {
         let state = self.api.state.lock().unwrap();
@@ -87,7 +98,9 @@ impl Drop for RuntimeApi {
 impl RuntimeApi {
     /// Binds a free loopback port and serves.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind runtime API");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind runtime API");
         let address = listener.local_addr().expect("local addr").to_string();
         let state = Arc::new(Mutex::new(State::default()));
         let queued = Arc::new(Notify::new());
@@ -95,10 +108,13 @@ impl RuntimeApi {
         let (s, q, r) = (state.clone(), queued.clone(), reported.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (s, q, r) = (s.clone(), q.clone(), r.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| serve(req, s.clone(), q.clone(), r.clone()));
+                    let service =
+                        hyper::service::service_fn(move |req| serve(req, s.clone(), q.clone(), r.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -129,7 +145,10 @@ impl RuntimeApi {
             id
         };
         self.queued.notify_one();
-        Invocation { request_id, api: self.clone() }
+        Invocation {
+            request_id,
+            api: self.clone(),
+        }
     }
 
     /// When the Lambda polled `/next`, in order: the first is the end of its init.
@@ -164,7 +183,12 @@ async fn serve(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
 
     if method == Method::GET && path == "/2018-06-01/runtime/invocation/next" {
@@ -175,16 +199,28 @@ async fn serve(
             if let Some((id, event, timeout)) = next {
                 let deadline = SystemTime::now() + timeout;
                 let deadline_ms = deadline.duration_since(UNIX_EPOCH).unwrap().as_millis();
-                state.lock().unwrap().handed_out.insert(id.clone(), Instant::now());
+                state
+                    .lock()
+                    .unwrap()
+                    .handed_out
+                    .insert(id.clone(), Instant::now());
                 let mut response = text(StatusCode::OK, event);
                 let headers = response.headers_mut();
                 headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
-                headers.insert("lambda-runtime-deadline-ms", deadline_ms.to_string().parse().unwrap());
+                headers.insert(
+                    "lambda-runtime-deadline-ms",
+                    deadline_ms.to_string().parse().unwrap(),
+                );
                 headers.insert(
                     "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:123456789012:function:local".parse().unwrap(),
+                    "arn:aws:lambda:us-east-1:123456789012:function:local"
+                        .parse()
+                        .unwrap(),
                 );
-                headers.insert("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".parse().unwrap());
+                headers.insert(
+                    "lambda-runtime-trace-id",
+                    "Root=1-00000000-000000000000000000000000".parse().unwrap(),
+                );
                 headers.insert("content-type", "application/json".parse().unwrap());
                 return Ok(response);
             }
@@ -207,10 +243,17 @@ async fn serve(
     };
     match outcome {
         Some((id, outcome)) => {
-            state.lock().unwrap().outcomes.insert(id, (outcome, Instant::now()));
+            state
+                .lock()
+                .unwrap()
+                .outcomes
+                .insert(id, (outcome, Instant::now()));
             reported.notify_waiters();
             Ok(text(StatusCode::ACCEPTED, r#"{"status":"OK"}"#))
         }
-        None => Ok(text(StatusCode::NOT_FOUND, format!("no route for {method} {path}"))),
+        None => Ok(text(
+            StatusCode::NOT_FOUND,
+            format!("no route for {method} {path}"),
+        )),
     }
 }

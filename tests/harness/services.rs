@@ -9,13 +9,20 @@ use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// The project venv's `bin/`, made by `make venv`.
 pub fn venv_bin(tool: &str) -> PathBuf {
     let path = repo_root().join(".venv/bin").join(tool);
-    assert!(path.is_file(), "{} is missing: run `make venv` (make test does)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make venv` (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -108,7 +115,9 @@ pub fn moto() -> &'static Moto {
             "moto_server did not listen on port {port} within 60 s; see {}",
             scratch_dir().join("moto.log").display()
         );
-        Moto { endpoint: format!("http://127.0.0.1:{port}") }
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
     })
 }
 

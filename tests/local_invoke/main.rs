@@ -4,7 +4,11 @@
 //! One test binary (`harness = false`, libtest-mimic): `main` collects every area's tests, runs
 //! them in parallel, then stops the services it started.
 
+mod admin_secret;
+mod contract;
 mod guarantee;
+mod listener_priority;
+mod service_database;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -12,6 +16,10 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(guarantee::trials());
+    trials.extend(contract::trials());
+    trials.extend(listener_priority::trials());
+    trials.extend(admin_secret::trials());
+    trials.extend(service_database::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     local_invoke::services::shutdown();
     conclusion.exit();

@@ -228,8 +228,10 @@ pub(crate) fn parse_properties<P: DeserializeOwned>(event: &Value, key: &str) ->
         .map_err(|reason| HandlerError::new(format!("{key}: {reason}")))
 }
 
-/// Deserializes a property object, turning serde's error into a Reason that names the property.
-pub(crate) fn parse_property_map<P: DeserializeOwned>(properties: Value) -> Result<P, String> {
+/// Deserializes a property object (without `ServiceToken` and `ServiceTimeout`) exactly as the
+/// guard does, turning serde's error into a Reason that names the property. Contract tests use it
+/// to check templates against a handler's property type.
+pub fn parse_property_map<P: DeserializeOwned>(properties: Value) -> Result<P, String> {
     serde_path_to_error::deserialize(properties).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner().to_string();
