@@ -64,7 +64,9 @@ build: venv
 
 .PHONY: test
 test: deps venv bins
-	$(CARGO) test --workspace
+	@mkdir -p target
+	$(CARGO) test --workspace 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
 
 .PHONY: lint
 lint: venv
@@ -73,3 +75,29 @@ lint: venv
 	$(VENV)/bin/cfn-lint cfn/*.yaml
 	$(VENV)/bin/python cfn/check-policy.py --self-test
 	$(VENV)/bin/python cfn/check-policy.py cfn/*.yaml
+
+# --- the demo and the benchmark --------------------------------------------------------------
+
+.PHONY: demo
+demo: deps venv release
+	$(CARGO) run --quiet -p local-invoke --bin demo
+
+.PHONY: bench
+bench: deps venv build release
+	$(CARGO) build --release -p fault-injection
+	$(CARGO) run --quiet -p local-invoke --bin bench
+
+# --- deploy ---------------------------------------------------------------------------------
+
+SUPPORT_STACK ?= platform-support
+REGION ?=
+DRY_RUN ?=
+
+.PHONY: deploy
+deploy: venv
+ifeq ($(DRY_RUN),)
+	$(MAKE) build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python cfn/deploy.py --support-stack $(SUPPORT_STACK) $(if $(REGION),--region $(REGION))
+else
+	@$(VENV)/bin/python cfn/deploy.py --dry-run --support-stack $(SUPPORT_STACK) $(if $(REGION),--region $(REGION))
+endif

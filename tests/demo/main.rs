@@ -1,0 +1,725 @@
+//! `make demo`: the platform's lifecycle, locally, with the real release binaries.
+//!
+//! Plays CloudFormation for one cluster stack and two service stacks against moto and a throwaway
+//! PostgreSQL (scram-sha-256, TLS): Create, the two services deploying at the same time, a password
+//! rotation, then Delete of everything in reverse order. The events' properties come from the
+//! `Custom::` resources in `cfn/*.yaml` with intrinsic functions resolved to local values. Every
+//! response is a row of the closing table; every promise is checked and printed; the exit status is
+//! non-zero when a check fails.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use local_invoke::postgres::{Postgres, postgres};
+use local_invoke::services::{self, Moto, moto};
+use local_invoke::templates::{Template, TemplateResolver, resolve};
+use local_invoke::{Exchange, Harness, Profile, fixtures};
+use serde_json::{Value, json};
+
+const CLUSTER_STACK: &str = "platform-rds-cluster";
+const SUPPORT_STACK: &str = "platform-support";
+const FARGATE_STACK: &str = "platform-fargate-cluster";
+
+/// One service stack of the demo.
+struct Service {
+    name: &'static str,
+    database: &'static str,
+    on_delete: &'static str,
+}
+
+const SERVICES: [Service; 2] = [
+    Service {
+        name: "orders",
+        database: "orders",
+        on_delete: "Retain",
+    },
+    Service {
+        name: "payments",
+        database: "payments",
+        on_delete: "Drop",
+    },
+];
+
+struct Row {
+    stack: String,
+    resource: String,
+    request: String,
+    status: String,
+    physical_id: String,
+    data_keys: String,
+    ms: u128,
+}
+
+/// Everything the demo prints goes through here, so it can be searched for secrets at the end.
+#[derive(Default)]
+struct Report {
+    output: String,
+    rows: Vec<Row>,
+    passed: usize,
+    failed: usize,
+}
+
+impl Report {
+    fn say(&mut self, line: impl AsRef<str>) {
+        println!("{}", line.as_ref());
+        self.output.push_str(line.as_ref());
+        self.output.push('\n');
+    }
+
+    fn check(&mut self, ok: bool, what: impl AsRef<str>) {
+        if ok {
+            self.passed += 1;
+            self.say(format!("  ✓ {}", what.as_ref()));
+        } else {
+            self.failed += 1;
+            self.say(format!("  ✗ {}", what.as_ref()));
+        }
+    }
+
+    fn record(&mut self, stack: &str, resource: &str, event: &Value, exchange: &Exchange) {
+        let response = exchange
+            .puts
+            .last()
+            .map(|p| p.json.clone())
+            .unwrap_or(Value::Null);
+        let mut keys: Vec<&str> = response["Data"]
+            .as_object()
+            .map(|d| d.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        keys.sort_unstable();
+        let status = response["Status"].as_str().unwrap_or("(no response)").to_string();
+        let row = Row {
+            stack: stack.into(),
+            resource: resource.into(),
+            request: event["RequestType"].as_str().unwrap_or_default().into(),
+            status: status.clone(),
+            physical_id: response["PhysicalResourceId"].as_str().unwrap_or_default().into(),
+            data_keys: keys.join(","),
+            ms: exchange.elapsed.as_millis(),
+        };
+        let reason = response["Reason"]
+            .as_str()
+            .map(|r| format!(" — {r}"))
+            .unwrap_or_default();
+        self.say(format!(
+            "  {} {} {} → {}{} ({} ms)",
+            row.stack, row.resource, row.request, row.status, reason, row.ms
+        ));
+        self.rows.push(row);
+        self.check(
+            status == "SUCCESS",
+            format!("{resource} {} answered SUCCESS", row_request(event)),
+        );
+    }
+
+    fn table(&mut self) {
+        let headers = [
+            "stack",
+            "resource",
+            "request",
+            "status",
+            "physical id",
+            "Data keys",
+            "ms",
+        ];
+        let cells: Vec<[String; 7]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.stack.clone(),
+                    r.resource.clone(),
+                    r.request.clone(),
+                    r.status.clone(),
+                    shorten(&r.physical_id, 64),
+                    r.data_keys.clone(),
+                    r.ms.to_string(),
+                ]
+            })
+            .collect();
+        let mut widths = headers.map(str::len);
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cols: &[String]| {
+            let mut s = String::from("|");
+            for (c, w) in cols.iter().zip(widths) {
+                let _ = write!(s, " {c}{} |", " ".repeat(w - c.chars().count()));
+            }
+            s
+        };
+        self.say(line(&headers.map(String::from)));
+        self.say(line(&widths.map(|w| "-".repeat(w))));
+        for row in cells {
+            self.say(line(&row));
+        }
+    }
+}
+
+fn row_request(event: &Value) -> String {
+    event["RequestType"].as_str().unwrap_or_default().to_string()
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(max / 2 - 2).collect();
+        let tail: String = text
+            .chars()
+            .rev()
+            .take(max / 2 - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("{head}...{tail}")
+    }
+}
+
+/// The properties of a template's custom resource, resolved with local values.
+fn properties(
+    file: &str,
+    logical_id: &str,
+    stack: &str,
+    parameters: &[(&str, &str)],
+    locals: &BTreeMap<String, String>,
+) -> Value {
+    let template = Template::all()
+        .into_iter()
+        .find(|t| t.file_name() == file)
+        .unwrap_or_else(|| panic!("cfn/{file} is missing"));
+    let resource = template
+        .custom_resources()
+        .into_iter()
+        .find(|r| r.logical_id == logical_id)
+        .unwrap_or_else(|| panic!("cfn/{file} has no custom resource {logical_id}"));
+    let resolver =
+        TemplateResolver {
+            template: &template,
+            stack_name: stack.to_string(),
+            parameters: parameters
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            lookup: Box::new(|function, argument| {
+                let key = format!("{function} {argument}");
+                Value::String(locals.get(&key).cloned().unwrap_or_else(|| {
+                    panic!("the demo has no local value for {key} (cfn/{file} {logical_id})")
+                }))
+            }),
+        };
+    // ServiceToken names the deployed function and ServiceTimeout is CloudFormation's own: the
+    // harness plays both parts here.
+    let mut written = resource.properties.clone();
+    if let Some(map) = written.as_mapping_mut() {
+        map.remove("ServiceToken");
+        map.remove("ServiceTimeout");
+    }
+    resolve(&written, &resolver)
+}
+
+async fn ssm() -> aws_sdk_ssm::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto().endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "testing", "testing", None, None, "demo",
+        ))
+        .load()
+        .await;
+    aws_sdk_ssm::Client::new(&config)
+}
+
+async fn read_secret(ssm: &aws_sdk_ssm::Client, name: &str) -> Option<String> {
+    let output = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .ok()?;
+    output.parameter?.value
+}
+
+async fn parameter_exists(ssm: &aws_sdk_ssm::Client, name: &str) -> bool {
+    read_secret(ssm, name).await.is_some()
+}
+
+async fn database_exists(pg: &Postgres, name: &str) -> bool {
+    let admin = pg.admin("postgres").await;
+    admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map(|r| r.is_some())
+        .unwrap_or(false)
+}
+
+async fn role_exists(pg: &Postgres, name: &str) -> bool {
+    let admin = pg.admin("postgres").await;
+    admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .map(|r| r.is_some())
+        .unwrap_or(false)
+}
+
+fn scram_literal(password: &str) -> String {
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    format!("'{}'", verifier.replace('\'', "''"))
+}
+
+fn main() {
+    let code = local_invoke::block_on(run());
+    services::shutdown();
+    std::process::exit(code);
+}
+
+async fn run() -> i32 {
+    let mut report = Report::default();
+    let started = Instant::now();
+    report.say(
+        "Starting the local services: moto (SSM, KMS, ELBv2) and a throwaway PostgreSQL (scram-sha-256, TLS)",
+    );
+    let moto: &Moto = tokio::task::spawn_blocking(moto).await.expect("moto");
+    let pg: &Postgres = tokio::task::spawn_blocking(postgres).await.expect("postgres");
+    report.say(format!(
+        "  moto at {}; PostgreSQL at {}:{} (admin role {}, not a superuser)",
+        moto.endpoint, pg.host, pg.port, pg.admin_user
+    ));
+    let (cluster_key, listener) = tokio::task::spawn_blocking(|| {
+        (
+            fixtures::kms_key("platform-rds-cluster key"),
+            fixtures::listener([1, 2, 5]),
+        )
+    })
+    .await
+    .expect("fixtures");
+    report.say("  a KMS key for the cluster stack; an ALB listener with rules at priorities 1, 2, 5");
+    let ssm = ssm().await;
+    let env = [("AWS_ENDPOINT_URL", moto.endpoint.as_str())];
+    let mut secrets: Vec<String> = vec![pg.admin_password.clone()];
+
+    let mut locals = BTreeMap::new();
+    locals.insert("Fn::GetAtt Key.Arn".to_string(), cluster_key.clone());
+    locals.insert(
+        format!("Fn::ImportValue {SUPPORT_STACK}-AdminSecretParameterPath"),
+        "/platform/rds".into(),
+    );
+
+    // --- the cluster stack ---------------------------------------------------------------------
+    report.say("");
+    report.say(format!(
+        "Stack {CLUSTER_STACK} (cfn/rds-cluster.yaml): Custom::AdminSecret"
+    ));
+    let admin_secret = Harness::start_profile("admin-secret", Profile::Release, &env).await;
+    let cluster_events = admin_secret.events.for_stack(CLUSTER_STACK);
+    let admin_props = properties("rds-cluster.yaml", "AdminSecret", CLUSTER_STACK, &[], &locals);
+    let create = cluster_events.create("Custom::AdminSecret", "AdminSecret", admin_props.clone());
+    let x = admin_secret.call(create.clone()).await;
+    report.record(CLUSTER_STACK, "AdminSecret", &create, &x);
+    let admin_parameter = x
+        .puts
+        .last()
+        .and_then(|p| p.json["Data"]["ParameterName"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let admin_version = x
+        .puts
+        .last()
+        .and_then(|p| p.json["Data"]["Version"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let admin_password = read_secret(&ssm, &admin_parameter).await.unwrap_or_default();
+    secrets.push(admin_password.clone());
+    let described = ssm
+        .describe_parameters()
+        .parameter_filters(
+            aws_sdk_ssm::types::ParameterStringFilter::builder()
+                .key("Name")
+                .values(&admin_parameter)
+                .build()
+                .expect("filter"),
+        )
+        .send()
+        .await
+        .ok()
+        .and_then(|d| d.parameters)
+        .and_then(|p| p.into_iter().next());
+    report.check(
+        described.as_ref().is_some_and(|p| {
+            p.r#type == Some(aws_sdk_ssm::types::ParameterType::SecureString)
+                && p.key_id.as_deref() == Some(cluster_key.as_str())
+        }),
+        format!("{admin_parameter} is a SecureString under the cluster's KMS key (version {admin_version})"),
+    );
+    report.check(
+        admin_password.len() == 32,
+        "the master password is 32 characters (the template's AdminPasswordLength)",
+    );
+    // As RDS would: the cluster's master user gets the password the template resolves with
+    // {{resolve:ssm-secure:NAME:VERSION}}. Sent as a SCRAM verifier: the server log never sees it.
+    {
+        let admin = pg.admin("postgres").await;
+        let set = admin
+            .batch_execute(&format!(
+                "ALTER ROLE CURRENT_USER PASSWORD {}",
+                scram_literal(&admin_password)
+            ))
+            .await;
+        report.check(
+            set.is_ok(),
+            format!(
+                "the cluster's master user {} now has the password from SSM, as RDS would set it",
+                pg.admin_user
+            ),
+        );
+    }
+    let admin_login = pg.connect(&pg.admin_user, &admin_password, "postgres").await;
+    report.check(
+        admin_login.is_ok(),
+        "the master user logs in with the password read from SSM (verify-full TLS, SCRAM)",
+    );
+    drop(admin_login);
+    let pg_as_admin = Postgres {
+        host: pg.host.clone(),
+        address: pg.address.clone(),
+        port: pg.port,
+        admin_user: pg.admin_user.clone(),
+        admin_password: admin_password.clone(),
+        ca_pem: pg.ca_pem.clone(),
+        other_ca_pem: pg.other_ca_pem.clone(),
+        log_file: pg.log_file.clone(),
+    };
+    let pg = &pg_as_admin;
+
+    // --- two service stacks at once ------------------------------------------------------------
+    report.say("");
+    report.say("Stacks platform-service-orders and platform-service-payments (cfn/service.yaml), deploying at the same time:");
+    report.say(
+        "  each: Custom::ServiceDatabase and Custom::ListenerRulePriority, four Lambda processes at once",
+    );
+    report.say(
+        "  (local addition to the template's properties: CaCertificate = the throwaway cluster's test CA)",
+    );
+    let mut service_locals = Vec::new();
+    for service in &SERVICES {
+        let key = tokio::task::spawn_blocking(move || fixtures::kms_key(&format!("{} key", service.name)))
+            .await
+            .expect("key");
+        let mut l = locals.clone();
+        l.insert("Fn::GetAtt Key.Arn".into(), key);
+        l.insert(
+            format!("Fn::ImportValue {SUPPORT_STACK}-ServiceParameterPath"),
+            "/platform/services".into(),
+        );
+        l.insert(format!("Fn::ImportValue {CLUSTER_STACK}-Host"), pg.host.clone());
+        l.insert(
+            format!("Fn::ImportValue {CLUSTER_STACK}-Port"),
+            pg.port.to_string(),
+        );
+        l.insert(
+            format!("Fn::ImportValue {CLUSTER_STACK}-AdminUsername"),
+            pg.admin_user.clone(),
+        );
+        l.insert(
+            format!("Fn::ImportValue {CLUSTER_STACK}-AdminPasswordParameterName"),
+            admin_parameter.clone(),
+        );
+        l.insert(
+            format!("Fn::ImportValue {FARGATE_STACK}-ListenerArn"),
+            listener.clone(),
+        );
+        service_locals.push(l);
+    }
+    let stack_of = |s: &Service| format!("platform-service-{}", s.name);
+    let parameters_of = |s: &Service| -> Vec<(&str, &str)> {
+        vec![
+            ("ServiceName", s.name),
+            ("DatabaseName", s.database),
+            ("DatabaseOnDelete", s.on_delete),
+            (
+                "HostName",
+                if s.name == "orders" {
+                    "orders.example.com"
+                } else {
+                    "payments.example.com"
+                },
+            ),
+        ]
+    };
+    let mut database_props = Vec::new();
+    let mut priority_props = Vec::new();
+    for (service, l) in SERVICES.iter().zip(&service_locals) {
+        let stack = stack_of(service);
+        let mut p = properties(
+            "service.yaml",
+            "ServiceDatabase",
+            &stack,
+            &parameters_of(service),
+            l,
+        );
+        p["CaCertificate"] = json!(pg.ca_pem);
+        database_props.push(p);
+        priority_props.push(properties(
+            "service.yaml",
+            "ListenerRulePriority",
+            &stack,
+            &parameters_of(service),
+            l,
+        ));
+    }
+    let mut db_lambdas = Vec::new();
+    let mut priority_lambdas = Vec::new();
+    for _ in &SERVICES {
+        db_lambdas.push(Harness::start_profile("service-database", Profile::Release, &env).await);
+        priority_lambdas.push(Harness::start_profile("listener-rule-priority", Profile::Release, &env).await);
+    }
+    let db_events: Vec<Value> = SERVICES
+        .iter()
+        .zip(&db_lambdas)
+        .zip(&database_props)
+        .map(|((s, h), p)| {
+            h.events
+                .for_stack(&stack_of(s))
+                .create("Custom::ServiceDatabase", "ServiceDatabase", p.clone())
+        })
+        .collect();
+    let priority_events: Vec<Value> = SERVICES
+        .iter()
+        .zip(&priority_lambdas)
+        .zip(&priority_props)
+        .map(|((s, h), p)| {
+            h.events.for_stack(&stack_of(s)).create(
+                "Custom::ListenerRulePriority",
+                "ListenerRulePriority",
+                p.clone(),
+            )
+        })
+        .collect();
+    let (db0, db1, p0, p1) = tokio::join!(
+        db_lambdas[0].call(db_events[0].clone()),
+        db_lambdas[1].call(db_events[1].clone()),
+        priority_lambdas[0].call(priority_events[0].clone()),
+        priority_lambdas[1].call(priority_events[1].clone()),
+    );
+    let (dbs, priorities) = ([db0, db1], [p0, p1]);
+    for (i, service) in SERVICES.iter().enumerate() {
+        report.record(&stack_of(service), "ServiceDatabase", &db_events[i], &dbs[i]);
+        report.record(
+            &stack_of(service),
+            "ListenerRulePriority",
+            &priority_events[i],
+            &priorities[i],
+        );
+    }
+
+    let data = |x: &Exchange, key: &str| {
+        x.puts
+            .last()
+            .and_then(|p| p.json["Data"][key].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut passwords = Vec::new();
+    for (i, service) in SERVICES.iter().enumerate() {
+        let parameter = data(&dbs[i], "PasswordParameterName");
+        let password = read_secret(&ssm, &parameter).await.unwrap_or_default();
+        secrets.push(password.clone());
+        passwords.push((
+            data(&dbs[i], "Username"),
+            password,
+            data(&dbs[i], "DatabaseName"),
+            parameter,
+        ));
+        let _ = service;
+    }
+    for (i, service) in SERVICES.iter().enumerate() {
+        let (user, password, database, parameter) = &passwords[i];
+        let own = pg.connect(user, password, database).await;
+        let table = match &own {
+            Ok(client) => client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {}_demo (id int PRIMARY KEY)",
+                    service.name
+                ))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        report.check(own.is_ok() && table, format!(
+            "{}: role {user} connects to database {database} with the password from {parameter} (verify-full TLS) and creates a table",
+            service.name
+        ));
+        let other = &passwords[1 - i];
+        let refused = pg.connect(user, password, &other.2).await.is_err();
+        report.check(
+            refused,
+            format!(
+                "{}: role {user} cannot connect to {}'s database {}",
+                service.name,
+                SERVICES[1 - i].name,
+                other.2
+            ),
+        );
+    }
+    let p0 = data(&priorities[0], "Priority");
+    let p1 = data(&priorities[1], "Priority");
+    report.check(!p0.is_empty() && p0 != p1 && !["1", "2", "5"].contains(&p0.as_str()) && !["1", "2", "5"].contains(&p1.as_str()),
+        format!("the two services got different listener-rule priorities ({p0} and {p1}), none taken by a live rule"));
+
+    // --- an update: rotate the orders password -------------------------------------------------
+    report.say("");
+    report.say("Update of platform-service-orders: RotationToken changed on Custom::ServiceDatabase");
+    let orders_id = dbs[0]
+        .puts
+        .last()
+        .and_then(|p| p.json["PhysicalResourceId"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut rotated = database_props[0].clone();
+    rotated["RotationToken"] = json!("2026-11-rotation");
+    let update = db_lambdas[0].events.for_stack(&stack_of(&SERVICES[0])).update(
+        "Custom::ServiceDatabase",
+        "ServiceDatabase",
+        &orders_id,
+        rotated.clone(),
+        database_props[0].clone(),
+    );
+    let x = db_lambdas[0].call(update.clone()).await;
+    report.record(&stack_of(&SERVICES[0]), "ServiceDatabase", &update, &x);
+    let (user, old_password, database, parameter) = passwords[0].clone();
+    let new_password = read_secret(&ssm, &parameter).await.unwrap_or_default();
+    secrets.push(new_password.clone());
+    report.check(
+        !new_password.is_empty() && new_password != old_password,
+        format!("{parameter} holds a new password"),
+    );
+    report.check(
+        pg.connect(&user, &new_password, &database).await.is_ok(),
+        "orders connects with the new password",
+    );
+    report.check(
+        pg.connect(&user, &old_password, &database).await.is_err(),
+        "the old password no longer works",
+    );
+
+    // --- delete everything, in reverse order ---------------------------------------------------
+    report.say("");
+    report.say("Delete, in reverse order: the service stacks, then the cluster stack");
+    for (i, service) in SERVICES.iter().enumerate().rev() {
+        let stack = stack_of(service);
+        let events = priority_lambdas[i].events.for_stack(&stack);
+        let id = priorities[i]
+            .puts
+            .last()
+            .and_then(|p| p.json["PhysicalResourceId"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let delete = events.delete(
+            "Custom::ListenerRulePriority",
+            "ListenerRulePriority",
+            &id,
+            priority_props[i].clone(),
+        );
+        let x = priority_lambdas[i].call(delete.clone()).await;
+        report.record(&stack, "ListenerRulePriority", &delete, &x);
+
+        let id = if i == 0 {
+            orders_id.clone()
+        } else {
+            dbs[i]
+                .puts
+                .last()
+                .and_then(|p| p.json["PhysicalResourceId"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let props = if i == 0 {
+            rotated.clone()
+        } else {
+            database_props[i].clone()
+        };
+        let delete = db_lambdas[i].events.for_stack(&stack).delete(
+            "Custom::ServiceDatabase",
+            "ServiceDatabase",
+            &id,
+            props,
+        );
+        let x = db_lambdas[i].call(delete.clone()).await;
+        report.record(&stack, "ServiceDatabase", &delete, &x);
+        let (user, _, database, parameter) = &passwords[i];
+        let (db, role, param) = (
+            database_exists(pg, database).await,
+            role_exists(pg, user).await,
+            parameter_exists(&ssm, parameter).await,
+        );
+        if service.on_delete == "Retain" {
+            report.check(
+                db && role && param,
+                format!("OnDelete Retain: database {database}, role {user} and {parameter} are still there"),
+            );
+        } else {
+            report.check(
+                !db && !role && !param,
+                format!("OnDelete Drop: database {database}, role {user} and {parameter} are gone"),
+            );
+        }
+    }
+    let delete = cluster_events.delete(
+        "Custom::AdminSecret",
+        "AdminSecret",
+        &admin_parameter,
+        admin_props,
+    );
+    let x = admin_secret.call(delete.clone()).await;
+    report.record(CLUSTER_STACK, "AdminSecret", &delete, &x);
+    report.check(
+        !parameter_exists(&ssm, &admin_parameter).await,
+        format!("OnDelete Delete (the template's default): {admin_parameter} is gone"),
+    );
+
+    // --- no secret anywhere --------------------------------------------------------------------
+    report.say("");
+    let mut logs = admin_secret.logs();
+    for h in db_lambdas.iter().chain(&priority_lambdas) {
+        logs.push_str(&h.logs());
+    }
+    let server_log = pg.log().unwrap_or_default();
+    let leaked = secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .any(|s| report.output.contains(s.as_str()) || logs.contains(s.as_str()));
+    report.check(
+        !leaked,
+        format!(
+            "none of the {} passwords appears in this output or in the Lambdas' logs",
+            secrets.len()
+        ),
+    );
+    let in_server_log = secrets
+        .iter()
+        .skip(1)
+        .filter(|s| !s.is_empty())
+        .any(|s| server_log.contains(s.as_str()));
+    report.check(!in_server_log, "none appears in the PostgreSQL server log (log_statement = 'all'): passwords travel as SCRAM verifiers");
+    report.check(
+        !logs.contains(local_invoke::SIGNATURE),
+        "no ResponseURL signature appears in the Lambdas' logs",
+    );
+
+    report.say("");
+    report.say("Every CloudFormation response:");
+    report.table();
+    report.say("");
+    report.say(format!(
+        "{} checks passed, {} failed, in {:.1} s",
+        report.passed,
+        report.failed,
+        started.elapsed().as_secs_f64()
+    ));
+    if report.failed == 0 { 0 } else { 1 }
+}
