@@ -222,18 +222,6 @@ fn properties(
     resolve(&written, &resolver)
 }
 
-async fn ssm() -> aws_sdk_ssm::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto().endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "testing", "testing", None, None, "demo",
-        ))
-        .load()
-        .await;
-    aws_sdk_ssm::Client::new(&config)
-}
-
 async fn read_secret(ssm: &aws_sdk_ssm::Client, name: &str) -> Option<String> {
     let output = ssm
         .get_parameter()
@@ -299,7 +287,7 @@ async fn run() -> i32 {
     .await
     .expect("fixtures");
     report.say("  a KMS key for the cluster stack; an ALB listener with rules at priorities 1, 2, 5");
-    let ssm = ssm().await;
+    let ssm = moto.ssm();
     let env = [("AWS_ENDPOINT_URL", moto.endpoint.as_str())];
     let mut secrets: Vec<String> = vec![pg.admin_password.clone()];
 

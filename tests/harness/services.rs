@@ -122,6 +122,23 @@ pub fn moto() -> &'static Moto {
 }
 
 impl Moto {
+    /// An SSM client for this moto server, for set-up and assertions.
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        let config = aws_sdk_ssm::Config::builder()
+            .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+            .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "local-invoke",
+            ))
+            .build();
+        aws_sdk_ssm::Client::from_conf(config)
+    }
+
     /// The environment a Lambda needs to reach this moto server.
     pub fn env(&self) -> Vec<(&'static str, &str)> {
         vec![("AWS_ENDPOINT_URL", self.endpoint.as_str())]

@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, ResourceTypeForTagging};
 use libtest_mimic::Trial;
 use local_invoke::services::moto;
@@ -81,13 +80,7 @@ async fn start() -> Harness {
 }
 
 fn ssm() -> Client {
-    let config = aws_sdk_ssm::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&moto().endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "local-invoke"))
-        .build();
-    Client::from_conf(config)
+    moto().ssm()
 }
 
 /// A parameter name no other test (nor an earlier run against an outside moto) uses.

@@ -89,7 +89,7 @@ async fn claims(listener: &str) -> BTreeMap<u32, String> {
 
 /// The claims on a listener under a given claim root.
 async fn claims_under(root: &str, listener: &str) -> BTreeMap<u32, String> {
-    let ssm = aws_sdk_ssm::Client::new(&sdk_config().await);
+    let ssm = services::moto().ssm();
     let id = listener.split_once(":listener/").expect("listener arn").1;
     let path = format!("{root}/{id}");
     let mut out = BTreeMap::new();

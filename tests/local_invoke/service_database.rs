@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ssm::types::ParameterType;
 use libtest_mimic::Trial;
 use local_invoke::postgres::{ADMIN_DATABASE, Postgres, postgres};
@@ -212,13 +211,7 @@ fn parameter_name(database: &str) -> String {
 }
 
 fn ssm() -> Client {
-    let config = aws_sdk_ssm::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&moto().endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "local-invoke"))
-        .build();
-    Client::from_conf(config)
+    moto().ssm()
 }
 
 async fn put_parameter(name: &str, value: &str) {

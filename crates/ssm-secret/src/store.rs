@@ -133,10 +133,33 @@ impl ParameterStore {
             .send()
             .await;
         match put {
-            Ok(_) => {
-                let stored = self.get(name).await?.ok_or_else(|| StoreError::Vanished {
+            Ok(output) => {
+                // Everything but the ARN is known: what was just written. One GetParameter
+                // (without decryption) gives the ARN, instead of the three calls `get` makes.
+                let arn = self
+                    .client
+                    .get_parameter()
+                    .name(name)
+                    .send()
+                    .await
+                    .map_err(|error| StoreError::aws("GetParameter", name, &error))?
+                    .parameter()
+                    .and_then(|p| p.arn())
+                    .ok_or_else(|| StoreError::Incomplete {
+                        action: "GetParameter",
+                        name: name.to_string(),
+                        missing: "its ARN",
+                    })?
+                    .to_string();
+                let stored = StoredParameter {
                     name: name.to_string(),
-                })?;
+                    arn,
+                    version: output.version(),
+                    value: value.clone(),
+                    key_id: Some(key_id.to_string()),
+                    owner: Some(owner.clone()),
+                    description: description.map(str::to_string),
+                };
                 tracing::info!(
                     parameter = name,
                     version = stored.version,
