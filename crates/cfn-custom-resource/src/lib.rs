@@ -82,35 +82,48 @@ pub trait CustomResource: Send + Sync + 'static {
 }
 
 /// Initialises `tracing` the way Lambda expects: `AWS_LAMBDA_LOG_FORMAT=JSON` gives JSON lines,
-/// `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`) sets the level, INFO by default.
+/// `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`, with `target=level` directives) sets the level, INFO by
+/// default.
 ///
 /// Whatever the level, `lambda_runtime`'s trace of the raw event is filtered out: the event holds
 /// the ResponseURL's signature and every property value.
 pub fn init_tracing() {
-    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
 
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+    let directives = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_default();
+    let targets = directives
+        .parse::<Targets>()
         .ok()
-        .and_then(|level| level.parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::INFO);
-    let filter = EnvFilter::builder()
-        .with_default_directive(level.into())
-        .from_env_lossy()
-        .add_directive(
-            "lambda_runtime::layers::api_response=debug"
-                .parse()
-                .expect("a static, valid directive"),
-        );
-    let builder = tracing_subscriber::fmt()
-        .with_target(false)
-        .without_time()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(filter);
+        .filter(|_| !directives.trim().is_empty())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let raw_event_level = targets
+        .default_level()
+        .unwrap_or(LevelFilter::INFO)
+        .min(LevelFilter::DEBUG);
+    let targets = targets.with_target("lambda_runtime::layers::api_response", raw_event_level);
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let registry = tracing_subscriber::registry().with(targets);
     if json {
-        builder.json().init();
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_target(false)
+                    .without_time(),
+            )
+            .init();
     } else {
-        builder.init();
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .without_time()
+                    .with_ansi(ansi),
+            )
+            .init();
     }
 }

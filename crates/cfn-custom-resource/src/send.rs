@@ -1,4 +1,7 @@
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::OnceCell;
 
 use rand::RngExt as _;
 use rand::rand_core::UnwrapErr;
@@ -37,9 +40,13 @@ fn is_permanent(status: reqwest::StatusCode) -> bool {
 
 /// Delivers response bodies to pre-signed ResponseURLs. One client for the life of the process,
 /// so the connection to the response endpoint stays warm across invocations.
+///
+/// Building the client loads the system's root certificates, which takes milliseconds: it is built
+/// in the background from [`Sender::new`], so the Lambda's init does not wait for it and the first
+/// response usually finds it ready.
 #[derive(Debug, Clone)]
 pub(crate) struct Sender {
-    client: reqwest::Client,
+    client: Arc<OnceCell<reqwest::Client>>,
     policy: SendPolicy,
 }
 
@@ -53,13 +60,30 @@ pub(crate) struct DeliveryError {
 }
 
 impl Sender {
+    /// Must be called inside a tokio runtime: it starts building the client there.
     pub fn new(policy: SendPolicy) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(policy.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()
-            .expect("the HTTP client's TLS configuration is static and valid");
-        Self { client, policy }
+        let sender = Self {
+            client: Arc::new(OnceCell::new()),
+            policy,
+        };
+        let early = sender.clone();
+        tokio::spawn(async move {
+            early.client().await;
+        });
+        sender
+    }
+
+    async fn client(&self) -> &reqwest::Client {
+        let connect_timeout = self.policy.connect_timeout;
+        self.client
+            .get_or_init(|| async move {
+                reqwest::Client::builder()
+                    .connect_timeout(connect_timeout)
+                    .pool_idle_timeout(Duration::from_secs(50))
+                    .build()
+                    .expect("the HTTP client's TLS configuration is static and valid")
+            })
+            .await
     }
 
     /// PUTs `body` until a 2xx answer, retrying with full-jitter exponential backoff; gives up
@@ -81,7 +105,8 @@ impl Sender {
                 // No Content-Type (a pre-signed S3 URL is signed without one); reqwest sets the
                 // exact Content-Length for a byte body.
                 let attempt = self
-                    .client
+                    .client()
+                    .await
                     .put(url.url().clone())
                     .timeout(remaining.min(self.policy.request_timeout))
                     .body(body.clone())
