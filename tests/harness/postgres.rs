@@ -106,14 +106,14 @@ impl Postgres {
     }
 }
 
-/// A rustls connector (aws-lc-rs) that trusts only `ca_pem` and checks the host name.
+/// A rustls connector (ring) that trusts only `ca_pem` and checks the host name.
 pub fn tls(ca_pem: &str) -> tokio_postgres_rustls::MakeRustlsConnect {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("CA certificate");
     }
     let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .expect("TLS versions")
             .with_root_certificates(roots)

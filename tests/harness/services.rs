@@ -128,6 +128,7 @@ impl Moto {
             .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
             .region(aws_sdk_ssm::config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
+            .http_client(cfn_custom_resource::https_client())
             .credentials_provider(aws_sdk_ssm::config::Credentials::new(
                 "testing",
                 "testing",

@@ -73,6 +73,7 @@ pub fn trials() -> Vec<Trial> {
 
 async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(cfn_custom_resource::https_client())
         .endpoint_url(&services::moto().endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_ssm::config::Credentials::new(

@@ -7,7 +7,7 @@ use cfn_custom_resource::RuntimeError;
 async fn main() -> Result<(), RuntimeError> {
     cfn_custom_resource::init_tracing();
     // Region, credentials and AWS_ENDPOINT_URL (local runs) come from the environment.
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = cfn_custom_resource::aws_config().await;
     let handler = AdminSecret::new(aws_sdk_ssm::Client::new(&config));
     cfn_custom_resource::run(handler).await
 }

@@ -81,6 +81,34 @@ pub trait CustomResource: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// Makes ring the process's rustls crypto provider (idempotent). Every TLS client in these
+/// Lambdas (the response PUT, the AWS SDK, PostgreSQL) uses it: one provider, and a smaller binary
+/// than aws-lc.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The AWS SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`), with
+/// an HTTPS client on rustls + ring: the SDK's default client would bring a second crypto library.
+#[cfg(feature = "aws")]
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The AWS SDK's HTTPS client on rustls + ring, for SDK configurations built by hand.
+#[cfg(feature = "aws")]
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+
+    install_crypto_provider();
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// Initialises `tracing` the way Lambda expects: `AWS_LAMBDA_LOG_FORMAT=JSON` gives JSON lines,
 /// `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`, with `target=level` directives) sets the level, INFO by
 /// default.

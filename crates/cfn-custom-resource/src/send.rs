@@ -77,6 +77,7 @@ impl Sender {
         let connect_timeout = self.policy.connect_timeout;
         self.client
             .get_or_init(|| async move {
+                crate::install_crypto_provider();
                 reqwest::Client::builder()
                     .connect_timeout(connect_timeout)
                     .pool_idle_timeout(Duration::from_secs(50))

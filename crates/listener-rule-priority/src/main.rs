@@ -6,7 +6,7 @@ use listener_rule_priority::ListenerRulePriority;
 #[tokio::main]
 async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
     cfn_custom_resource::init_tracing();
-    let mut loader = aws_config::load_from_env().await.into_builder();
+    let mut loader = cfn_custom_resource::aws_config().await.into_builder();
     // Claims are many small writes: ride out SSM throttling unless AWS_MAX_ATTEMPTS says otherwise.
     if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
         loader.set_retry_config(Some(RetryConfig::standard().with_max_attempts(10)));

@@ -371,8 +371,8 @@ impl ServiceDatabase {
 
     async fn admin_password(&self, p: &Properties) -> Result<Secret<String>, Error> {
         let name = &p.admin_password_parameter_name;
-        match self.store.get(name).await.map_err(|e| store_error(name, &e))? {
-            Some(stored) => Ok(stored.value),
+        match self.store.value(name).await.map_err(|e| store_error(name, &e))? {
+            Some(value) => Ok(value),
             None => Err(Error::AdminPasswordMissing(name.clone())),
         }
     }

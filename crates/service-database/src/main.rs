@@ -5,7 +5,7 @@ use service_database::ServiceDatabase;
 #[tokio::main]
 async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
     cfn_custom_resource::init_tracing();
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = cfn_custom_resource::aws_config().await;
     let handler = ServiceDatabase::new(aws_sdk_ssm::Client::new(&config));
     cfn_custom_resource::run(handler).await
 }

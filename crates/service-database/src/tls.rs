@@ -1,4 +1,4 @@
-//! TLS to the cluster with rustls and its aws-lc-rs provider: `verify-full` against the AWS RDS
+//! TLS to the cluster with rustls and its ring provider: `verify-full` against the AWS RDS
 //! certificate authorities compiled into the binary (plus an optional extra CA), or `require`
 //! (encrypted, certificate not verified). Plaintext only with `disable`, never as a fallback.
 
@@ -26,7 +26,7 @@ pub enum Transport {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Parses every certificate in `pem`; `what` names the source in the error.

@@ -183,6 +183,37 @@ impl ParameterStore {
         }
     }
 
+    /// Only the decrypted value (one GetParameter): for reading a secret someone else owns, such as
+    /// the cluster's admin password. `None` when there is no such parameter.
+    pub async fn value(&self, name: &str) -> Result<Option<Secret<String>>, StoreError> {
+        match self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(output) => output
+                .parameter()
+                .and_then(|p| p.value())
+                .map(|v| Some(Secret::new(v.to_string())))
+                .ok_or_else(|| StoreError::Incomplete {
+                    action: "GetParameter",
+                    name: name.to_string(),
+                    missing: "its value",
+                }),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(StoreError::aws("GetParameter", name, &error)),
+        }
+    }
+
     /// The parameter with its decrypted value, KMS key, description and owner; `None` when there
     /// is no such parameter.
     pub async fn get(&self, name: &str) -> Result<Option<StoredParameter>, StoreError> {
