@@ -88,14 +88,39 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The AWS SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`), with
-/// an HTTPS client on rustls + ring: the SDK's default client would bring a second crypto library.
+/// The AWS SDK configuration a Lambda gets from its environment: `AWS_REGION`, the credentials in
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` (where Lambda puts its
+/// role's credentials), `AWS_ENDPOINT_URL` (local runs) and `AWS_MAX_ATTEMPTS`, with an HTTPS client
+/// on rustls + ring.
+///
+/// Built directly rather than with `aws_config::load_defaults`, whose provider chains (profile
+/// files, SSO, web identity through STS, IMDS) a Lambda never uses: leaving them out takes their
+/// code out of the binary.
 #[cfg(feature = "aws")]
 pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(https_client())
-        .load()
-        .await
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_config::retry::RetryConfig;
+    use aws_config::{BehaviorVersion, Region};
+
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let region = env("AWS_REGION")
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .map(Region::new);
+    let attempts = env("AWS_MAX_ATTEMPTS")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(3);
+    let mut config = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .retry_config(RetryConfig::standard().with_max_attempts(attempts.max(1)))
+        .http_client(https_client());
+    if let Some(endpoint) = env("AWS_ENDPOINT_URL") {
+        config = config.endpoint_url(endpoint);
+    }
+    config.build()
 }
 
 /// The AWS SDK's HTTPS client on rustls + ring, for SDK configurations built by hand.
