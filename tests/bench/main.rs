@@ -275,7 +275,7 @@ async fn run() -> i32 {
     println!("Machine: {machine}");
     println!();
     println!(
-        "| Lambda | init median / max (ms) | warm request | warm median / p95 (ms) | peak RSS (MB) | arm64 zip (MB) |"
+        "| Lambda | init median / max (ms) | warm request | warm median / p95 (ms) | peak RSS (MiB) | arm64 zip (MiB) |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
     for row in &rows {
