@@ -649,6 +649,13 @@ async fn unreachable_host_fails_within_the_connect_timeout() {
         "{}",
         exchange.reason()
     );
+    assert!(
+        exchange
+            .reason()
+            .contains(&format!("the service password parameter {} is kept", parameter_name(&name))),
+        "what stays behind is reported: {}",
+        exchange.reason()
+    );
     f.assert_hidden(&[&exchange], &[&f.pg.admin_password]);
 
     // Nothing listening at all: refused at once.

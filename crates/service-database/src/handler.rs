@@ -118,8 +118,18 @@ impl ServiceDatabase {
         let password = self.service_password(p, v, &owner).await?;
 
         progress.set(format!("connecting to {}:{}", v.host, v.port));
-        let target = target(p, v)?;
-        let session = target.admin(&p.admin_username, &admin_password).await?;
+        // Nothing in the cluster exists yet, so the failed Create answers with a marker id and its
+        // rollback Delete touches nothing: say what stays behind.
+        let kept = |e: Error| {
+            HandlerError::new(format!(
+                "{}; the service password parameter {} is kept, and a retried Create reuses it \
+                 (delete it if this resource is abandoned)",
+                HandlerError::from(e).message(),
+                p.password_parameter_name
+            ))
+        };
+        let target = target(p, v).map_err(kept)?;
+        let session = target.admin(&p.admin_username, &admin_password).await.map_err(kept)?;
         // From here on the cluster is reachable, so a rollback Delete can clean up after us.
         let partial = |e: Error| HandlerError::from(e).with_physical_id(physical_id(v).expect("checked"));
 
