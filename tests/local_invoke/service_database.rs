@@ -650,9 +650,10 @@ async fn unreachable_host_fails_within_the_connect_timeout() {
         exchange.reason()
     );
     assert!(
-        exchange
-            .reason()
-            .contains(&format!("the service password parameter {} is kept", parameter_name(&name))),
+        exchange.reason().contains(&format!(
+            "the service password parameter {} is kept",
+            parameter_name(&name)
+        )),
         "what stays behind is reported: {}",
         exchange.reason()
     );

@@ -129,7 +129,10 @@ impl ServiceDatabase {
             ))
         };
         let target = target(p, v).map_err(kept)?;
-        let session = target.admin(&p.admin_username, &admin_password).await.map_err(kept)?;
+        let session = target
+            .admin(&p.admin_username, &admin_password)
+            .await
+            .map_err(kept)?;
         // From here on the cluster is reachable, so a rollback Delete can clean up after us.
         let partial = |e: Error| HandlerError::from(e).with_physical_id(physical_id(v).expect("checked"));
 

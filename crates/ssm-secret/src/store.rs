@@ -255,23 +255,8 @@ impl ParameterStore {
             Some(metadata) => metadata,
             None => return Ok(None),
         };
-        let owner = match self
-            .client
-            .list_tags_for_resource()
-            .resource_type(ResourceTypeForTagging::Parameter)
-            .resource_id(name)
-            .send()
-            .await
-        {
-            Ok(output) => Owner::from_tags(output.tag_list()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_invalid_resource_id()) =>
-            {
-                return Ok(None);
-            }
-            Err(error) => return Err(StoreError::aws("ListTagsForResource", name, &error)),
+        let Some(owner) = self.owner(name).await? else {
+            return Ok(None);
         };
         Ok(Some(StoredParameter {
             name: stored_name,
@@ -365,10 +350,10 @@ impl ParameterStore {
         Ok(())
     }
 
-    /// Deletes the parameter if its tags name `owner`; one that is already gone is
-    /// [`DeleteOutcome::AlreadyGone`], one owned by anybody else is left alone.
-    pub async fn delete_if_owned(&self, name: &str, owner: &Owner) -> Result<DeleteOutcome, StoreError> {
-        let tags = match self
+    /// The owner the parameter's tags name (`Some(None)`: no owner tags); `None` when the
+    /// parameter does not exist.
+    async fn owner(&self, name: &str) -> Result<Option<Option<Owner>>, StoreError> {
+        match self
             .client
             .list_tags_for_resource()
             .resource_type(ResourceTypeForTagging::Parameter)
@@ -376,15 +361,23 @@ impl ParameterStore {
             .send()
             .await
         {
-            Ok(output) => Owner::from_tags(output.tag_list()),
+            Ok(output) => Ok(Some(Owner::from_tags(output.tag_list()))),
             Err(error)
                 if error
                     .as_service_error()
                     .is_some_and(|e| e.is_invalid_resource_id()) =>
             {
-                return Ok(DeleteOutcome::AlreadyGone);
+                Ok(None)
             }
-            Err(error) => return Err(StoreError::aws("ListTagsForResource", name, &error)),
+            Err(error) => Err(StoreError::aws("ListTagsForResource", name, &error)),
+        }
+    }
+
+    /// Deletes the parameter if its tags name `owner`; one that is already gone is
+    /// [`DeleteOutcome::AlreadyGone`], one owned by anybody else is left alone.
+    pub async fn delete_if_owned(&self, name: &str, owner: &Owner) -> Result<DeleteOutcome, StoreError> {
+        let Some(tags) = self.owner(name).await? else {
+            return Ok(DeleteOutcome::AlreadyGone);
         };
         if tags.as_ref() != Some(owner) {
             tracing::warn!(parameter = name, found_owner = ?tags, "SSM parameter is not ours; left in place");
