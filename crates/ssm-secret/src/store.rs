@@ -121,13 +121,7 @@ impl ParameterStore {
         owner: &Owner,
     ) -> Result<Created, StoreError> {
         let put = self
-            .client
-            .put_parameter()
-            .name(name)
-            .value(value.expose())
-            .r#type(ParameterType::SecureString)
-            .key_id(key_id)
-            .set_description(description.map(str::to_string))
+            .secure_put(name, value, key_id, description)
             .overwrite(false)
             .set_tags(Some(owner.tags()))
             .send()
@@ -306,6 +300,23 @@ impl ParameterStore {
         }
     }
 
+    /// A SecureString `PutParameter` of `value` under `key_id`, the part both writes share.
+    fn secure_put(
+        &self,
+        name: &str,
+        value: &Secret<String>,
+        key_id: &str,
+        description: Option<&str>,
+    ) -> aws_sdk_ssm::operation::put_parameter::builders::PutParameterFluentBuilder {
+        self.client
+            .put_parameter()
+            .name(name)
+            .value(value.expose())
+            .r#type(ParameterType::SecureString)
+            .key_id(key_id)
+            .set_description(description.map(str::to_string))
+    }
+
     /// Puts `value` as a new version (`Overwrite=true`) of a SecureString under `key_id`; returns
     /// the new version. Tags are kept (SSM does not take tags with `Overwrite=true`; see
     /// [`ParameterStore::tag`]).
@@ -317,13 +328,7 @@ impl ParameterStore {
         description: Option<&str>,
     ) -> Result<i64, StoreError> {
         let output = self
-            .client
-            .put_parameter()
-            .name(name)
-            .value(value.expose())
-            .r#type(ParameterType::SecureString)
-            .key_id(key_id)
-            .set_description(description.map(str::to_string))
+            .secure_put(name, value, key_id, description)
             .overwrite(true)
             .send()
             .await
