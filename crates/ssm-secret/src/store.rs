@@ -1,7 +1,7 @@
 //! SSM Parameter Store storage for secrets owned by a CloudFormation resource.
 
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, ResourceTypeForTagging, Tag};
+use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 use cfn_custom_resource::{RequestInfo, Secret};
 
 use crate::error::StoreError;
@@ -263,39 +263,45 @@ impl ParameterStore {
         }))
     }
 
-    /// The parameter's KMS key id and description (`DescribeParameters`, which may answer with
-    /// empty pages before the match); `None` when it is not found.
+    /// The key id and description of the parameter's latest version, from
+    /// `GetParameterHistory`, which IAM can scope to the parameter's ARN (`DescribeParameters`
+    /// cannot be scoped and would need `"*"`). `None` when it is not found.
     async fn describe(&self, name: &str) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
-        let filter = ParameterStringFilter::builder()
-            .key("Name")
-            .option("Equals")
-            .values(name)
-            .build()
-            .expect("the filter key is set");
         let mut next_token = None;
+        let mut latest = None;
         loop {
-            let output = self
+            let output = match self
                 .client
-                .describe_parameters()
-                .parameter_filters(filter.clone())
+                .get_parameter_history()
+                .name(name)
                 .set_next_token(next_token)
                 .send()
                 .await
-                .map_err(|error| StoreError::aws("DescribeParameters", name, &error))?;
-            let wanted = name.trim_start_matches('/');
-            if let Some(found) = output
-                .parameters()
-                .iter()
-                .find(|p| p.name().is_some_and(|n| n.trim_start_matches('/') == wanted))
             {
-                return Ok(Some((
-                    found.key_id().map(str::to_string),
-                    found.description().map(str::to_string),
-                )));
+                Ok(output) => output,
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_parameter_not_found()) =>
+                {
+                    return Ok(None);
+                }
+                Err(error) => return Err(StoreError::aws("GetParameterHistory", name, &error)),
+            };
+            if let Some(last) = output.parameters().iter().max_by_key(|p| p.version())
+                && latest
+                    .as_ref()
+                    .is_none_or(|(version, _, _)| last.version() > *version)
+            {
+                latest = Some((
+                    last.version(),
+                    last.key_id().map(str::to_string),
+                    last.description().map(str::to_string),
+                ));
             }
             match output.next_token() {
                 Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-                _ => return Ok(None),
+                _ => return Ok(latest.map(|(_, key_id, description)| (key_id, description))),
             }
         }
     }
