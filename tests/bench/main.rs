@@ -22,7 +22,8 @@ const WARM_RUNS: usize = 100;
 const CONTENDERS: usize = 64;
 
 fn main() {
-    let code = local_invoke::block_on(run());
+    // Stop the services this process started even when a step panics.
+    let code = std::panic::catch_unwind(|| local_invoke::block_on(run())).unwrap_or(101);
     services::shutdown();
     std::process::exit(code);
 }

@@ -261,7 +261,8 @@ fn scram_literal(password: &str) -> String {
 }
 
 fn main() {
-    let code = local_invoke::block_on(run());
+    // Stop the services this process started even when a step panics.
+    let code = std::panic::catch_unwind(|| local_invoke::block_on(run())).unwrap_or(101);
     services::shutdown();
     std::process::exit(code);
 }
