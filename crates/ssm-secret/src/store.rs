@@ -131,19 +131,11 @@ impl ParameterStore {
                 // Everything but the ARN is known: what was just written. One GetParameter
                 // (without decryption) gives the ARN, instead of the three calls `get` makes.
                 let arn = self
-                    .client
-                    .get_parameter()
-                    .name(name)
-                    .send()
-                    .await
-                    .map_err(|error| StoreError::aws("GetParameter", name, &error))?
-                    .parameter()
+                    .fetch(name)
+                    .await?
+                    .as_ref()
                     .and_then(|p| p.arn())
-                    .ok_or_else(|| StoreError::Incomplete {
-                        action: "GetParameter",
-                        name: name.to_string(),
-                        missing: "its ARN",
-                    })?
+                    .ok_or_else(|| incomplete(name, "its ARN"))?
                     .to_string();
                 let stored = StoredParameter {
                     name: name.to_string(),
@@ -180,6 +172,15 @@ impl ParameterStore {
     /// Only the decrypted value (one GetParameter): for reading a secret someone else owns, such as
     /// the cluster's admin password. `None` when there is no such parameter.
     pub async fn value(&self, name: &str) -> Result<Option<Secret<String>>, StoreError> {
+        let Some(parameter) = self.fetch(name).await? else {
+            return Ok(None);
+        };
+        let value = parameter.value().ok_or_else(|| incomplete(name, "its value"))?;
+        Ok(Some(Secret::new(value.to_string())))
+    }
+
+    /// `GetParameter` with decryption; `None` when there is no such parameter.
+    async fn fetch(&self, name: &str) -> Result<Option<aws_sdk_ssm::types::Parameter>, StoreError> {
         match self
             .client
             .get_parameter()
@@ -189,14 +190,9 @@ impl ParameterStore {
             .await
         {
             Ok(output) => output
-                .parameter()
-                .and_then(|p| p.value())
-                .map(|v| Some(Secret::new(v.to_string())))
-                .ok_or_else(|| StoreError::Incomplete {
-                    action: "GetParameter",
-                    name: name.to_string(),
-                    missing: "its value",
-                }),
+                .parameter
+                .map(Some)
+                .ok_or_else(|| incomplete(name, "the parameter")),
             Err(error)
                 if error
                     .as_service_error()
@@ -211,37 +207,19 @@ impl ParameterStore {
     /// The parameter with its decrypted value, KMS key, description and owner; `None` when there
     /// is no such parameter.
     pub async fn get(&self, name: &str) -> Result<Option<StoredParameter>, StoreError> {
-        let output = match self
-            .client
-            .get_parameter()
-            .name(name)
-            .with_decryption(true)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_parameter_not_found()) =>
-            {
-                return Ok(None);
-            }
-            Err(error) => return Err(StoreError::aws("GetParameter", name, &error)),
+        let Some(parameter) = self.fetch(name).await? else {
+            return Ok(None);
         };
-        let incomplete = |missing| StoreError::Incomplete {
-            action: "GetParameter",
-            name: name.to_string(),
-            missing,
-        };
-        let parameter = output.parameter().ok_or_else(|| incomplete("the parameter"))?;
         let value = Secret::new(
             parameter
                 .value()
-                .ok_or_else(|| incomplete("its value"))?
+                .ok_or_else(|| incomplete(name, "its value"))?
                 .to_string(),
         );
-        let arn = parameter.arn().ok_or_else(|| incomplete("its ARN"))?.to_string();
+        let arn = parameter
+            .arn()
+            .ok_or_else(|| incomplete(name, "its ARN"))?
+            .to_string();
         let stored_name = parameter.name().unwrap_or(name).to_string();
         let version = parameter.version();
 
@@ -408,5 +386,14 @@ impl ParameterStore {
             }
             Err(error) => Err(StoreError::aws("DeleteParameter", name, &error)),
         }
+    }
+}
+
+/// A `GetParameter` answer without the part named by `missing`.
+fn incomplete(name: &str, missing: &'static str) -> StoreError {
+    StoreError::Incomplete {
+        action: "GetParameter",
+        name: name.to_string(),
+        missing,
     }
 }
