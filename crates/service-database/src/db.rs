@@ -125,6 +125,11 @@ impl Marker {
         self.stack_id == other.stack_id && self.logical_resource_id == other.logical_resource_id
     }
 
+    /// True when `comment` is a marker made by the same resource as `self`.
+    pub fn claims(&self, comment: Option<&str>) -> bool {
+        Self::parse(comment).is_some_and(|m| m.same_resource(self))
+    }
+
     fn literal(&self) -> Result<String, Error> {
         let json = serde_json::to_string(self).expect("strings serialize");
         quote_literal(&json)

@@ -174,7 +174,7 @@ impl ServiceDatabase {
         let database = session.database(&v.database).await?;
         let role_is_ours = match &role {
             None => true,
-            Some(row) => Marker::parse(row.comment.as_deref()).is_some_and(|m| m.same_resource(marker)),
+            Some(row) => marker.claims(row.comment.as_deref()),
         };
         if let Some(row) = &role {
             if row.superuser {
@@ -263,9 +263,7 @@ impl ServiceDatabase {
                         v.role
                     )));
                 }
-                Some(row)
-                    if !Marker::parse(row.comment.as_deref()).is_some_and(|m| m.same_resource(&marker)) =>
-                {
+                Some(row) if !marker.claims(row.comment.as_deref()) => {
                     return Err(Error::RoleNotOurs {
                         role: v.role.to_string(),
                         found: describe_comment(row.comment.as_deref()),
@@ -337,7 +335,7 @@ impl ServiceDatabase {
             let mut role_gone = true;
             match session.role(&v.role).await? {
                 None => tracing::info!(role = %v.role, "role already gone"),
-                Some(row) if !Marker::parse(row.comment.as_deref()).is_some_and(|m| m.same_resource(&marker)) => {
+                Some(row) if !marker.claims(row.comment.as_deref()) => {
                     role_gone = false;
                     tracing::warn!(role = %v.role, "role is not ours; left in place");
                 }
