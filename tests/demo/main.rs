@@ -89,10 +89,11 @@ impl Report {
             .unwrap_or_default();
         keys.sort_unstable();
         let status = response["Status"].as_str().unwrap_or("(no response)").to_string();
+        let request = event["RequestType"].as_str().unwrap_or_default().to_string();
         let row = Row {
             stack: stack.into(),
             resource: resource.into(),
-            request: event["RequestType"].as_str().unwrap_or_default().into(),
+            request: request.clone(),
             status: status.clone(),
             physical_id: response["PhysicalResourceId"].as_str().unwrap_or_default().into(),
             data_keys: keys.join(","),
@@ -109,7 +110,7 @@ impl Report {
         self.rows.push(row);
         self.check(
             status == "SUCCESS",
-            format!("{resource} {} answered SUCCESS", row_request(event)),
+            format!("{resource} {} answered SUCCESS", request),
         );
     }
 
@@ -159,8 +160,14 @@ impl Report {
     }
 }
 
-fn row_request(event: &Value) -> String {
-    event["RequestType"].as_str().unwrap_or_default().to_string()
+/// A string in the answer CloudFormation would act on (the last PUT), by JSON pointer.
+fn answered(exchange: &Exchange, pointer: &str) -> String {
+    exchange
+        .puts
+        .last()
+        .and_then(|p| p.json.pointer(pointer)?.as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn shorten(text: &str, max: usize) -> String {
@@ -310,18 +317,8 @@ async fn run() -> i32 {
     let create = cluster_events.create("Custom::AdminSecret", "AdminSecret", admin_props.clone());
     let x = admin_secret.call(create.clone()).await;
     report.record(CLUSTER_STACK, "AdminSecret", &create, &x);
-    let admin_parameter = x
-        .puts
-        .last()
-        .and_then(|p| p.json["Data"]["ParameterName"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let admin_version = x
-        .puts
-        .last()
-        .and_then(|p| p.json["Data"]["Version"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let admin_parameter = answered(&x, "/Data/ParameterName");
+    let admin_version = answered(&x, "/Data/Version");
     let admin_password = read_secret(&ssm, &admin_parameter).await.unwrap_or_default();
     secrets.push(admin_password.clone());
     let described = ssm
@@ -506,25 +503,17 @@ async fn run() -> i32 {
         );
     }
 
-    let data = |x: &Exchange, key: &str| {
-        x.puts
-            .last()
-            .and_then(|p| p.json["Data"][key].as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
     let mut passwords = Vec::new();
-    for (i, service) in SERVICES.iter().enumerate() {
-        let parameter = data(&dbs[i], "PasswordParameterName");
+    for created in &dbs {
+        let parameter = answered(created, "/Data/PasswordParameterName");
         let password = read_secret(&ssm, &parameter).await.unwrap_or_default();
         secrets.push(password.clone());
         passwords.push((
-            data(&dbs[i], "Username"),
+            answered(created, "/Data/Username"),
             password,
-            data(&dbs[i], "DatabaseName"),
+            answered(created, "/Data/DatabaseName"),
             parameter,
         ));
-        let _ = service;
     }
     for (i, service) in SERVICES.iter().enumerate() {
         let (user, password, database, parameter) = &passwords[i];
@@ -555,20 +544,15 @@ async fn run() -> i32 {
             ),
         );
     }
-    let p0 = data(&priorities[0], "Priority");
-    let p1 = data(&priorities[1], "Priority");
+    let p0 = answered(&priorities[0], "/Data/Priority");
+    let p1 = answered(&priorities[1], "/Data/Priority");
     report.check(!p0.is_empty() && p0 != p1 && !["1", "2", "5"].contains(&p0.as_str()) && !["1", "2", "5"].contains(&p1.as_str()),
         format!("the two services got different listener-rule priorities ({p0} and {p1}), none taken by a live rule"));
 
     // --- an update: rotate the orders password -------------------------------------------------
     report.say("");
     report.say("Update of platform-service-orders: RotationToken changed on Custom::ServiceDatabase");
-    let orders_id = dbs[0]
-        .puts
-        .last()
-        .and_then(|p| p.json["PhysicalResourceId"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let orders_id = answered(&dbs[0], "/PhysicalResourceId");
     let mut rotated = database_props[0].clone();
     rotated["RotationToken"] = json!("2026-11-rotation");
     let update = db_lambdas[0].events.for_stack(&stack_of(&SERVICES[0])).update(
@@ -602,12 +586,7 @@ async fn run() -> i32 {
     for (i, service) in SERVICES.iter().enumerate().rev() {
         let stack = stack_of(service);
         let events = priority_lambdas[i].events.for_stack(&stack);
-        let id = priorities[i]
-            .puts
-            .last()
-            .and_then(|p| p.json["PhysicalResourceId"].as_str())
-            .unwrap_or_default()
-            .to_string();
+        let id = answered(&priorities[i], "/PhysicalResourceId");
         let delete = events.delete(
             "Custom::ListenerRulePriority",
             "ListenerRulePriority",
@@ -617,16 +596,8 @@ async fn run() -> i32 {
         let x = priority_lambdas[i].call(delete.clone()).await;
         report.record(&stack, "ListenerRulePriority", &delete, &x);
 
-        let id = if i == 0 {
-            orders_id.clone()
-        } else {
-            dbs[i]
-                .puts
-                .last()
-                .and_then(|p| p.json["PhysicalResourceId"].as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
+        // The rotation kept the physical id, so the Create's answer still names it.
+        let id = answered(&dbs[i], "/PhysicalResourceId");
         let props = if i == 0 {
             rotated.clone()
         } else {
