@@ -32,7 +32,7 @@ use std::time::Duration;
 pub use events::EventBuilder;
 pub use lambda::{Lambda, Profile, binary_path};
 pub use receiver::{Behaviour, Receiver, RecordedPut, SIGNATURE};
-pub use runtime_api::{Invocation, RuntimeApi, RuntimeOutcome};
+pub use runtime_api::{Deadline, Invocation, RuntimeApi, RuntimeOutcome};
 
 /// The process-wide tokio runtime the harness's servers run on. Tests are plain functions that
 /// call [`block_on`].
@@ -138,13 +138,23 @@ impl Harness {
 
     /// [`Harness::call`] with a given invocation timeout (the deadline the Lambda sees).
     pub async fn call_with_timeout(&self, event: serde_json::Value, timeout: Duration) -> Exchange {
+        self.call_with_deadline(event, Deadline::In(timeout)).await
+    }
+
+    /// [`Harness::call`] with a given `Lambda-Runtime-Deadline-Ms`; a raw value is waited on for
+    /// the harness's timeout.
+    pub async fn call_with_deadline(&self, event: serde_json::Value, deadline: Deadline) -> Exchange {
+        let timeout = match deadline {
+            Deadline::In(timeout) => timeout,
+            Deadline::Raw(_) => self.timeout,
+        };
         let name = event
             .get("ResponseURL")
             .and_then(|u| u.as_str())
             .and_then(|u| self.receiver.name_of(u));
         // A resent event (a retry) PUTs to the same URL: keep only what this invocation sent.
         let earlier = name.as_ref().map_or(0, |n| self.receiver.puts(n).len());
-        let invocation = self.runtime_api.invoke(event, timeout).await;
+        let invocation = self.runtime_api.invoke_with_deadline(event, deadline).await;
         let outcome = invocation
             .outcome(timeout + Duration::from_secs(10))
             .await

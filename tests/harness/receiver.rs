@@ -16,6 +16,8 @@ pub enum Behaviour {
     Delay(Duration),
     /// Close the connection without answering.
     Drop,
+    /// Answer with this status and an S3 error document carrying this `<Code>`.
+    S3Error(u16, &'static str),
 }
 
 /// One PUT as the receiver saw it.
@@ -195,7 +197,7 @@ async fn record(
         .pop_front()
         .unwrap_or(Behaviour::Status(200));
     let answered = match behaviour {
-        Behaviour::Status(code) => code,
+        Behaviour::Status(code) | Behaviour::S3Error(code, _) => code,
         Behaviour::Delay(_) => 200,
         Behaviour::Drop => 0,
     };
@@ -217,6 +219,13 @@ async fn record(
             Ok(answer(200))
         }
         Behaviour::Status(code) => Ok(answer(code)),
+        Behaviour::S3Error(code, error_code) => {
+            let mut response = answer(code);
+            *response.body_mut() = Full::new(Bytes::from(format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{error_code}</Code><Message>scripted</Message><RequestId>0</RequestId></Error>"
+            )));
+            Ok(response)
+        }
     }
 }
 

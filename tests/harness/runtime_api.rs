@@ -24,9 +24,24 @@ impl RuntimeOutcome {
     }
 }
 
+/// What `Lambda-Runtime-Deadline-Ms` says for an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// Epoch milliseconds this long after the Lambda picks the event up, as Lambda sends.
+    In(Duration),
+    /// Exactly this header value, as emulators send (`cargo lambda watch`: `600000`).
+    Raw(u64),
+}
+
+struct Queued {
+    id: String,
+    event: String,
+    deadline: Deadline,
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<(String, String, Duration)>,
+    queue: VecDeque<Queued>,
     handed_out: HashMap<String, Instant>,
     outcomes: HashMap<String, (RuntimeOutcome, Instant)>,
     next_polls: Vec<Instant>,
@@ -137,11 +152,20 @@ impl RuntimeApi {
 
     /// Queues an event; the Lambda gets `timeout` from the moment it picks it up.
     pub async fn invoke(&self, event: serde_json::Value, timeout: Duration) -> Invocation {
+        self.invoke_with_deadline(event, Deadline::In(timeout)).await
+    }
+
+    /// Queues an event with the given deadline header.
+    pub async fn invoke_with_deadline(&self, event: serde_json::Value, deadline: Deadline) -> Invocation {
         let request_id = {
             let mut state = self.state.lock().unwrap();
             state.counter += 1;
             let id = format!("invocation-{:06}-{}", state.counter, std::process::id());
-            state.queue.push_back((id.clone(), event.to_string(), timeout));
+            state.queue.push_back(Queued {
+                id: id.clone(),
+                event: event.to_string(),
+                deadline,
+            });
             id
         };
         self.queued.notify_one();
@@ -196,9 +220,14 @@ async fn serve(
         loop {
             let notified = queued.notified();
             let next = state.lock().unwrap().queue.pop_front();
-            if let Some((id, event, timeout)) = next {
-                let deadline = SystemTime::now() + timeout;
-                let deadline_ms = deadline.duration_since(UNIX_EPOCH).unwrap().as_millis();
+            if let Some(Queued { id, event, deadline }) = next {
+                let deadline_ms = match deadline {
+                    Deadline::In(timeout) => (SystemTime::now() + timeout)
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis(),
+                    Deadline::Raw(value) => u128::from(value),
+                };
                 state
                     .lock()
                     .unwrap()

@@ -203,7 +203,26 @@ async fn partial_physical_id() {
         .create(TYPE, "Half", props(json!({"OnCreate": "error-with-partial-id"})));
     let x = h.call(create.clone()).await;
     well_formed(&x, &create);
-    assert_eq!((x.status(), x.physical_id()), ("FAILED", "partial-fault-id"));
+    assert_eq!(
+        (x.status(), x.physical_id()),
+        ("FAILED", "partial-create:partial-fault-id")
+    );
+
+    // CloudFormation's rollback Delete reaches the handler with the id it had made, flagged.
+    let delete = h
+        .events
+        .delete(TYPE, "Half", x.physical_id(), props(json!({})));
+    let d = h.call(delete.clone()).await;
+    let r = well_formed(&d, &delete);
+    assert_eq!(r["Status"], "SUCCESS", "{r}");
+    assert_eq!(r["PhysicalResourceId"], "partial-create:partial-fault-id");
+    let logs = h.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("fault-injection delete")
+            && l.contains("physical_id=partial-fault-id")
+            && l.contains("after_failed_create=true")),
+        "the handler must get the unwrapped id and the flag:\n{logs}"
+    );
 }
 
 async fn failed_update() {

@@ -273,7 +273,11 @@ impl CustomResource for AdminSecret {
 
         info.progress.set(format!("reading SSM parameter {current_name}"));
         let current = self.store.get(current_name).await?;
-        let rotate = properties.rotation_token != old_properties.rotation_token;
+        // Interim until rotation is decided from real state: old properties that do not parse
+        // count as no rotation.
+        let rotate = old_properties
+            .as_ref()
+            .is_some_and(|old| old.rotation_token != properties.rotation_token);
         // The password to carry over, if any: the current one, unless rotation is asked for or it
         // no longer satisfies the policy.
         let keep = current
@@ -368,6 +372,7 @@ impl CustomResource for AdminSecret {
             info,
             physical_id,
             properties,
+            ..
         } = request;
         let name = physical_id.as_str();
         if properties.on_delete == OnDelete::Retain {

@@ -1,5 +1,4 @@
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -9,8 +8,11 @@ use tracing::Instrument as _;
 
 use crate::CustomResource;
 use crate::error::HandlerError;
-use crate::request::{Create, Delete, Envelope, Progress, RequestType, Update, is_marker, parse_properties};
-use crate::response::{Answer, Data, encode};
+use crate::request::{
+    Create, Delete, Envelope, PartialId, Progress, RequestType, Update, is_marker, parse_old_properties,
+    parse_properties, partial_physical_id, unwrap_partial,
+};
+use crate::response::{Answer, Data, PhysicalId, encode, oversized_data};
 use crate::send::{SendPolicy, Sender};
 
 /// How close to the Lambda deadline the guard gives up on the handler and answers FAILED.
@@ -22,13 +24,21 @@ pub struct Config {
     /// Delivery stops retrying this long before the deadline, so the runtime still hears the
     /// outcome. `CFN_DELIVERY_SLACK_MS`, default 250.
     pub delivery_slack: Duration,
+    /// The time an invocation is given when its deadline is implausible (already passed, zero, or
+    /// further away than Lambda's 15-minute maximum, as emulators send: `cargo lambda watch` sends
+    /// a duration, `600000`, where an epoch time belongs). `CFN_DEFAULT_BUDGET_MS`, default 300000.
+    pub default_budget: Duration,
 }
+
+/// Lambda's longest timeout, plus a minute of clock skew: a deadline further away is not real.
+const MAX_PLAUSIBLE_REMAINING: Duration = Duration::from_secs(16 * 60);
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             deadline_margin: Duration::from_millis(3000),
             delivery_slack: Duration::from_millis(250),
+            default_budget: Duration::from_secs(300),
         }
     }
 }
@@ -50,6 +60,7 @@ impl Config {
         Self {
             deadline_margin: millis("CFN_RESPONSE_MARGIN_MS", default.deadline_margin),
             delivery_slack: millis("CFN_DELIVERY_SLACK_MS", default.delivery_slack),
+            default_budget: millis("CFN_DEFAULT_BUDGET_MS", default.default_budget),
         }
     }
 }
@@ -83,27 +94,10 @@ struct Guard<H> {
     config: Config,
 }
 
-/// Makes sure one invocation sends at most one response, whichever path gets there first.
-#[derive(Default)]
-struct ResponseSlot(AtomicBool);
-
-impl ResponseSlot {
-    /// True exactly once.
-    fn claim(&self) -> bool {
-        self.0
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-}
-
 impl<H: CustomResource> Guard<H> {
     async fn invoke(&self, event: LambdaEvent<Value>) -> Result<(), lambda_runtime::Error> {
         let (payload, context) = event.into_parts();
-        let remaining = context
-            .deadline()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        let deadline = Instant::now() + remaining;
+        let deadline = Instant::now() + self.time_left(context.deadline());
 
         let envelope = match Envelope::from_event(&payload) {
             Ok(envelope) => envelope,
@@ -120,12 +114,32 @@ impl<H: CustomResource> Guard<H> {
             stack_id = %envelope.identity.stack_id,
         );
         async {
-            let slot = ResponseSlot::default();
+            // One answer, then one delivery: the handler, its panic and the watchdog all end in
+            // `answer`, so a second response cannot be built.
             let answer = self.answer(&envelope, payload, deadline).await;
-            self.deliver(&slot, &envelope, answer, deadline).await
+            self.deliver(&envelope, answer, deadline).await
         }
         .instrument(span)
         .await
+    }
+
+    /// The time left before the invocation's deadline, or the default budget when the deadline
+    /// cannot be real.
+    fn time_left(&self, deadline: SystemTime) -> Duration {
+        match deadline.duration_since(SystemTime::now()) {
+            Ok(left) if !left.is_zero() && left <= MAX_PLAUSIBLE_REMAINING => left,
+            _ => {
+                let epoch_ms = deadline
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                tracing::warn!(
+                    deadline_ms = epoch_ms as u64,
+                    budget_ms = self.config.default_budget.as_millis() as u64,
+                    "the invocation's deadline is implausible (passed, zero, or beyond Lambda's 15 minutes: an emulator's?); using the default budget"
+                );
+                self.config.default_budget
+            }
+        }
     }
 
     /// Runs the handler under the watchdog and turns whatever happens into an answer.
@@ -151,18 +165,35 @@ impl<H: CustomResource> Guard<H> {
             );
         }
 
+        let fire_at = deadline
+            .checked_sub(self.config.deadline_margin)
+            .filter(|at| *at > Instant::now());
+        let Some(fire_at) = fire_at else {
+            let left = deadline.saturating_duration_since(Instant::now());
+            return self.failure(
+                envelope,
+                request_type,
+                HandlerError::new(format!(
+                    "only {} ms were left before the Lambda deadline, less than the {} ms kept back to answer                      CloudFormation (CFN_RESPONSE_MARGIN_MS); the {} handler was not started: raise the function's                      timeout",
+                    left.as_millis(),
+                    self.config.deadline_margin.as_millis(),
+                    request_type.as_str()
+                )),
+                None,
+            );
+        };
+
         let progress = Progress::new(format!("running the {} handler", request_type.as_str()));
+        let partial_id = PartialId::default();
         let task = tokio::spawn(dispatch(
             Arc::clone(&self.handler),
             envelope.clone(),
             request_type,
             payload,
             progress.clone(),
+            partial_id.clone(),
         ));
         let abort = task.abort_handle();
-        let fire_at = deadline
-            .checked_sub(self.config.deadline_margin)
-            .unwrap_or_else(Instant::now);
 
         let outcome = tokio::select! {
             joined = task => match joined {
@@ -185,44 +216,63 @@ impl<H: CustomResource> Guard<H> {
             }
         };
 
-        let event_id = envelope.physical_id.clone();
         match outcome {
             Ok(Success {
                 physical_id,
                 data,
                 no_echo,
-            }) => succeeded(
-                physical_id.unwrap_or_else(|| event_id.unwrap_or_default()),
-                data,
-                no_echo,
-            ),
-            Err(error) => {
-                let physical_id = match request_type {
-                    RequestType::Create => error
-                        .physical_id()
-                        .map(|id| id.as_str().to_string())
-                        .unwrap_or_else(|| envelope.marker_id()),
-                    RequestType::Update | RequestType::Delete => {
-                        event_id.unwrap_or_else(|| envelope.marker_id())
-                    }
+            }) => {
+                let answer = succeeded(
+                    physical_id
+                        .clone()
+                        .unwrap_or_else(|| envelope.physical_id.clone().unwrap_or_default()),
+                    data,
+                    no_echo,
+                );
+                let Some(reason) = oversized_data(&envelope.identity, &answer) else {
+                    return answer;
                 };
-                failed(error.message().to_string(), physical_id)
+                let error = HandlerError::new(reason);
+                // A Create made its resource: answer with it so the rollback Delete removes it.
+                let made = physical_id.and_then(|id| PhysicalId::new(id).ok());
+                self.failure(envelope, request_type, error, made)
             }
+            Err(error) => self.failure(envelope, request_type, error, partial_id.get()),
         }
+    }
+
+    /// A FAILED answer with the id CloudFormation must see: on Update and Delete the event's id (a
+    /// failed Update must not look like a replacement); on Create, what the Create had made
+    /// (wrapped as a partial-create id, so that the rollback Delete cleans it up), else a marker.
+    fn failure(
+        &self,
+        envelope: &Envelope,
+        request_type: RequestType,
+        error: HandlerError,
+        published: Option<PhysicalId>,
+    ) -> Answer {
+        let physical_id = match request_type {
+            RequestType::Create => error
+                .physical_id()
+                .cloned()
+                .or(published)
+                .and_then(|id| partial_physical_id(&id))
+                .unwrap_or_else(|| envelope.marker_id()),
+            RequestType::Update | RequestType::Delete => envelope
+                .physical_id
+                .clone()
+                .unwrap_or_else(|| envelope.marker_id()),
+        };
+        failed(error.message().to_string(), physical_id)
     }
 
     /// Sends the one response of this invocation and tells the runtime how that went.
     async fn deliver(
         &self,
-        slot: &ResponseSlot,
         envelope: &Envelope,
         answer: Answer,
         deadline: Instant,
     ) -> Result<(), lambda_runtime::Error> {
-        if !slot.claim() {
-            tracing::error!("a second response for this invocation was suppressed");
-            return Ok(());
-        }
         let status = if answer.success { "SUCCESS" } else { "FAILED" };
         let physical_id = answer.physical_id.clone();
         let reason = answer.reason.clone().unwrap_or_default();
@@ -264,8 +314,9 @@ async fn dispatch<H: CustomResource>(
     request_type: RequestType,
     payload: Value,
     progress: Progress,
+    partial_id: PartialId,
 ) -> Result<Success, HandlerError> {
-    let info = envelope.info(progress);
+    let info = envelope.info(progress, partial_id);
     match request_type {
         RequestType::Create => {
             let properties = parse_properties(&payload, "ResourceProperties")?;
@@ -279,7 +330,7 @@ async fn dispatch<H: CustomResource>(
         RequestType::Update => {
             let physical_id = envelope.existing_physical_id()?;
             let properties = parse_properties(&payload, "ResourceProperties")?;
-            let old_properties = parse_properties(&payload, "OldResourceProperties")?;
+            let old_properties = parse_old_properties(&payload);
             let updated = handler
                 .update(Update {
                     info,
@@ -295,13 +346,21 @@ async fn dispatch<H: CustomResource>(
             })
         }
         RequestType::Delete => {
-            let physical_id = envelope.existing_physical_id()?;
+            let event_id = envelope.existing_physical_id()?;
+            let (physical_id, after_failed_create) = match unwrap_partial(event_id.as_str()) {
+                Some(made) => {
+                    tracing::info!(physical_id = made, "Delete after a failed Create: removing what it made");
+                    (PhysicalId::from_event(made.to_string()), true)
+                }
+                None => (event_id, false),
+            };
             let properties = parse_properties(&payload, "ResourceProperties")?;
             handler
                 .delete(Delete {
                     info,
                     physical_id,
                     properties,
+                    after_failed_create,
                 })
                 .await?;
             Ok(Success {

@@ -49,7 +49,9 @@ pub use error::{HandlerError, error_chain};
 pub use guard::{Config, run, run_with_config};
 /// The error type a Lambda `main` returns.
 pub use lambda_runtime::Error as RuntimeError;
-pub use request::{Create, Delete, Progress, RequestInfo, Update, marker_physical_id, parse_property_map};
+pub use request::{
+    Create, Delete, PartialId, Progress, RequestInfo, Update, marker_physical_id, parse_property_map,
+};
 pub use response::{Created, Data, MAX_BODY_BYTES, PhysicalId, PhysicalIdError, Updated};
 pub use secret::{ResponseUrl, Secret};
 

@@ -12,6 +12,11 @@ use crate::secret::ResponseUrl;
 /// answered SUCCESS without calling the handler, since nothing was created.
 const MARKER_PREFIX: &str = "create-failed:";
 
+/// Where the id of a failed Create that had already made something starts: the Delete
+/// CloudFormation sends for it reaches the handler with the id unwrapped and
+/// [`Delete::after_failed_create`] set.
+const PARTIAL_PREFIX: &str = "partial-create:";
+
 /// The identity of a request, handed to every handler.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
@@ -21,6 +26,8 @@ pub struct RequestInfo {
     pub resource_type: String,
     /// Report what the handler is doing; the deadline watchdog names it.
     pub progress: Progress,
+    /// Publish the physical id of what a Create has made so far; a failed Create answers with it.
+    pub partial_id: PartialId,
 }
 
 /// A Create request with typed properties.
@@ -31,12 +38,16 @@ pub struct Create<P> {
 }
 
 /// An Update request: the resource's current id, the new and the old properties.
+///
+/// `old_properties` are advisory. On a rollback they are the values that failed last time (wrong
+/// types, unknown properties, anything), so the guard parses them leniently: `None` when they are
+/// absent or do not parse (logged at INFO), never a FAILED. Decide from real state instead.
 #[derive(Debug)]
 pub struct Update<P> {
     pub info: RequestInfo,
     pub physical_id: PhysicalId,
     pub properties: P,
-    pub old_properties: P,
+    pub old_properties: Option<P>,
 }
 
 /// A Delete request: the id to delete, which the handler cannot change.
@@ -45,6 +56,11 @@ pub struct Delete<P> {
     pub info: RequestInfo,
     pub physical_id: PhysicalId,
     pub properties: P,
+    /// True when this Delete is CloudFormation's rollback of a Create that failed after
+    /// publishing `physical_id` ([`PartialId::publish`] or [`HandlerError::with_physical_id`]):
+    /// remove what that Create made, whatever a deletion policy property says, since no data can
+    /// be in it yet.
+    pub after_failed_create: bool,
 }
 
 /// What the handler is doing right now, shared with the deadline watchdog, which reports it as
@@ -67,6 +83,37 @@ impl Progress {
     pub fn get(&self) -> String {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).to_string()
     }
+}
+
+/// The physical id of what a Create has made so far, shared with the guard: if the Create fails
+/// (an error, a panic, or the deadline watchdog), the FAILED response carries it, so that
+/// CloudFormation's rollback Delete reaches the handler and can clean up.
+#[derive(Debug, Clone, Default)]
+pub struct PartialId(Arc<Mutex<Option<PhysicalId>>>);
+
+impl PartialId {
+    /// Records the id of what exists now; call it as soon as something was made.
+    pub fn publish(&self, id: PhysicalId) {
+        tracing::debug!(physical_id = %id, "partial physical id published");
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
+    }
+
+    /// The last published id.
+    pub fn get(&self) -> Option<PhysicalId> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The physical id a failed Create answers with for what it had made: `partial-create:<id>`, or
+/// `None` when that would exceed CloudFormation's 1 KB limit.
+pub(crate) fn partial_physical_id(id: &PhysicalId) -> Option<String> {
+    let wrapped = format!("{PARTIAL_PREFIX}{}", id.as_str());
+    (wrapped.len() <= 1024).then_some(wrapped)
+}
+
+/// The id a failed Create had published, when `physical_id` is a partial-create id.
+pub(crate) fn unwrap_partial(physical_id: &str) -> Option<&str> {
+    physical_id.strip_prefix(PARTIAL_PREFIX).filter(|id| !id.is_empty())
 }
 
 /// The physical id a failed Create answers with when the handler reported none: deterministic, so
@@ -174,13 +221,14 @@ impl Envelope {
         marker_physical_id(&self.identity.logical_resource_id, &self.identity.request_id)
     }
 
-    pub fn info(&self, progress: Progress) -> RequestInfo {
+    pub fn info(&self, progress: Progress, partial_id: PartialId) -> RequestInfo {
         RequestInfo {
             stack_id: self.identity.stack_id.clone(),
             request_id: self.identity.request_id.clone(),
             logical_resource_id: self.identity.logical_resource_id.clone(),
             resource_type: self.resource_type.clone(),
             progress,
+            partial_id,
         }
     }
 
@@ -226,6 +274,24 @@ pub(crate) fn parse_properties<P: DeserializeOwned>(event: &Value, key: &str) ->
     properties.remove("ServiceTimeout");
     parse_property_map(Value::Object(properties))
         .map_err(|reason| HandlerError::new(format!("{key}: {reason}")))
+}
+
+/// Parses `OldResourceProperties` leniently: they are what failed last time, so anything that
+/// does not parse (or their absence) is `None`, logged at INFO, and never a FAILED.
+pub(crate) fn parse_old_properties<P: DeserializeOwned>(event: &Value) -> Option<P> {
+    match event.get("OldResourceProperties") {
+        None | Some(Value::Null) => {
+            tracing::info!("the Update carries no OldResourceProperties");
+            None
+        }
+        Some(_) => match parse_properties(event, "OldResourceProperties") {
+            Ok(old) => Some(old),
+            Err(why) => {
+                tracing::info!(reason = %why, "OldResourceProperties ignored: they do not parse (the values that failed last time?)");
+                None
+            }
+        },
+    }
 }
 
 /// Deserializes a property object (without `ServiceToken` and `ServiceTimeout`) exactly as the
@@ -304,6 +370,28 @@ mod tests {
             Envelope::from_event(&json!({"ResponseURL": "http://h/p?sig=abc", "RequestType": "Explode"}))
                 .unwrap();
         assert!(env.request_type.unwrap_err().contains("\"Explode\""));
+    }
+
+    #[test]
+    fn old_properties_are_lenient() {
+        let old = |v: Value| parse_old_properties::<Props>(&json!({ "OldResourceProperties": v }));
+        assert!(old(json!({"Name": "a", "Size": "5"})).is_some_and(|p| p.size == Some(5)));
+        assert!(old(json!({"Name": "a", "Size": "big"})).is_none());
+        assert!(old(json!({"Name": "a", "Colour": "red"})).is_none());
+        assert!(old(json!({"Size": "5"})).is_none());
+        assert!(old(json!("a string")).is_none());
+        assert!(parse_old_properties::<Props>(&json!({})).is_none());
+    }
+
+    #[test]
+    fn partial_ids_wrap_and_unwrap() {
+        let id = PhysicalId::new("db.example.com:5432/orders").unwrap();
+        let wrapped = partial_physical_id(&id).unwrap();
+        assert_eq!(unwrap_partial(&wrapped), Some(id.as_str()));
+        assert!(!is_marker(&wrapped));
+        assert_eq!(unwrap_partial("db.example.com:5432/orders"), None);
+        assert_eq!(unwrap_partial(PARTIAL_PREFIX), None);
+        assert!(partial_physical_id(&PhysicalId::new("x".repeat(1024)).unwrap()).is_none());
     }
 
     #[test]

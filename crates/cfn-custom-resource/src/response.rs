@@ -150,20 +150,36 @@ pub(crate) struct Identity {
 
 const TRUNCATED: &str = " [...truncated]";
 
+/// Why the answer's `Data` cannot be sent: `Some(reason)` when the body would exceed
+/// [`MAX_BODY_BYTES`] with it (a `Reason` can be cut to fit, `Data` cannot).
+pub(crate) fn oversized_data(identity: &Identity, answer: &Answer) -> Option<String> {
+    if answer.data.is_empty() {
+        return None;
+    }
+    let without_reason = Answer {
+        reason: None,
+        ..answer.clone()
+    };
+    if serialize(identity, &without_reason).len() <= MAX_BODY_BYTES {
+        return None;
+    }
+    let data_bytes = serde_json::to_vec(&answer.data).map_or(0, |d| d.len());
+    Some(format!(
+        "the response Data ({} keys, {data_bytes} bytes as JSON) does not fit in CloudFormation's \
+         {MAX_BODY_BYTES}-byte response limit; return less Data",
+        answer.data.len()
+    ))
+}
+
 /// Serializes the answer into a body of at most [`MAX_BODY_BYTES`]: an oversized `Reason` is cut
-/// on a character boundary keeping its head; `Data` that cannot fit turns the answer into FAILED.
+/// on a character boundary keeping its head; `Data` that cannot fit turns the answer into FAILED
+/// (the guard checks [`oversized_data`] first, to choose the FAILED answer's physical id).
 pub(crate) fn encode(identity: &Identity, mut answer: Answer) -> Vec<u8> {
     let body = serialize(identity, &answer);
     if body.len() <= MAX_BODY_BYTES {
         return body;
     }
-    if !answer.data.is_empty() {
-        let data_bytes = serde_json::to_vec(&answer.data).map_or(0, |d| d.len());
-        let reason = format!(
-            "the response Data ({} keys, {data_bytes} bytes as JSON) does not fit in CloudFormation's \
-             {MAX_BODY_BYTES}-byte response limit; return less Data",
-            answer.data.len()
-        );
+    if let Some(reason) = oversized_data(identity, &answer) {
         answer = Answer {
             success: false,
             reason: Some(match answer.reason {

@@ -10,6 +10,9 @@
 //!   value different from the current id is returned as a replacement.
 //! - `Data`: an object of strings added to `Data`.
 //! - `Secret`: a secret value; the handler logs the property struct, which must redact it.
+//! - `PublishPartialId` (boolean): Create publishes its id as a partial id before acting.
+//!
+//! Delete logs `physical_id` and `after_failed_create`, so tests can see what the guard handed it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -38,6 +41,8 @@ struct Properties {
     data: HashMap<String, String>,
     #[expect(dead_code, reason = "only ever formatted through Debug, which must redact it")]
     secret: Option<Secret<String>>,
+    #[serde(default, deserialize_with = "cfn_custom_resource::de::boolean")]
+    publish_partial_id: bool,
 }
 
 fn optional_boolean<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
@@ -96,12 +101,15 @@ impl CustomResource for FaultInjection {
 
     async fn create(&self, request: Create<Properties>) -> Result<Created, HandlerError> {
         let p = &request.properties;
-        let data = Self::act("Create", p.on_create, p).await?;
         let id = p
             .physical_id
             .clone()
             .unwrap_or_else(|| format!("fault-{}", request.info.logical_resource_id));
         let id = PhysicalId::new(id).map_err(|e| HandlerError::new(format!("property `PhysicalId`: {e}")))?;
+        if p.publish_partial_id {
+            request.info.partial_id.publish(id.clone());
+        }
+        let data = Self::act("Create", p.on_create, p).await?;
         Ok(Created::new(id).with_data(data))
     }
 
@@ -121,6 +129,11 @@ impl CustomResource for FaultInjection {
 
     async fn delete(&self, request: Delete<Properties>) -> Result<(), HandlerError> {
         let p = &request.properties;
+        tracing::info!(
+            physical_id = %request.physical_id,
+            after_failed_create = request.after_failed_create,
+            "fault-injection delete"
+        );
         Self::act("Delete", p.on_delete, p).await.map(drop)
     }
 }

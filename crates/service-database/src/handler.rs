@@ -37,7 +37,7 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
 
     #[tracing::instrument(skip_all)]
     async fn update(&self, request: Update<Properties>) -> Result<Updated, HandlerError> {
-        let (p, old) = (&request.properties, &request.old_properties);
+        let p = &request.properties;
         let v = p.validate()?;
         if v.physical_id() != request.physical_id.as_str() {
             // Another cluster, port or database: a new resource. CloudFormation then sends a
@@ -47,6 +47,11 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
             self.ensure(&request.info, p, &v).await?;
             return Ok(Updated::replace(id).with_data(data(p, &v)));
         }
+        // Interim until the update decides from real state: old properties that do not parse
+        // are treated like unchanged ones.
+        let Some(old) = request.old_properties.as_ref() else {
+            return Ok(Updated::keep().with_data(data(p, &v)));
+        };
         let old_role = old.validate().map(|o| o.role).ok();
         if old_role.as_ref().is_some_and(|r| *r != v.role) {
             return Err(Error::Unsupported(format!(
