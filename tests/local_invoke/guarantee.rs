@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
-use local_invoke::{Behaviour, Exchange, Harness, Profile, RuntimeOutcome};
+use local_invoke::{Behaviour, Deadline, Exchange, Harness, Profile, RuntimeOutcome};
 use serde_json::{Value, json};
 
 use crate::trial;
@@ -133,6 +133,34 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "guarantee::no_signature_or_secret_in_logs_text_and_json",
             no_leaks_in_logs,
+        ),
+        trial(
+            "guarantee::invalid_old_properties_never_fail_an_update",
+            lenient_old_properties,
+        ),
+        trial(
+            "guarantee::watchdog_failed_create_carries_the_published_id",
+            watchdog_carries_partial_id,
+        ),
+        trial(
+            "guarantee::implausible_deadlines_get_the_default_budget",
+            implausible_deadlines,
+        ),
+        trial(
+            "guarantee::margin_longer_than_time_left_fails_before_the_handler",
+            margin_longer_than_time_left,
+        ),
+        trial(
+            "guarantee::one_put_is_attempted_even_past_the_deadline",
+            put_past_deadline,
+        ),
+        trial(
+            "guarantee::s3_request_timeout_400_is_retried_other_400_is_final",
+            s3_transient_400,
+        ),
+        trial(
+            "guarantee::oversized_data_on_update_keeps_the_event_id",
+            oversized_data_on_update,
         ),
     ]
 }
@@ -333,10 +361,22 @@ async fn hang() {
 
 async fn not_an_object() {
     let h = fault().await;
+    // Each of these holds a ResponseURL pointing at the receiver somewhere CloudFormation never
+    // puts it, so a Lambda that dug it out would be caught PUTting there.
+    let valid = h.events.create(TYPE, "Wrapped", props(json!({})));
+    let mut wrong_case = valid.clone();
+    let url = wrong_case
+        .as_object_mut()
+        .unwrap()
+        .remove("ResponseURL")
+        .unwrap();
+    wrong_case["ResponseUrl"] = url;
     for event in [
         json!([1, 2, 3]),
+        json!([valid]),
         json!("Create"),
         json!({"RequestType": "Create", "StackId": "s"}),
+        wrong_case,
     ] {
         let x = h.call(event.clone()).await;
         assert!(
@@ -659,4 +699,193 @@ async fn no_leaks_in_logs() {
             }
         }
     }
+}
+
+/// A rollback Update carries the values that failed last time as OldResourceProperties: whatever
+/// they hold, the Update is decided on ResourceProperties alone.
+async fn lenient_old_properties() {
+    let h = fault().await;
+    let good = props(json!({"Count": "3"}));
+    let cases = [
+        json!({"Label": "guarantee", "Count": "abc"}),
+        json!({"Label": "guarantee", "Count": "-1"}),
+        json!({"Label": "guarantee", "Enabled": "maybe"}),
+        json!({"Label": "guarantee", "OnUpdate": "explode"}),
+        json!({"Label": "guarantee", "Colour": "red"}),
+        json!({"Count": "3"}),
+        json!({"Label": ["not", "a", "string"]}),
+        json!("not an object"),
+        json!(null),
+    ];
+    for old in cases {
+        let update = h
+            .events
+            .update(TYPE, "Rolled", "rolled-id", good.clone(), old.clone());
+        let x = h.call(update.clone()).await;
+        let r = well_formed(&x, &update);
+        assert_eq!(r["Status"], "SUCCESS", "old {old}: {r}");
+        assert_eq!(r["PhysicalResourceId"], "rolled-id", "old {old}");
+        assert_eq!(r["Data"]["Count"], "3", "old {old}");
+    }
+    let mut missing = h
+        .events
+        .update(TYPE, "Rolled", "rolled-id", good.clone(), json!({}));
+    missing
+        .as_object_mut()
+        .unwrap()
+        .remove("OldResourceProperties");
+    let x = h.call(missing.clone()).await;
+    assert_eq!(well_formed(&x, &missing)["Status"], "SUCCESS");
+    assert!(
+        h.logs().contains("OldResourceProperties ignored"),
+        "the ignored old properties are logged"
+    );
+    // The new properties are still checked.
+    let bad_new = h.events.update(
+        TYPE,
+        "Rolled",
+        "rolled-id",
+        props(json!({"Count": "abc"})),
+        good,
+    );
+    let x = h.call(bad_new.clone()).await;
+    well_formed(&x, &bad_new);
+    assert_eq!(x.status(), "FAILED");
+    assert!(x.reason().contains("`Count`"), "{}", x.reason());
+}
+
+async fn watchdog_carries_partial_id() {
+    let h = fault().await;
+    let create = h.events.create(
+        TYPE,
+        "Slow",
+        props(json!({"OnCreate": "hang", "PublishPartialId": "true", "PhysicalId": "made-so-far"})),
+    );
+    let x = h.call_with_timeout(create.clone(), Duration::from_secs(4)).await;
+    well_formed(&x, &create);
+    assert_eq!(x.status(), "FAILED");
+    assert!(x.reason().starts_with("timed out while"), "{}", x.reason());
+    assert_eq!(x.physical_id(), "partial-create:made-so-far");
+
+    let panicking = h.events.create(
+        TYPE,
+        "Boom",
+        props(json!({"OnCreate": "panic", "PublishPartialId": true, "PhysicalId": "half-made"})),
+    );
+    let x = h.call(panicking.clone()).await;
+    well_formed(&x, &panicking);
+    assert_eq!(
+        (x.status(), x.physical_id()),
+        ("FAILED", "partial-create:half-made")
+    );
+
+    // Without a published id the marker stays, and its Delete skips the handler.
+    let plain = h
+        .events
+        .create(TYPE, "Plain", props(json!({"OnCreate": "error"})));
+    let x = h.call(plain).await;
+    assert!(x.physical_id().starts_with("create-failed:Plain:"), "{}", x.physical_id());
+}
+
+async fn implausible_deadlines() {
+    let h = fault().await;
+    let past = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 60_000;
+    let far = past + 60_000 + 3 * 3600 * 1000;
+    for (what, raw) in [
+        ("cargo lambda watch's duration", 600_000),
+        ("zero", 0),
+        ("a minute ago", past),
+        ("three hours away", far),
+    ] {
+        let create = h.events.create(TYPE, "Emulated", props(json!({})));
+        let x = h.call_with_deadline(create.clone(), Deadline::Raw(raw)).await;
+        let r = well_formed(&x, &create);
+        assert_eq!(r["Status"], "SUCCESS", "{what}: {r}");
+        assert_runtime_ok(&x);
+    }
+    assert!(
+        h.logs().contains("deadline is implausible"),
+        "the replacement is logged"
+    );
+}
+
+async fn margin_longer_than_time_left() {
+    // A 1.5 s margin with 1 s left: the handler (which would panic) never starts.
+    let h = fault().await;
+    let create = h
+        .events
+        .create(TYPE, "Late", props(json!({"OnCreate": "panic"})));
+    let x = h.call_with_timeout(create.clone(), Duration::from_secs(1)).await;
+    well_formed(&x, &create);
+    assert_eq!(x.status(), "FAILED");
+    assert!(
+        x.reason().contains("was not started") && x.reason().contains("CFN_RESPONSE_MARGIN_MS"),
+        "{}",
+        x.reason()
+    );
+    assert!(!h.logs().contains("injected Create panic"));
+}
+
+async fn put_past_deadline() {
+    // No margin and no slack: the watchdog fires at the deadline itself, with no time left to
+    // deliver; the one PUT still goes out.
+    let h = Harness::start(
+        "fault-injection",
+        &[("CFN_RESPONSE_MARGIN_MS", "0"), ("CFN_DELIVERY_SLACK_MS", "500")],
+    )
+    .await;
+    let create = h.events.create(TYPE, "Overdue", props(json!({"OnCreate": "hang"})));
+    let x = h.call_with_timeout(create.clone(), Duration::from_secs(2)).await;
+    assert_eq!(x.puts.len(), 1, "one PUT, attempted although the deadline had passed");
+    well_formed(&x, &create);
+    assert_eq!(x.status(), "FAILED");
+}
+
+async fn s3_transient_400() {
+    let h = fault().await;
+    h.receiver.script([
+        Behaviour::S3Error(400, "RequestTimeout"),
+        Behaviour::S3Error(400, "IncompleteBody"),
+    ]);
+    let event = h.events.create(TYPE, "Choppy", props(json!({})));
+    let x = h.call(event.clone()).await;
+    assert_eq!(x.puts.len(), 3, "two transient 400s, then delivered");
+    assert_eq!(well_formed(&x, &event)["Status"], "SUCCESS");
+    assert_runtime_ok(&x);
+
+    h.receiver.script([Behaviour::S3Error(400, "MalformedXML")]);
+    let event = h.events.create(TYPE, "Refused", props(json!({})));
+    let x = h.call(event).await;
+    assert_eq!(x.puts.len(), 1, "any other 400 is final");
+    let RuntimeOutcome::Error(error) = &x.outcome else {
+        panic!("runtime must get an error: {:?}", x.outcome)
+    };
+    assert!(error.contains("MalformedXML"), "{error}");
+}
+
+async fn oversized_data_on_update() {
+    let h = fault().await;
+    let update = h.events.update(
+        TYPE,
+        "Big",
+        "big-id",
+        props(json!({"OnUpdate": "oversized-data", "PhysicalId": "replacement-id"})),
+        props(json!({})),
+    );
+    let x = h.call(update.clone()).await;
+    well_formed(&x, &update);
+    assert_eq!(x.status(), "FAILED");
+    assert!(x.reason().contains("4096-byte"), "{}", x.reason());
+    assert_eq!(x.physical_id(), "big-id", "a failed Update must not look like a replacement");
+
+    // On Create the resource exists: the FAILED names it so the rollback Delete removes it.
+    let create = h
+        .events
+        .create(TYPE, "BigNew", props(json!({"OnCreate": "oversized-data"})));
+    let x = h.call(create).await;
+    assert_eq!(x.physical_id(), "partial-create:fault-BigNew");
 }
