@@ -237,9 +237,7 @@ async fn partial_physical_id() {
     );
 
     // CloudFormation's rollback Delete reaches the handler with the id it had made, flagged.
-    let delete = h
-        .events
-        .delete(TYPE, "Half", x.physical_id(), props(json!({})));
+    let delete = h.events.delete(TYPE, "Half", x.physical_id(), props(json!({})));
     let d = h.call(delete.clone()).await;
     let r = well_formed(&d, &delete);
     assert_eq!(r["Status"], "SUCCESS", "{r}");
@@ -365,11 +363,7 @@ async fn not_an_object() {
     // puts it, so a Lambda that dug it out would be caught PUTting there.
     let valid = h.events.create(TYPE, "Wrapped", props(json!({})));
     let mut wrong_case = valid.clone();
-    let url = wrong_case
-        .as_object_mut()
-        .unwrap()
-        .remove("ResponseURL")
-        .unwrap();
+    let url = wrong_case.as_object_mut().unwrap().remove("ResponseURL").unwrap();
     wrong_case["ResponseUrl"] = url;
     for event in [
         json!([1, 2, 3]),
@@ -730,10 +724,7 @@ async fn lenient_old_properties() {
     let mut missing = h
         .events
         .update(TYPE, "Rolled", "rolled-id", good.clone(), json!({}));
-    missing
-        .as_object_mut()
-        .unwrap()
-        .remove("OldResourceProperties");
+    missing.as_object_mut().unwrap().remove("OldResourceProperties");
     let x = h.call(missing.clone()).await;
     assert_eq!(well_formed(&x, &missing)["Status"], "SUCCESS");
     assert!(
@@ -741,13 +732,9 @@ async fn lenient_old_properties() {
         "the ignored old properties are logged"
     );
     // The new properties are still checked.
-    let bad_new = h.events.update(
-        TYPE,
-        "Rolled",
-        "rolled-id",
-        props(json!({"Count": "abc"})),
-        good,
-    );
+    let bad_new = h
+        .events
+        .update(TYPE, "Rolled", "rolled-id", props(json!({"Count": "abc"})), good);
     let x = h.call(bad_new.clone()).await;
     well_formed(&x, &bad_new);
     assert_eq!(x.status(), "FAILED");
@@ -784,7 +771,11 @@ async fn watchdog_carries_partial_id() {
         .events
         .create(TYPE, "Plain", props(json!({"OnCreate": "error"})));
     let x = h.call(plain).await;
-    assert!(x.physical_id().starts_with("create-failed:Plain:"), "{}", x.physical_id());
+    assert!(
+        x.physical_id().starts_with("create-failed:Plain:"),
+        "{}",
+        x.physical_id()
+    );
 }
 
 async fn implausible_deadlines() {
@@ -816,9 +807,7 @@ async fn implausible_deadlines() {
 async fn margin_longer_than_time_left() {
     // A 1.5 s margin with 1 s left: the handler (which would panic) never starts.
     let h = fault().await;
-    let create = h
-        .events
-        .create(TYPE, "Late", props(json!({"OnCreate": "panic"})));
+    let create = h.events.create(TYPE, "Late", props(json!({"OnCreate": "panic"})));
     let x = h.call_with_timeout(create.clone(), Duration::from_secs(1)).await;
     well_formed(&x, &create);
     assert_eq!(x.status(), "FAILED");
@@ -838,9 +827,15 @@ async fn put_past_deadline() {
         &[("CFN_RESPONSE_MARGIN_MS", "0"), ("CFN_DELIVERY_SLACK_MS", "500")],
     )
     .await;
-    let create = h.events.create(TYPE, "Overdue", props(json!({"OnCreate": "hang"})));
+    let create = h
+        .events
+        .create(TYPE, "Overdue", props(json!({"OnCreate": "hang"})));
     let x = h.call_with_timeout(create.clone(), Duration::from_secs(2)).await;
-    assert_eq!(x.puts.len(), 1, "one PUT, attempted although the deadline had passed");
+    assert_eq!(
+        x.puts.len(),
+        1,
+        "one PUT, attempted although the deadline had passed"
+    );
     well_formed(&x, &create);
     assert_eq!(x.status(), "FAILED");
 }
@@ -880,7 +875,11 @@ async fn oversized_data_on_update() {
     well_formed(&x, &update);
     assert_eq!(x.status(), "FAILED");
     assert!(x.reason().contains("4096-byte"), "{}", x.reason());
-    assert_eq!(x.physical_id(), "big-id", "a failed Update must not look like a replacement");
+    assert_eq!(
+        x.physical_id(),
+        "big-id",
+        "a failed Update must not look like a replacement"
+    );
 
     // On Create the resource exists: the FAILED names it so the rollback Delete removes it.
     let create = h

@@ -349,7 +349,10 @@ async fn dispatch<H: CustomResource>(
             let event_id = envelope.existing_physical_id()?;
             let (physical_id, after_failed_create) = match unwrap_partial(event_id.as_str()) {
                 Some(made) => {
-                    tracing::info!(physical_id = made, "Delete after a failed Create: removing what it made");
+                    tracing::info!(
+                        physical_id = made,
+                        "Delete after a failed Create: removing what it made"
+                    );
                     (PhysicalId::from_event(made.to_string()), true)
                 }
                 None => (event_id, false),

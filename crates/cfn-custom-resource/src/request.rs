@@ -113,7 +113,9 @@ pub(crate) fn partial_physical_id(id: &PhysicalId) -> Option<String> {
 
 /// The id a failed Create had published, when `physical_id` is a partial-create id.
 pub(crate) fn unwrap_partial(physical_id: &str) -> Option<&str> {
-    physical_id.strip_prefix(PARTIAL_PREFIX).filter(|id| !id.is_empty())
+    physical_id
+        .strip_prefix(PARTIAL_PREFIX)
+        .filter(|id| !id.is_empty())
 }
 
 /// The physical id a failed Create answers with when the handler reported none: deterministic, so
