@@ -44,12 +44,13 @@ deps:
 
 # --- build ----------------------------------------------------------------------------------
 
-# Debug binaries for the local-invoke tests, and a release build of the fault-injection Lambda
-# to prove the release profile unwinds.
+# Debug binaries for the local-invoke tests, and release builds of the Lambdas: the sample events
+# run against them under `cargo lambda watch`, and the fault-injection one proves the release
+# profile unwinds.
 .PHONY: bins
 bins:
 	$(CARGO) build --workspace --bins
-	$(CARGO) build --release -p fault-injection
+	$(CARGO) build --release $(addprefix -p ,$(LAMBDAS)) -p fault-injection
 
 .PHONY: release
 release:

@@ -8,6 +8,7 @@ mod admin_secret;
 mod contract;
 mod guarantee;
 mod listener_priority;
+mod sample_events;
 mod service_database;
 
 use libtest_mimic::{Arguments, Trial};
@@ -20,6 +21,7 @@ fn main() {
     trials.extend(listener_priority::trials());
     trials.extend(admin_secret::trials());
     trials.extend(service_database::trials());
+    trials.extend(sample_events::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     local_invoke::services::shutdown();
     conclusion.exit();
