@@ -47,6 +47,22 @@ pub fn trials() -> Vec<Trial> {
             rotation_token_change_generates_a_new_password,
         ),
         trial(
+            "admin_secret::rotation_rolled_back_restores_the_password",
+            rotation_rolled_back_restores_the_password,
+        ),
+        trial(
+            "admin_secret::duplicate_rotation_makes_no_third_password",
+            duplicate_rotation_makes_no_third_password,
+        ),
+        trial(
+            "admin_secret::rollback_ignores_invalid_old_properties",
+            rollback_ignores_invalid_old_properties,
+        ),
+        trial(
+            "admin_secret::unlabelled_parameter_keeps_its_password",
+            unlabelled_parameter_keeps_its_password,
+        ),
+        trial(
             "admin_secret::key_change_keeps_the_value_under_the_new_key",
             key_change_keeps_the_value_under_the_new_key,
         ),
@@ -456,6 +472,238 @@ async fn rotation_token_change_generates_a_new_password() {
         after.tags
     );
     assert_hidden(&h, &[&created, &updated], &[&before.value, &after.value]);
+}
+
+/// The versions of a parameter as (version, value, labels), oldest first.
+async fn history(name: &str) -> Vec<(i64, String, Vec<String>)> {
+    let output = ssm()
+        .get_parameter_history()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    let mut versions: Vec<_> = output
+        .parameters()
+        .iter()
+        .map(|p| {
+            (
+                p.version(),
+                p.value().unwrap_or_default().to_string(),
+                p.labels().to_vec(),
+            )
+        })
+        .collect();
+    versions.sort();
+    versions
+}
+
+/// Rotate r1 → r2, then CloudFormation rolls the Update back (ResourceProperties r1,
+/// OldResourceProperties r2): the latest version holds r1's password again, Data points at it, and
+/// the rollback delivered twice changes nothing more.
+async fn rotation_rolled_back_restores_the_password() {
+    let h = start().await;
+    let name = unique_name("rollback-rotation");
+    let r1 = props(&name, json!({"RotationToken": "r1"}));
+    let r2 = props(&name, json!({"RotationToken": "r2"}));
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, r1.clone())).await;
+    assert_success(&created, &h);
+    let p1 = stored(&name).await.unwrap();
+
+    let rotated = h
+        .call(h.events.update(TYPE, LOGICAL_ID, &name, r2.clone(), r1.clone()))
+        .await;
+    assert_success(&rotated, &h);
+    let p2 = stored(&name).await.unwrap();
+    assert_ne!(p2.value, p1.value, "rotation kept the password");
+
+    let rollback = h.events.update(TYPE, LOGICAL_ID, &name, r1.clone(), r2.clone());
+    let rolled_back = h.call(rollback.clone()).await;
+    assert_success(&rolled_back, &h);
+    assert_eq!(rolled_back.physical_id(), name);
+    let back = stored(&name).await.unwrap();
+    assert_eq!(back.value, p1.value, "the rollback did not restore r1's password");
+    assert_eq!(
+        back.version,
+        p2.version + 1,
+        "the restored password is a new latest version"
+    );
+    assert_eq!(
+        rolled_back.data("Version"),
+        Some(back.version.to_string().as_str()),
+        "Data.Version must name the version holding the restored password, for resolve:ssm-secure"
+    );
+    assert_eq!(back.key_id.as_deref(), Some(KEY));
+    assert!(owned_by(&back, &h.events.stack_id));
+
+    // The same rollback delivered again: nothing new.
+    let again = h.call(events_retry(&rollback)).await;
+    assert_success(&again, &h);
+    let after = stored(&name).await.unwrap();
+    assert_eq!((after.version, &after.value), (back.version, &back.value));
+    assert_eq!(again.data("Version"), rolled_back.data("Version"));
+
+    // And rotating forward to r2 again brings r2's password back, not a third one.
+    let forward = h.call(h.events.update(TYPE, LOGICAL_ID, &name, r2, r1)).await;
+    assert_success(&forward, &h);
+    assert_eq!(stored(&name).await.unwrap().value, p2.value);
+    let values: BTreeSet<String> = history(&name).await.into_iter().map(|(_, v, _)| v).collect();
+    assert_eq!(values.len(), 2, "two tokens, two passwords");
+    assert_hidden(
+        &h,
+        &[&created, &rotated, &rolled_back, &again, &forward],
+        &[&p1.value, &p2.value],
+    );
+}
+
+fn events_retry(event: &Value) -> Value {
+    local_invoke::events::EventBuilder::retry(event)
+}
+
+/// A rotation delivered twice (Lambda's at-least-once async invoke) makes one new password.
+async fn duplicate_rotation_makes_no_third_password() {
+    let h = start().await;
+    let name = unique_name("duplicate-rotation");
+    let r1 = props(&name, json!({"RotationToken": "r1"}));
+    let r2 = props(&name, json!({"RotationToken": "r2"}));
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, r1.clone())).await;
+    assert_success(&created, &h);
+    let rotate = h.events.update(TYPE, LOGICAL_ID, &name, r2, r1);
+    let first = h.call(rotate.clone()).await;
+    assert_success(&first, &h);
+    let once = stored(&name).await.unwrap();
+    let second = h.call(events_retry(&rotate)).await;
+    assert_success(&second, &h);
+    let twice = stored(&name).await.unwrap();
+    assert_eq!(
+        (twice.version, &twice.value),
+        (once.version, &once.value),
+        "a duplicate rotated again"
+    );
+    assert_eq!(history(&name).await.len(), 2);
+    assert_eq!(second.data("Version"), first.data("Version"));
+    assert_hidden(&h, &[&created, &first, &second], &[&once.value]);
+}
+
+/// A rollback Update whose OldResourceProperties are what failed (wrong types, unknown
+/// properties) answers SUCCESS with the same id and data, and changes nothing.
+async fn rollback_ignores_invalid_old_properties() {
+    let h = start().await;
+    let name = unique_name("invalid-old");
+    let good = props(&name, json!({"RotationToken": "r1", "Description": "d"}));
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, good.clone())).await;
+    assert_success(&created, &h);
+    let before = stored(&name).await.unwrap();
+    for bad in [
+        json!({"Length": "many"}),
+        json!({"Length": 3}),
+        json!({"RequireEachIncludedType": "perhaps"}),
+        json!({"OnDelete": "Shred"}),
+        json!({"ReturnPassword": {"nested": true}}),
+        json!({"KeyId": 42, "ParameterName": ["a"]}),
+        json!({"NoSuchProperty": "x", "RotationToken": "r9"}),
+    ] {
+        let mut old = good.clone();
+        for (key, value) in bad.as_object().unwrap() {
+            old[key] = value.clone();
+        }
+        let rollback = h
+            .call(
+                h.events
+                    .update(TYPE, LOGICAL_ID, &name, good.clone(), old.clone()),
+            )
+            .await;
+        assert_eq!(
+            rollback.status(),
+            "SUCCESS",
+            "old properties {old} failed a rollback: {}",
+            rollback.reason()
+        );
+        assert_eq!(rollback.physical_id(), name);
+        assert_eq!(
+            rollback.response()["Data"],
+            created.response()["Data"],
+            "old properties {old}"
+        );
+        let now = stored(&name).await.unwrap();
+        assert_eq!(
+            (now.version, &now.value),
+            (before.version, &before.value),
+            "old properties {old}"
+        );
+    }
+    assert_hidden(&h, &[&created], &[&before.value]);
+}
+
+/// A parameter written before rotation labels: an Update that keeps the token keeps the password
+/// (and labels it); a new token then rotates.
+async fn unlabelled_parameter_keeps_its_password() {
+    let h = start().await;
+    let name = unique_name("unlabelled");
+    let legacy = "Legacy-password-0123456789abcdef";
+    let tags = [
+        ("custom-resource:stack-id", h.events.stack_id.as_str()),
+        ("custom-resource:logical-id", LOGICAL_ID),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        aws_sdk_ssm::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    })
+    .collect::<Vec<_>>();
+    ssm()
+        .put_parameter()
+        .name(&name)
+        .value(legacy)
+        .r#type(ParameterType::SecureString)
+        .key_id(KEY)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .unwrap();
+    let old = props(&name, json!({"RotationToken": "r1"}));
+    let new = props(
+        &name,
+        json!({"RotationToken": "r1", "Description": "now labelled"}),
+    );
+    let updated = h
+        .call(h.events.update(TYPE, LOGICAL_ID, &name, new.clone(), old))
+        .await;
+    assert_success(&updated, &h);
+    assert_eq!(
+        stored(&name).await.unwrap().value,
+        legacy,
+        "an unlabelled password was rotated"
+    );
+    let labelled = history(&name).await;
+    assert!(
+        labelled
+            .last()
+            .unwrap()
+            .2
+            .iter()
+            .any(|l| l.starts_with("rotation-")),
+        "the kept version is labelled: {labelled:?}"
+    );
+    let rotated = h
+        .call(h.events.update(
+            TYPE,
+            LOGICAL_ID,
+            &name,
+            props(
+                &name,
+                json!({"RotationToken": "r2", "Description": "now labelled"}),
+            ),
+            new,
+        ))
+        .await;
+    assert_success(&rotated, &h);
+    let after = stored(&name).await.unwrap();
+    assert_ne!(after.value, legacy, "a new token did not rotate");
+    assert_hidden(&h, &[&updated, &rotated], &[legacy, &after.value]);
 }
 
 async fn key_change_keeps_the_value_under_the_new_key() {

@@ -36,6 +36,12 @@
 //!   `KeyId` (a new version) and tagged as ours.
 //! - **Update** never changes the password unless `RotationToken` changed or the current password
 //!   does not satisfy the new `Length`/`ExcludeCharacters`/`RequireEachIncludedType`.
+//!   Rotation is reversible and idempotent: every version is labelled with a hash of the token
+//!   it was made for (`ssm_secret::rotation_label`), so an Update whose token was seen before
+//!   (CloudFormation rolling a rotation back, or a duplicate delivery) puts that token's password
+//!   back as the latest version, or finds it already there, instead of generating another. A
+//!   token never seen generates a new password. The decision reads SSM, not
+//!   `OldResourceProperties`; those are consulted only for a parameter written before labels.
 //!   A new `ParameterName` replaces the resource: a new parameter (carrying the current
 //!   password) and a new physical id; CloudFormation then sends a Delete for the old one.
 //!   Otherwise a changed password, `KeyId` or `Description` puts a new version of the same
@@ -172,8 +178,22 @@ impl AdminSecret {
     }
 
     /// Creates the parameter `properties.parameter_name` holding `value` (a fresh password when
-    /// `None`), or finds our own, or adopts a foreign one when asked.
+    /// `None`), or finds our own, or adopts a foreign one when asked; the version it returns is
+    /// labelled with the `RotationToken` it holds the password for.
     async fn ensure(
+        &self,
+        info: &RequestInfo,
+        properties: &Properties,
+        policy: &PasswordPolicy,
+        value: Option<Secret<String>>,
+    ) -> Result<StoredParameter, HandlerError> {
+        let stored = self.ensure_parameter(info, properties, policy, value).await?;
+        let label = ssm_secret::rotation_label(properties.rotation_token.as_deref());
+        self.store.label(&stored.name, stored.version, &label).await?;
+        Ok(stored)
+    }
+
+    async fn ensure_parameter(
         &self,
         info: &RequestInfo,
         properties: &Properties,
@@ -273,27 +293,56 @@ impl CustomResource for AdminSecret {
 
         info.progress.set(format!("reading SSM parameter {current_name}"));
         let current = self.store.get(current_name).await?;
-        // Interim until rotation is decided from real state: old properties that do not parse
-        // count as no rotation.
-        let rotate = old_properties
+        let label = ssm_secret::rotation_label(properties.rotation_token.as_deref());
+        let ours = current
             .as_ref()
-            .is_some_and(|old| old.rotation_token != properties.rotation_token);
-        // The password to carry over, if any: the current one, unless rotation is asked for or it
-        // no longer satisfies the policy.
-        let keep = current
-            .as_ref()
-            .filter(|c| !rotate && (c.owner.as_ref() == Some(&owner) || properties.adopt))
-            .filter(|c| {
-                let fits = policy.accepts(c.value.expose());
-                if !fits {
-                    tracing::info!(
-                        parameter = current_name,
-                        "the current password does not satisfy the new policy; generating a new one"
-                    );
-                }
-                fits
-            })
-            .map(|c| c.value.clone());
+            .is_some_and(|c| c.owner.as_ref() == Some(&owner) || properties.adopt);
+        // The password this token stands for, decided from what SSM holds: the version labelled
+        // with the token (a rollback of a rotation, or a duplicate delivery), a new one for a
+        // token never seen, or, for a parameter written before labels, the current one unless
+        // the token changed.
+        let history = if ours {
+            self.store.history(current_name).await?
+        } else {
+            ssm_secret::History::default()
+        };
+        let wanted = match (history.labelled(&label), &current) {
+            (Some(version), _) => {
+                tracing::info!(
+                    parameter = current_name,
+                    version = version.version,
+                    "RotationToken seen before: its password is the one to hold"
+                );
+                Some(version.value.clone())
+            }
+            (None, _) if history.has_rotation_labels() => {
+                tracing::info!(
+                    parameter = current_name,
+                    "new RotationToken: rotating the password"
+                );
+                None
+            }
+            (None, Some(current)) => {
+                // No labels yet: only the old properties can tell; old properties that do not
+                // parse count as no rotation.
+                let rotate = old_properties
+                    .as_ref()
+                    .is_some_and(|old| old.rotation_token != properties.rotation_token);
+                (!rotate).then(|| current.value.clone())
+            }
+            (None, None) => None,
+        };
+        // The password to hold, if an existing one will do: it must still satisfy the policy.
+        let keep = wanted.filter(|_| ours).filter(|value| {
+            let fits = policy.accepts(value.expose());
+            if !fits {
+                tracing::info!(
+                    parameter = current_name,
+                    "the password does not satisfy the new policy; generating a new one"
+                );
+            }
+            fits
+        });
 
         if properties.parameter_name != current_name {
             tracing::info!(from = current_name, to = %properties.parameter_name, "ParameterName changed: replacing the parameter");
@@ -360,6 +409,12 @@ impl CustomResource for AdminSecret {
         }
         if stored.owner.as_ref() != Some(&owner) {
             self.store.tag(current_name, &owner).await?;
+        }
+        if history
+            .labelled(&label)
+            .is_none_or(|v| v.version != stored.version)
+        {
+            self.store.label(current_name, stored.version, &label).await?;
         }
         Ok(Updated::keep()
             .with_data(data(&stored, properties.return_password))

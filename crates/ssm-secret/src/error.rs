@@ -43,6 +43,11 @@ pub enum StoreError {
          operation"
     )]
     Vanished { name: String },
+    #[error(
+        "SSM refused label {label} on parameter {name} (a version holds at most 10 labels); remove old \
+         rotation-* labels from its history with UnlabelParameterVersion and retry"
+    )]
+    Label { name: String, label: String },
 }
 
 impl StoreError {

@@ -32,15 +32,21 @@
 //! - [`ParameterStore::tag`]: sets the owner tags (SSM refuses tags with `Overwrite=true`).
 //! - [`ParameterStore::delete_if_owned`]: deletes only a parameter whose tags name the owner.
 //!
+//! Rotation ([`rotation_label`], [`ParameterStore::history`], [`ParameterStore::label`]): each
+//! version is labelled with a hash of the `RotationToken` it was made for, so a token seen before
+//! restores its password instead of generating a new one (see the `labels` module).
+//!
 //! Errors ([`StoreError`]) name the parameter, carry SSM's error code and message and say what
 //! to fix. No value ever reaches a log line or an error.
 
 mod error;
+mod labels;
 mod password;
 mod store;
 
 pub use cfn_custom_resource::Secret;
 pub use error::{PasswordError, StoreError};
+pub use labels::{History, ROTATION_LABEL_PREFIX, Version, is_rotation_label, rotation_label};
 pub use password::{CharClass, DEFAULT_EXCLUDE, PasswordPolicy, generate, generate_os};
 pub use store::{
     Created, DeleteOutcome, LOGICAL_ID_TAG, Owner, ParameterStore, STACK_ID_TAG, StoredParameter,

@@ -110,6 +110,10 @@ impl ParameterStore {
         Self { client }
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Creates a SecureString under `key_id`, tagged with `owner`, unless a parameter of that name
     /// exists (`Overwrite=false`); an existing one is returned as [`Created::Existing`] unchanged.
     pub async fn create_if_absent(
