@@ -68,6 +68,7 @@ test: deps venv bins
 	@mkdir -p target
 	$(CARGO) test --workspace 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
+	$(MAKE) test-ansible
 
 .PHONY: lint
 lint: venv
@@ -76,6 +77,7 @@ lint: venv
 	$(VENV)/bin/cfn-lint cfn/*.yaml
 	$(VENV)/bin/python cfn/check-policy.py --self-test
 	$(VENV)/bin/python cfn/check-policy.py cfn/*.yaml
+	$(MAKE) lint-ansible
 
 # --- the demo and the benchmark --------------------------------------------------------------
 
@@ -102,3 +104,54 @@ ifeq ($(DRY_RUN),)
 else
 	@$(VENV)/bin/python cfn/deploy.py --dry-run --support-stack $(SUPPORT_STACK) $(if $(REGION),--region $(REGION))
 endif
+
+# --- the Ansible role and the deploy image (ansible/) ----------------------------------------
+#
+#   make lint-ansible   ansible-lint (production profile), --syntax-check of the examples, hadolint
+#   make test-ansible   the fargate_service role run by ansible-playbook against moto
+#   make deploy-image   docker build of the deploy image (needs a Docker daemon)
+
+ANSIBLE_VENV := .venv-ansible
+ANSIBLE_LINT_VENV := .venv-ansible-lint
+ANSIBLE_COLLECTIONS := $(ANSIBLE_VENV)/collections
+ANSIBLE_LINT_COLLECTIONS := $(ANSIBLE_LINT_VENV)/collections
+DEPLOY_IMAGE ?= platform-deploy:latest
+
+# The test venv: the image's pinned tool set (ansible/requirements-image.txt, so CI proves it
+# resolves) plus moto, and amazon.aws unpacked from PyPI's `ansible` wheel.
+$(ANSIBLE_VENV)/.installed: ansible/requirements-image.txt ansible/requirements-test.txt ansible/install-collection.sh
+	python3 -m venv $(ANSIBLE_VENV)
+	$(ANSIBLE_VENV)/bin/pip install --quiet --disable-pip-version-check -r ansible/requirements-test.txt
+	ansible/install-collection.sh $(ANSIBLE_VENV)/bin/pip $(ANSIBLE_COLLECTIONS)
+	touch $@
+
+$(ANSIBLE_LINT_VENV)/.installed: ansible/requirements-image.txt ansible/requirements-lint.txt ansible/install-collection.sh
+	python3 -m venv $(ANSIBLE_LINT_VENV)
+	$(ANSIBLE_LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r ansible/requirements-lint.txt
+	ansible/install-collection.sh $(ANSIBLE_LINT_VENV)/bin/pip $(ANSIBLE_LINT_COLLECTIONS)
+	touch $@
+
+.PHONY: lint-ansible
+lint-ansible: $(ANSIBLE_LINT_VENV)/.installed
+	cd ansible && PATH="$(CURDIR)/$(ANSIBLE_LINT_VENV)/bin:$$PATH" \
+	  ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(ANSIBLE_LINT_COLLECTIONS)" ANSIBLE_ROLES_PATH="$(CURDIR)/ansible/roles" \
+	  ansible-lint --profile production roles/fargate_service examples
+	for p in ansible/examples/*/*.yml; do \
+	  ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(ANSIBLE_LINT_COLLECTIONS)" ANSIBLE_ROLES_PATH="$(CURDIR)/ansible/roles" \
+	    $(ANSIBLE_LINT_VENV)/bin/ansible-playbook --syntax-check "$$p"; \
+	done
+	$(ANSIBLE_LINT_VENV)/bin/hadolint ansible/Dockerfile
+	@echo "lint-ansible: ansible-lint, syntax check and hadolint clean"
+
+.PHONY: test-ansible
+test-ansible: $(ANSIBLE_VENV)/.installed
+	ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(ANSIBLE_COLLECTIONS)" $(ANSIBLE_VENV)/bin/python ansible/tests/run.py
+
+.PHONY: deploy-image
+deploy-image:
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "deploy-image: no Docker daemon is reachable here (docker info failed); the image was NOT built." >&2; \
+	  echo "deploy-image: run 'make deploy-image' where Docker runs; ansible/Dockerfile is checked by 'make lint-ansible' (hadolint)." >&2; \
+	  exit 2; \
+	fi
+	docker build -f ansible/Dockerfile -t $(DEPLOY_IMAGE) .
