@@ -310,9 +310,13 @@ def service_template_checks(tmp, endpoint, cfn):
     check("service.yaml: the failure prints the stack's events",
           "Print the stack's last events" in out and "CREATE_IN_PROGRESS" in out
           and "did not reach a complete state" in out, out[-3000:])
+    check("service.yaml: the failure is the wait timeout (Timeout exceeded), not an error of the request",
+          "Timeout exceeded" in out, out[-1500:])
 
     stack = cfn.describe_stacks(StackName="service-orders")["Stacks"][0]
     got = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
+    check("service.yaml: the stack is still CREATE_IN_PROGRESS (moto never completes the Custom:: resources)",
+          stack["StackStatus"] == "CREATE_IN_PROGRESS", stack["StackStatus"])
     check("service.yaml: stack name is derived from the service (service-orders)", stack["StackName"] == "service-orders")
     check("service.yaml: moto got the parameters the playbook implies, exactly", got == expected,
           {"got": got, "expected": expected})
