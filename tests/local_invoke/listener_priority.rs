@@ -85,6 +85,10 @@ pub fn trials() -> Vec<Trial> {
             "listener_priority::delete_lowers_the_hint",
             delete_lowers_the_hint,
         ),
+        trial(
+            "listener_priority::a_claim_of_a_delete_complete_stack_is_reclaimed_when_full",
+            deleted_stack_claim_reclaimed_when_full,
+        ),
     ]
 }
 
@@ -817,4 +821,55 @@ async fn delete_lowers_the_hint() {
         .await;
     assert_success(&deleted, &harness.logs());
     assert_eq!(hint(&arn).await, Some(7));
+}
+
+/// Creates a stack in moto and deletes it; returns its stack id (moto's DescribeStacks by that
+/// id then answers DELETE_COMPLETE, as CloudFormation does).
+fn deleted_stack() -> String {
+    const SCRIPT: &str = r#"
+import boto3, json, sys
+cfn = boto3.client("cloudformation", region_name="us-east-1")
+body = json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}})
+stack_id = cfn.create_stack(StackName=sys.argv[1], TemplateBody=body)["StackId"]
+cfn.delete_stack(StackName=stack_id)
+print(stack_id)
+"#;
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "gone-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    services::moto().python(SCRIPT, &[&name]).trim().to_string()
+}
+
+async fn deleted_stack_claim_reclaimed_when_full() {
+    // 10 and 12: claims of a deleted stack; a rule holds 10. 11: a claim of a live stack (the
+    // test's own stack id is unknown to moto: "unsure", so it stays). All written just now, far
+    // younger than the default reclaim age.
+    let arn = listener([10]);
+    let gone = format!("{}|P", deleted_stack());
+    put_claim(&arn, 10, &gone).await;
+    put_claim(
+        &arn,
+        11,
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/unknown/x|P",
+    )
+    .await;
+    put_claim(&arn, 12, &gone).await;
+    let harness = start().await;
+    let got = create(
+        &harness,
+        "Priority",
+        json!({"ListenerArn": arn, "MinPriority": 10, "MaxPriority": 12}),
+    )
+    .await;
+    assert_eq!(priority(&got), 12, "logs:\n{}", harness.logs());
+    let held = claims(&arn).await;
+    assert_eq!(held.get(&10), Some(&gone), "a rule holds 10");
+    assert!(
+        held.contains_key(&11),
+        "a stack that is not known to be deleted keeps its claim"
+    );
+    assert_eq!(held.get(&12), Some(&owner(&harness, "Priority")));
 }

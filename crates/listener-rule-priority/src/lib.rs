@@ -77,7 +77,10 @@
 //!   name the same priorities and one set of claims is left. A later Create of the same resource
 //!   (a retry) finds the reservation and answers with it.
 //! - **Stale claims are reclaimed, and only when needed.** A claim is stale when no rule on the
-//!   listener holds its priority and it was written longer ago than the reclaim age (default
+//!   listener holds its priority and either its owner stack is gone (`DescribeStacks` by the
+//!   stack id in the claim answers that very stack id with `DELETE_COMPLETE`; an error, an unknown
+//!   id or a missing permission counts as "not gone") or it was written longer ago than the
+//!   reclaim age (default
 //!   [`DEFAULT_RECLAIM_AGE`], 72 h, longer than any stack operation can take; the environment
 //!   variable `PRIORITY_RECLAIM_AGE_SECONDS` overrides it). A service's claim is always followed
 //!   within its stack operation by its listener rule, so an old claim without a rule belongs to a
@@ -86,9 +89,9 @@
 //!   range is full; its Update then sees the claim held by someone else and replaces.) Stale claims are reclaimed only on the
 //!   fallback path (the range has no free priority otherwise), lowest first, one per priority
 //!   still needed, each by deleting it after checking again that it still names the same holder
-//!   and then claiming it like any candidate (so concurrent reclaimers still get one winner). The
-//!   owner stack's status is not looked up (no `cloudformation:DescribeStacks`): age and the
-//!   missing rule decide.
+//!   and then claiming it like any candidate (so concurrent reclaimers still get one winner).
+//!   `DescribeStacks` is called only there, once per owner stack, and only for claims not already
+//!   stale by age (needs `cloudformation:DescribeStacks`).
 //! - **Delete** releases this resource's claims and its reservation (only if the reservation names
 //!   exactly the deleted priorities), and lowers the hint to just below them when the hint pointed
 //!   at the highest of them, so the freed top priorities are handed out again.
@@ -115,8 +118,8 @@ mod claims;
 mod error;
 mod rules;
 
-use std::collections::BTreeSet;
 use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -334,6 +337,7 @@ pub struct ListenerRulePriority {
     elbv2: aws_sdk_elasticloadbalancingv2::Client,
     claim_root: String,
     reclaim_age: Duration,
+    cloudformation: Option<aws_sdk_cloudformation::Client>,
     /// SSM requests sent (attempts, retries included), for the per-request log line.
     ssm_calls: Arc<AtomicUsize>,
 }
@@ -378,6 +382,7 @@ impl ListenerRulePriority {
             elbv2,
             claim_root: CLAIM_ROOT.to_string(),
             reclaim_age: DEFAULT_RECLAIM_AGE,
+            cloudformation: None,
             ssm_calls,
         }
     }
@@ -387,6 +392,37 @@ impl ListenerRulePriority {
     pub fn with_reclaim_age(mut self, age: Duration) -> Self {
         self.reclaim_age = age;
         self
+    }
+
+    /// Lets the fallback path ask CloudFormation (`DescribeStacks`) whether a claim's owner stack
+    /// is `DELETE_COMPLETE`; without it only the reclaim age makes a claim stale.
+    pub fn with_cloudformation(mut self, cloudformation: aws_sdk_cloudformation::Client) -> Self {
+        self.cloudformation = Some(cloudformation);
+        self
+    }
+
+    /// Whether CloudFormation says the stack with this id is `DELETE_COMPLETE`. Anything else
+    /// (live, unknown, no permission, an error) counts as not deleted: a claim is never
+    /// reclaimed on a guess.
+    async fn stack_deleted(&self, stack_id: &str) -> bool {
+        let Some(cloudformation) = &self.cloudformation else {
+            return false;
+        };
+        match cloudformation.describe_stacks().stack_name(stack_id).send().await {
+            Ok(out) => out.stacks().iter().any(|stack| {
+                stack.stack_id() == Some(stack_id)
+                    && stack.stack_status()
+                        == Some(&aws_sdk_cloudformation::types::StackStatus::DeleteComplete)
+            }),
+            Err(e) => {
+                tracing::info!(
+                    stack_id,
+                    "cannot tell whether the stack is deleted; its claims stay: {}",
+                    cfn_custom_resource::error_chain(&e)
+                );
+                false
+            }
+        }
     }
 
     fn ssm_calls(&self) -> usize {
@@ -611,19 +647,36 @@ impl ListenerRulePriority {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
             let age = self.reclaim_age.as_secs() as i64;
-            let stale: Vec<(u32, &Owner)> = existing
+            // Claims no rule holds, held by someone else, lowest first; each is stale when it is
+            // older than the reclaim age or its owner stack is DELETE_COMPLETE.
+            let unused: Vec<(u32, &Owner, bool)> = existing
                 .iter()
-                .filter(|(p, c)| {
-                    properties.contains(**p)
-                        && !rules.contains(p)
-                        && c.owner != *owner
-                        && c.written.is_some_and(|w| now.saturating_sub(w) > age)
+                .filter(|(p, c)| properties.contains(**p) && !rules.contains(p) && c.owner != *owner)
+                .map(|(p, c)| {
+                    let aged = c.written.is_some_and(|w| now.saturating_sub(w) > age);
+                    (*p, &c.owner, aged)
                 })
-                .map(|(p, c)| (*p, &c.owner))
                 .collect();
-            for (priority, holder) in stale {
+            let mut gone: BTreeMap<&str, bool> = BTreeMap::new();
+            for (priority, holder, aged) in unused {
                 if round.mine.len() >= want {
                     break;
+                }
+                let stack = holder
+                    .as_str()
+                    .split_once('|')
+                    .map_or(holder.as_str(), |(s, _)| s);
+                let deleted = match gone.get(stack) {
+                    Some(known) => *known,
+                    None if aged => false,
+                    None => {
+                        let known = self.stack_deleted(stack).await;
+                        gone.insert(stack, known);
+                        known
+                    }
+                };
+                if !(aged || deleted) {
+                    continue;
                 }
                 if !claims.reclaim(&self.ssm, priority, holder).await? {
                     continue;
@@ -631,8 +684,13 @@ impl ListenerRulePriority {
                 tracing::warn!(
                     priority,
                     holder = holder.as_str(),
+                    reason = if deleted {
+                        "its stack is DELETE_COMPLETE"
+                    } else {
+                        "older than the reclaim age"
+                    },
                     age_limit_s = age,
-                    "reclaimed a stale claim: no rule holds it and it is older than the reclaim age"
+                    "reclaimed a stale claim no rule holds"
                 );
                 round.reclaimed += 1;
                 let mut one = VecDeque::from([priority]);

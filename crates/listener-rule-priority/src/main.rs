@@ -15,7 +15,8 @@ async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
     let mut handler = ListenerRulePriority::new(
         aws_sdk_ssm::Client::new(&config),
         aws_sdk_elasticloadbalancingv2::Client::new(&config),
-    );
+    )
+    .with_cloudformation(aws_sdk_cloudformation::Client::new(&config));
     // The support stack's PriorityClaimPath, set at deploy time (cfn/deploy.py).
     if let Ok(root) = std::env::var("PRIORITY_CLAIM_PATH") {
         handler = handler.with_claim_root(root);
