@@ -489,6 +489,38 @@ mod tests {
     }
 
     #[test]
+    fn state_lives_beside_the_claims_and_reservations_round_trip() {
+        let claims = ListenerClaims::new("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c");
+        assert_eq!(
+            claims.hint_name(),
+            "/custom-resource/listener-rule-priority/_state/app/a/b/c/hint"
+        );
+        let owner = Owner::new("arn:aws:cloudformation:us-east-1:1:stack/s/1", "Priority");
+        let name = claims.reservation_name(&owner);
+        assert!(
+            name.starts_with("/custom-resource/listener-rule-priority/_state/app/a/b/c/reservation/r-"),
+            "{name}"
+        );
+        assert_ne!(
+            name,
+            claims.reservation_name(&Owner::new(
+                "arn:aws:cloudformation:us-east-1:1:stack/s/1",
+                "Other"
+            ))
+        );
+        assert!(
+            !name.starts_with(&format!("{}/", claims.path())),
+            "not on the claim level"
+        );
+        let reservation = Reservation {
+            priorities: vec![6, 7],
+            owner: owner.clone(),
+        };
+        assert_eq!(Reservation::parse(&reservation.value()), Some(reservation));
+        assert_eq!(Reservation::parse("x|y"), None);
+    }
+
+    #[test]
     fn owners_name_stack_and_logical_id() {
         assert_eq!(
             Owner::new("arn:stack/s/1", "Priority").as_str(),
