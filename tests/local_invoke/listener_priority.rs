@@ -65,6 +65,30 @@ pub fn trials() -> Vec<Trial> {
             "listener_priority::invalid_properties_fail_naming_the_property",
             invalid_properties_fail,
         ),
+        trial(
+            "listener_priority::a_duplicate_create_in_flight_at_once_ends_with_one_claim",
+            duplicate_create_at_once,
+        ),
+        trial(
+            "listener_priority::with_100_claims_a_create_makes_a_bounded_number_of_ssm_calls",
+            hundred_claims_bounded_calls,
+        ),
+        trial(
+            "listener_priority::when_probing_up_runs_out_the_lowest_unclaimed_gap_is_returned",
+            exhausted_probe_falls_back_to_the_lowest_gap,
+        ),
+        trial(
+            "listener_priority::a_stale_claim_is_reclaimed_only_when_the_range_is_full",
+            stale_claim_reclaimed_when_full,
+        ),
+        trial(
+            "listener_priority::delete_lowers_the_hint",
+            delete_lowers_the_hint,
+        ),
+        trial(
+            "listener_priority::a_claim_of_a_delete_complete_stack_is_reclaimed_when_full",
+            deleted_stack_claim_reclaimed_when_full,
+        ),
     ]
 }
 
@@ -578,4 +602,274 @@ async fn invalid_properties_fail() {
         assert_eq!(got.status(), "FAILED", "{properties}");
         assert!(got.reason().contains(property), "{properties}: {}", got.reason());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Duplicates, the hint, the fallback and stale claims
+
+/// The listener's hint as the handler leaves it (`<root>/_state/<listener id>/hint`).
+fn hint_name(listener: &str) -> String {
+    let id = listener.split_once(":listener/").expect("listener arn").1;
+    format!("{CLAIM_ROOT}/_state/{id}/hint")
+}
+
+async fn hint(listener: &str) -> Option<u32> {
+    let ssm = services::moto().ssm();
+    match ssm.get_parameter().name(hint_name(listener)).send().await {
+        Ok(out) => out.parameter()?.value()?.parse().ok(),
+        Err(_) => None,
+    }
+}
+
+/// Writes a claim as another resource would have (or an earlier version of the handler did).
+async fn put_claim(listener: &str, priority: u32, value: &str) {
+    let id = listener.split_once(":listener/").expect("listener arn").1;
+    services::moto()
+        .ssm()
+        .put_parameter()
+        .name(format!("{CLAIM_ROOT}/{id}/{priority}"))
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(false)
+        .send()
+        .await
+        .expect("PutParameter claim");
+}
+
+/// The `ssm_calls=N` the handler logged for its last Create.
+fn ssm_calls(logs: &str) -> usize {
+    logs.rsplit("ssm_calls=")
+        .next()
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no ssm_calls= in the logs:\n{logs}"))
+}
+
+async fn duplicate_create_at_once() {
+    let arn = listener([1, 2, 5]);
+    let (first, second) = tokio::join!(start(), start());
+    for h in [&first, &second] {
+        assert!(
+            h.runtime_api.wait_for_polls(1, Duration::from_secs(60)).await,
+            "logs:\n{}",
+            h.logs()
+        );
+    }
+    // The very same event (same RequestId) delivered twice at once, to two processes; the second
+    // copy answers to the second process's receiver so both answers are recorded.
+    let event = first
+        .events
+        .create(RESOURCE_TYPE, "Priority", json!({"ListenerArn": arn}));
+    let mut duplicate = local_invoke::EventBuilder::retry(&event);
+    duplicate["ResponseURL"] = json!(second.receiver.response_url(event["RequestId"].as_str().unwrap()));
+    let (a, b) = tokio::join!(first.call(event), second.call(duplicate));
+    assert_success(&a, &first.logs());
+    assert_success(&b, &second.logs());
+    assert_eq!(
+        (priority(&a), a.physical_id()),
+        (priority(&b), b.physical_id()),
+        "both deliveries answer the same priority\nfirst:\n{}\nsecond:\n{}",
+        first.logs(),
+        second.logs()
+    );
+    assert_eq!(
+        claims(&arn).await,
+        BTreeMap::from([(priority(&a), owner(&first, "Priority"))]),
+        "one claim is left\nfirst:\n{}\nsecond:\n{}",
+        first.logs(),
+        second.logs()
+    );
+}
+
+async fn hundred_claims_bounded_calls() {
+    let arn = listener([1, 2, 5]);
+    for p in 6..=105 {
+        put_claim(
+            &arn,
+            p,
+            &format!("arn:aws:cloudformation:us-east-1:123456789012:stack/s{p}/x|P"),
+        )
+        .await;
+    }
+    // Claims written without a hint (an earlier version): probing up still finds room quickly.
+    let harness = start().await;
+    let got = create(&harness, "Priority", json!({"ListenerArn": arn})).await;
+    let p = priority(&got);
+    let calls = ssm_calls(&harness.logs());
+    eprintln!("100 claims, no hint: priority {p} in {calls} SSM calls");
+    assert!(p > 105, "{p} is claimed by someone else");
+    assert!(
+        calls <= 20,
+        "{calls} SSM calls for one Create:\n{}",
+        harness.logs()
+    );
+    assert_eq!(hint(&arn).await, Some(p), "the hint follows the claim");
+
+    // With the hint the handler left: GetParameters, the claim, the reservation and the hint.
+    let next = create(&harness, "Next", json!({"ListenerArn": arn})).await;
+    let calls = ssm_calls(&harness.logs());
+    eprintln!(
+        "100 claims, with the hint: priority {} in {calls} SSM calls",
+        priority(&next)
+    );
+    assert_eq!(priority(&next), p + 1);
+    assert_eq!(calls, 4, "SSM calls for one Create:\n{}", harness.logs());
+    assert_eq!(claims(&arn).await.len(), 102);
+}
+
+async fn exhausted_probe_falls_back_to_the_lowest_gap() {
+    let arn = listener([10]);
+    for p in [11, 13, 14, 15] {
+        put_claim(
+            &arn,
+            p,
+            "arn:aws:cloudformation:us-east-1:123456789012:stack/other/x|P",
+        )
+        .await;
+    }
+    let harness = start().await;
+    let properties = json!({"ListenerArn": arn, "MinPriority": 10, "MaxPriority": 15});
+    // Nothing is free above 15 in the range: the listing finds 12.
+    let got = create(&harness, "Priority", properties.clone()).await;
+    assert_eq!(priority(&got), 12);
+    // And now the range is full.
+    let full = harness
+        .call(harness.events.create(RESOURCE_TYPE, "Full", properties))
+        .await;
+    assert_eq!(full.status(), "FAILED", "{:#?}", full.response());
+    assert!(
+        full.reason().contains("no free listener-rule priority"),
+        "{}",
+        full.reason()
+    );
+}
+
+async fn stale_claim_reclaimed_when_full() {
+    // A stack that is gone left a claim on 11 (no rule there) and one on 10 (a rule still holds
+    // 10, so it is never reclaimed); a younger-than-the-age claim on 13 has no rule either.
+    let arn = listener([10]);
+    let gone = "arn:aws:cloudformation:us-east-1:123456789012:stack/gone/x|P";
+    put_claim(&arn, 10, gone).await;
+    put_claim(&arn, 11, gone).await;
+    put_claim(
+        &arn,
+        12,
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/live/x|P",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    put_claim(
+        &arn,
+        13,
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/young/x|P",
+    )
+    .await;
+    let mut env = services::moto().env();
+    env.push(("PRIORITY_RECLAIM_AGE_SECONDS", "2"));
+    let harness = Harness::start(BINARY, &env).await;
+
+    // Room in the range: nothing is reclaimed.
+    let roomy = create(
+        &harness,
+        "Roomy",
+        json!({"ListenerArn": arn, "MinPriority": 10, "MaxPriority": 14}),
+    )
+    .await;
+    assert_eq!(priority(&roomy), 14);
+    assert_eq!(claims(&arn).await.get(&11).map(String::as_str), Some(gone));
+
+    // Full range: the lowest stale claim without a rule is reclaimed.
+    let got = create(
+        &harness,
+        "Priority",
+        json!({"ListenerArn": arn, "MinPriority": 10, "MaxPriority": 14}),
+    )
+    .await;
+    assert_eq!(priority(&got), 11, "logs:\n{}", harness.logs());
+    let held = claims(&arn).await;
+    assert_eq!(held.get(&10).map(String::as_str), Some(gone), "a rule holds 10");
+    assert_eq!(held.get(&11), Some(&owner(&harness, "Priority")));
+    assert!(held.contains_key(&13), "the young claim stays");
+}
+
+async fn delete_lowers_the_hint() {
+    let arn = listener([1, 2, 5]);
+    let harness = start().await;
+    let properties = json!({"ListenerArn": arn});
+    let a = create(&harness, "A", properties.clone()).await;
+    let b = create(&harness, "B", properties.clone()).await;
+    assert_eq!((priority(&a), priority(&b)), (6, 7));
+    assert_eq!(hint(&arn).await, Some(7));
+
+    // Deleting the top one lowers the hint; deleting one below it does not.
+    let deleted = harness
+        .call(
+            harness
+                .events
+                .delete(RESOURCE_TYPE, "B", b.physical_id(), properties.clone()),
+        )
+        .await;
+    assert_success(&deleted, &harness.logs());
+    assert_eq!(hint(&arn).await, Some(6));
+    let c = create(&harness, "C", properties.clone()).await;
+    assert_eq!(priority(&c), 7, "the freed top priority is handed out again");
+    let deleted = harness
+        .call(
+            harness
+                .events
+                .delete(RESOURCE_TYPE, "A", a.physical_id(), properties.clone()),
+        )
+        .await;
+    assert_success(&deleted, &harness.logs());
+    assert_eq!(hint(&arn).await, Some(7));
+}
+
+/// Creates a stack in moto and deletes it; returns its stack id (moto's DescribeStacks by that
+/// id then answers DELETE_COMPLETE, as CloudFormation does).
+fn deleted_stack() -> String {
+    const SCRIPT: &str = r#"
+import boto3, json, sys
+cfn = boto3.client("cloudformation", region_name="us-east-1")
+body = json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}})
+stack_id = cfn.create_stack(StackName=sys.argv[1], TemplateBody=body)["StackId"]
+cfn.delete_stack(StackName=stack_id)
+print(stack_id)
+"#;
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "gone-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    services::moto().python(SCRIPT, &[&name]).trim().to_string()
+}
+
+async fn deleted_stack_claim_reclaimed_when_full() {
+    // 10 and 12: claims of a deleted stack; a rule holds 10. 11: a claim of a live stack (the
+    // test's own stack id is unknown to moto: "unsure", so it stays). All written just now, far
+    // younger than the default reclaim age.
+    let arn = listener([10]);
+    let gone = format!("{}|P", deleted_stack());
+    put_claim(&arn, 10, &gone).await;
+    put_claim(
+        &arn,
+        11,
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/unknown/x|P",
+    )
+    .await;
+    put_claim(&arn, 12, &gone).await;
+    let harness = start().await;
+    let got = create(
+        &harness,
+        "Priority",
+        json!({"ListenerArn": arn, "MinPriority": 10, "MaxPriority": 12}),
+    )
+    .await;
+    assert_eq!(priority(&got), 12, "logs:\n{}", harness.logs());
+    let held = claims(&arn).await;
+    assert_eq!(held.get(&10), Some(&gone), "a rule holds 10");
+    assert!(
+        held.contains_key(&11),
+        "a stack that is not known to be deleted keeps its claim"
+    );
+    assert_eq!(held.get(&12), Some(&owner(&harness, "Priority")));
 }

@@ -12,6 +12,10 @@ use crate::error::Error;
 /// Where every listener's claims live.
 pub const CLAIM_ROOT: &str = "/custom-resource/listener-rule-priority";
 
+/// The folder under the claim root that holds hints and reservations (listener ids start with
+/// `app/` or `net/`, so it never meets a listener's claim path).
+pub const STATE_DIR: &str = "_state";
+
 /// Who holds a claim: the parameter's value, `<stack id>|<logical resource id>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner(String);
@@ -26,10 +30,20 @@ impl Owner {
     }
 }
 
+/// One claim as listed: who holds it and when it was written (epoch seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub owner: Owner,
+    pub written: Option<i64>,
+}
+
 /// The claims of one listener, under `<CLAIM_ROOT>/<listener id part>/`.
 #[derive(Debug, Clone)]
 pub struct ListenerClaims {
     path: String,
+    /// `<root>/_state/<listener id>`: the hint and the reservations, kept off the claim level so
+    /// nothing that lists claims mistakes them for one.
+    state: String,
     listener_arn: String,
 }
 
@@ -70,8 +84,10 @@ impl ListenerClaims {
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join("/");
+        let root = root.trim_end_matches('/');
         Self {
-            path: format!("{}/{safe}", root.trim_end_matches('/')),
+            path: format!("{root}/{safe}"),
+            state: format!("{root}/{STATE_DIR}/{safe}"),
             listener_arn: listener_arn.to_string(),
         }
     }
@@ -87,6 +103,17 @@ impl ListenerClaims {
 
     /// Every claim on the listener, priority → owner, over all pages.
     pub async fn read(&self, ssm: &Client) -> Result<BTreeMap<u32, Owner>, Error> {
+        Ok(self
+            .read_with_age(ssm)
+            .await?
+            .into_iter()
+            .map(|(p, c)| (p, c.owner))
+            .collect())
+    }
+
+    /// Every claim on the listener with when it was written, over all pages. Only the listener's
+    /// own level is read (`Recursive=false`) and only names ending in a number count.
+    pub async fn read_with_age(&self, ssm: &Client) -> Result<BTreeMap<u32, Claim>, Error> {
         let mut claims = BTreeMap::new();
         let mut token: Option<String> = None;
         loop {
@@ -108,7 +135,14 @@ impl ListenerClaims {
                     .and_then(|n| n.rsplit('/').next())
                     .and_then(|p| p.parse::<u32>().ok());
                 if let (Some(priority), Some(value)) = (priority, parameter.value()) {
-                    claims.insert(priority, Owner(value.to_string()));
+                    let written = parameter.last_modified_date().map(|d| d.secs());
+                    claims.insert(
+                        priority,
+                        Claim {
+                            owner: Owner(value.to_string()),
+                            written,
+                        },
+                    );
                 }
             }
             match page.next_token() {
@@ -117,6 +151,13 @@ impl ListenerClaims {
             }
         }
         Ok(claims)
+    }
+
+    /// Deletes a claim that [`ListenerClaims::read_with_age`] found stale, after checking once
+    /// more that it still names the same owner (so a claim someone re-made meanwhile survives,
+    /// short of a write between that check and the delete). Returns whether it was deleted.
+    pub async fn reclaim(&self, ssm: &Client, priority: u32, stale: &Owner) -> Result<bool, Error> {
+        self.release(ssm, priority, stale).await
     }
 
     /// Tries to create the claim on `priority` for `owner`. Only one caller can ever create a given
@@ -218,6 +259,215 @@ impl ListenerClaims {
     }
 }
 
+/// What the state parameters of a listener say for one request (read together, one call).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The highest priority claimed lately on the listener, as the last writers left it.
+    pub hint: Option<u32>,
+    /// The priorities a resource (stack and logical id) was answered with, if it was.
+    pub reservation: Option<Reservation>,
+}
+
+/// A resource's reservation: `<p1>,<p2>,...|<owner>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub priorities: Vec<u32>,
+    pub owner: Owner,
+}
+
+impl Reservation {
+    fn value(&self) -> String {
+        let list: Vec<String> = self.priorities.iter().map(u32::to_string).collect();
+        format!("{}|{}", list.join(","), self.owner.as_str())
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        let (list, owner) = value.split_once('|')?;
+        let priorities = list
+            .split(',')
+            .map(|p| p.parse().ok())
+            .collect::<Option<Vec<u32>>>()?;
+        Some(Self {
+            priorities,
+            owner: Owner(owner.to_string()),
+        })
+    }
+}
+
+/// How writing a reservation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// Ours is the one.
+    Won,
+    /// Another request for the same resource wrote first; this is what it holds.
+    Lost(Option<Reservation>),
+}
+
+/// FNV-1a, 64 bits: a short, stable, SSM-safe key for a stack and logical id.
+fn key(owner: &Owner) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in owner.as_str().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("r-{hash:016x}")
+}
+
+impl ListenerClaims {
+    /// The listener's hint parameter.
+    pub fn hint_name(&self) -> String {
+        format!("{}/hint", self.state)
+    }
+
+    /// The reservation parameter of a resource.
+    pub fn reservation_name(&self, owner: &Owner) -> String {
+        format!("{}/reservation/{}", self.state, key(owner))
+    }
+
+    fn state_error(name: String, e: impl std::error::Error + 'static) -> Error {
+        Error::State {
+            name,
+            message: cfn_custom_resource::error_chain(&e),
+        }
+    }
+
+    /// The hint and `owner`'s reservation, in one `GetParameters`.
+    pub async fn state(&self, ssm: &Client, owner: &Owner) -> Result<State, Error> {
+        let (hint, reservation) = (self.hint_name(), self.reservation_name(owner));
+        let out = ssm
+            .get_parameters()
+            .names(&hint)
+            .names(&reservation)
+            .send()
+            .await
+            .map_err(|e| Self::state_error(format!("{hint} / {reservation}"), e))?;
+        let mut state = State::default();
+        for parameter in out.parameters() {
+            let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else {
+                continue;
+            };
+            if name == hint {
+                state.hint = value.trim().parse().ok();
+            } else if name == reservation {
+                state.reservation = Reservation::parse(value).filter(|r| r.owner == *owner);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Sets the hint; best effort (a failure is logged: the next request just probes longer).
+    pub async fn set_hint(&self, ssm: &Client, hint: u32) {
+        let name = self.hint_name();
+        let put = ssm
+            .put_parameter()
+            .name(&name)
+            .value(hint.to_string())
+            .r#type(ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await;
+        match put {
+            Ok(_) => tracing::debug!(hint, "hint set"),
+            Err(e) => tracing::warn!(
+                hint,
+                parameter = %name,
+                "cannot set the hint: {}",
+                cfn_custom_resource::error_chain(&e)
+            ),
+        }
+    }
+
+    /// Records which priorities `reservation.owner` was answered with, if no request for the same
+    /// resource did first (`Overwrite=false`).
+    pub async fn reserve(&self, ssm: &Client, reservation: &Reservation) -> Result<Reserved, Error> {
+        let name = self.reservation_name(&reservation.owner);
+        let put = ssm
+            .put_parameter()
+            .name(&name)
+            .value(reservation.value())
+            .r#type(ParameterType::String)
+            .overwrite(false)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Reserved::Won),
+            Err(e) => {
+                let message = cfn_custom_resource::error_chain(&e);
+                let service = e.into_service_error();
+                if service.is_parameter_already_exists() || service.is_too_many_updates() {
+                    if service.is_too_many_updates() {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    let held = self.reservation(ssm, &reservation.owner).await?;
+                    match held {
+                        Some(held) if held == *reservation => Ok(Reserved::Won),
+                        other => Ok(Reserved::Lost(other)),
+                    }
+                } else {
+                    Err(Error::State { name, message })
+                }
+            }
+        }
+    }
+
+    /// `owner`'s reservation, if there is one.
+    pub async fn reservation(&self, ssm: &Client, owner: &Owner) -> Result<Option<Reservation>, Error> {
+        let name = self.reservation_name(owner);
+        match ssm.get_parameter().name(&name).send().await {
+            Ok(out) => Ok(out
+                .parameter()
+                .and_then(|p| p.value())
+                .and_then(Reservation::parse)
+                .filter(|r| r.owner == *owner)),
+            Err(e) => {
+                let message = cfn_custom_resource::error_chain(&e);
+                if e.into_service_error().is_parameter_not_found() {
+                    Ok(None)
+                } else {
+                    Err(Error::State { name, message })
+                }
+            }
+        }
+    }
+
+    /// Overwrites `owner`'s reservation (a Create that could not use the one it found).
+    pub async fn replace_reservation(&self, ssm: &Client, reservation: &Reservation) -> Result<(), Error> {
+        let name = self.reservation_name(&reservation.owner);
+        ssm.put_parameter()
+            .name(&name)
+            .value(reservation.value())
+            .r#type(ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| Self::state_error(name, e))
+    }
+
+    /// Deletes `owner`'s reservation if it names exactly `priorities` (so the Delete of an old id
+    /// after a replacement does not drop the new one's). A reservation that is gone is fine.
+    pub async fn unreserve(&self, ssm: &Client, owner: &Owner, priorities: &[u32]) -> Result<(), Error> {
+        let Some(held) = self.reservation(ssm, owner).await? else {
+            return Ok(());
+        };
+        if held.priorities != priorities {
+            return Ok(());
+        }
+        let name = self.reservation_name(owner);
+        match ssm.delete_parameter().name(&name).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let message = cfn_custom_resource::error_chain(&e);
+                if e.into_service_error().is_parameter_not_found() {
+                    Ok(())
+                } else {
+                    Err(Error::State { name, message })
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +486,38 @@ mod tests {
             odd.path(),
             "/custom-resource/listener-rule-priority/app/a_b/c_d/e"
         );
+    }
+
+    #[test]
+    fn state_lives_beside_the_claims_and_reservations_round_trip() {
+        let claims = ListenerClaims::new("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c");
+        assert_eq!(
+            claims.hint_name(),
+            "/custom-resource/listener-rule-priority/_state/app/a/b/c/hint"
+        );
+        let owner = Owner::new("arn:aws:cloudformation:us-east-1:1:stack/s/1", "Priority");
+        let name = claims.reservation_name(&owner);
+        assert!(
+            name.starts_with("/custom-resource/listener-rule-priority/_state/app/a/b/c/reservation/r-"),
+            "{name}"
+        );
+        assert_ne!(
+            name,
+            claims.reservation_name(&Owner::new(
+                "arn:aws:cloudformation:us-east-1:1:stack/s/1",
+                "Other"
+            ))
+        );
+        assert!(
+            !name.starts_with(&format!("{}/", claims.path())),
+            "not on the claim level"
+        );
+        let reservation = Reservation {
+            priorities: vec![6, 7],
+            owner: owner.clone(),
+        };
+        assert_eq!(Reservation::parse(&reservation.value()), Some(reservation));
+        assert_eq!(Reservation::parse("x|y"), None);
     }
 
     #[test]

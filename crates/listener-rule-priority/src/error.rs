@@ -27,6 +27,9 @@ pub enum Error {
         message: String,
     },
 
+    #[error("cannot read or write SSM parameter {name}: {message}")]
+    State { name: String, message: String },
+
     #[error(
         "no free listener-rule priority left on listener {listener} in MinPriority..MaxPriority \
          {}..={}: needed {needed}, found {found} ({rules} priorities in that range are used by rules, \

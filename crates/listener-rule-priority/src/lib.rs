@@ -32,29 +32,69 @@
 //!
 //! # How priorities are chosen and claimed
 //!
-//! 1. Every page of `DescribeRules` (page size 400) gives the priorities live rules hold; every
-//!    page of `GetParametersByPath` on the listener's claim path gives the claims.
-//! 2. Candidates, in order: from one above the highest priority taken (by a rule or a claim)
-//!    within the range, or `MinPriority` if that is higher, up to `MaxPriority`; then the gaps from
-//!    `MinPriority` upwards. Priorities held by a live rule or an existing claim are skipped.
-//! 3. Each candidate is claimed with SSM `PutParameter` (`Type=String`, `Overwrite=false`) at
-//!    `/custom-resource/listener-rule-priority/<listener ARN after "listener/">/<priority>`, value
-//!    `<StackId>|<LogicalResourceId>`. SSM creates a name at most once, so of any number of
-//!    concurrent writers exactly one wins a given priority; the others get
-//!    `ParameterAlreadyExists` and move on to another candidate (uncontended: the next one in
-//!    order; after losing `n` times: a random one among the next `2^n`, at most 256, so a crowd
-//!    of concurrent requests spreads out instead of colliding at every step; see [`spread`]).
-//!    No candidate is tried twice, so a small range is only reported full when every priority in
-//!    it was seen taken. That is why two resources can
-//!    never be handed the same priority: a number is returned only after its claim was created by
-//!    this request. (Rules created by anything that does not claim, e.g. by hand, can still collide;
-//!    a rule that exists when we read is never handed out.) Throttling is retried by the SDK's
-//!    standard retry (10 attempts unless `AWS_MAX_ATTEMPTS` says otherwise).
-//! 4. A range with fewer free priorities than `Count` fails, naming the listener and the range;
-//!    claims made by that attempt are released again.
+//! Claims are SSM String parameters `<root>/<listener ARN after "listener/">/<priority>` (root
+//! [`CLAIM_ROOT`] or `PRIORITY_CLAIM_PATH`), value `<StackId>|<LogicalResourceId>`. Beside them,
+//! under `<root>/_state/<listener id>/`, live the listener's `hint` (the highest priority claimed
+//! lately) and one `reservation/r-<hash of stack and logical id>` per resource (value
+//! `<p1>,...|<StackId>|<LogicalResourceId>`): the priorities that resource was answered with.
+//! Claims are listed with `Recursive=false` and only numeric names count, so neither is ever
+//! taken for a claim.
 //!
-//! Idempotency: claims this resource (same stack and logical id) already holds on the listener,
-//! within the range, are reused first, so a retried Create returns the same priorities.
+//! A Create makes a number of calls that does not grow with the claims on the listener:
+//!
+//! 1. In parallel: every page of `DescribeRules` (page size 400), and one `GetParameters` of the
+//!    hint and this resource's reservation.
+//! 2. A reservation that fits (same `Count`, inside the range) and whose claims are still ours is
+//!    answered again: a retried or duplicated Create returns the same priorities.
+//! 3. Otherwise candidates run from one above the highest of (the highest rule priority in the
+//!    range, the hint) (or `MinPriority`) up to `MaxPriority`, skipping rule priorities. Each is
+//!    claimed with `PutParameter` (`Overwrite=false`). SSM creates a name at most once, so of any
+//!    number of concurrent writers exactly one wins a given priority; the others get
+//!    `ParameterAlreadyExists` and move on (uncontended: the next candidate; after losing `n`
+//!    times: a random one among the next `2^n`, at most 256, so a crowd spreads out instead of
+//!    colliding at every step; see [`spread`]). A number is returned only after its claim was
+//!    created by this request, so two resources never get the same priority. (Rules created by
+//!    anything that does not claim, e.g. by hand, can still collide; a rule that exists when we
+//!    read is never handed out.) Throttling is retried by the SDK's standard retry.
+//! 4. **Fallback**, only when step 3 runs out of range: every page of `GetParametersByPath` on the
+//!    claim path; this resource's own claims in range are reused; then the gaps from `MinPriority`
+//!    upwards (no candidate tried twice); then stale claims are reclaimed (below). A range with
+//!    fewer free priorities than `Count` fails, naming the listener and the range; claims made by
+//!    that attempt are released again.
+//! 5. The reservation is written with `Overwrite=false` and, at the same time, the hint is raised
+//!    to the highest priority won (best effort; a failed hint write only makes the next Create
+//!    probe longer).
+//!
+//! Uncontended with a fitting hint that is 1 `DescribeRules` page, 1 `GetParameters` and 3
+//! `PutParameter` (claim, then reservation and hint in parallel), whatever the number of claims;
+//! the handler logs `ssm_calls=N` for each Create.
+//!
+//! # Duplicates and stale claims (policy)
+//!
+//! - **Duplicates converge.** Lambda may deliver the same Create twice, even at once. Both may
+//!   claim a priority, but only one can create the resource's reservation: the other reads it,
+//!   releases the claims it made, and answers with the reservation's priorities. Both answers
+//!   name the same priorities and one set of claims is left. A later Create of the same resource
+//!   (a retry) finds the reservation and answers with it.
+//! - **Stale claims are reclaimed, and only when needed.** A claim is stale when no rule on the
+//!   listener holds its priority and either its owner stack is gone (`DescribeStacks` by the
+//!   stack id in the claim answers that very stack id with `DELETE_COMPLETE`; an error, an unknown
+//!   id or a missing permission counts as "not gone") or it was written longer ago than the
+//!   reclaim age (default
+//!   [`DEFAULT_RECLAIM_AGE`], 72 h, longer than any stack operation can take; the environment
+//!   variable `PRIORITY_RECLAIM_AGE_SECONDS` overrides it). A service's claim is always followed
+//!   within its stack operation by its listener rule, so an old claim without a rule belongs to a
+//!   stack that is gone, failed half-way, or never used it. (Consequence: a resource that holds
+//!   a priority without ever putting a rule there can lose it after the reclaim age, once the
+//!   range is full; its Update then sees the claim held by someone else and replaces.) Stale claims are reclaimed only on the
+//!   fallback path (the range has no free priority otherwise), lowest first, one per priority
+//!   still needed, each by deleting it after checking again that it still names the same holder
+//!   and then claiming it like any candidate (so concurrent reclaimers still get one winner).
+//!   `DescribeStacks` is called only there, once per owner stack, and only for claims not already
+//!   stale by age (needs `cloudformation:DescribeStacks`).
+//! - **Delete** releases this resource's claims and its reservation (only if the reservation names
+//!   exactly the deleted priorities), and lowers the hint to just below them when the hint pointed
+//!   at the highest of them, so the freed top priorities are handed out again.
 //!
 //! # Update
 //!
@@ -64,7 +104,9 @@
 //!   or a current claim now held by someone else): replacement. New claims are made (the current
 //!   ones are never reused, since CloudFormation deletes them afterwards) and the physical id
 //!   changes; CloudFormation then sends Delete for the old id, which releases the old claims. On an
-//!   update rollback the old claims are reused, so the old priority comes back.
+//!   update rollback the old claims are reused, so the old priority comes back. A replacement
+//!   allocates on the fallback path directly (it must see this resource's own claims); Updates
+//!   are rare, so their cost may grow with the claims.
 //!
 //! # Delete
 //!
@@ -76,15 +118,19 @@ mod claims;
 mod error;
 mod rules;
 
+use std::collections::VecDeque;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use cfn_custom_resource::{
     Create, Created, CustomResource, Data, Delete, HandlerError, PhysicalId, Progress, Update, Updated,
 };
 use serde::Deserialize;
 
-pub use claims::{CLAIM_ROOT, ListenerClaims, Owner};
+pub use claims::{CLAIM_ROOT, Claim, ListenerClaims, Owner, STATE_DIR};
 pub use error::Error;
 pub use rules::PAGE_SIZE;
 
@@ -270,22 +316,117 @@ fn random() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
+/// What one allocation holds and tried so far.
+#[derive(Debug, Default)]
+struct Round {
+    /// The priorities it holds (reused and fresh).
+    mine: Vec<u32>,
+    /// The claims it made (released again if the allocation fails).
+    fresh: Vec<u32>,
+    /// Every candidate it tried to claim.
+    tried: BTreeSet<u32>,
+    /// Candidates that concurrent requests claimed first.
+    lost: usize,
+    /// Stale claims it reclaimed.
+    reclaimed: usize,
+}
+
 /// The handler, with the clients it needs, built once per process.
 pub struct ListenerRulePriority {
     ssm: aws_sdk_ssm::Client,
     elbv2: aws_sdk_elasticloadbalancingv2::Client,
     claim_root: String,
+    reclaim_age: Duration,
+    cloudformation: Option<aws_sdk_cloudformation::Client>,
+    /// SSM requests sent (attempts, retries included), for the per-request log line.
+    ssm_calls: Arc<AtomicUsize>,
+}
+
+/// How old a claim no listener rule holds must be before the fallback path reclaims it, unless
+/// [`ListenerRulePriority::with_reclaim_age`] says otherwise.
+pub const DEFAULT_RECLAIM_AGE: Duration = Duration::from_secs(72 * 3600);
+
+/// Counts the requests a client sends (every attempt).
+#[derive(Debug)]
+struct CountCalls(Arc<AtomicUsize>);
+
+impl aws_sdk_ssm::config::Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "CountCalls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_ssm::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_ssm::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_ssm::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 impl ListenerRulePriority {
     /// Claims live under [`CLAIM_ROOT`] unless [`ListenerRulePriority::with_claim_root`] says
     /// otherwise.
     pub fn new(ssm: aws_sdk_ssm::Client, elbv2: aws_sdk_elasticloadbalancingv2::Client) -> Self {
+        let ssm_calls = Arc::new(AtomicUsize::new(0));
+        let ssm = aws_sdk_ssm::Client::from_conf(
+            ssm.config()
+                .to_builder()
+                .interceptor(CountCalls(Arc::clone(&ssm_calls)))
+                .build(),
+        );
         Self {
             ssm,
             elbv2,
             claim_root: CLAIM_ROOT.to_string(),
+            reclaim_age: DEFAULT_RECLAIM_AGE,
+            cloudformation: None,
+            ssm_calls,
         }
+    }
+
+    /// How long a claim must have existed, with no listener rule at its priority, before the
+    /// fallback path may reclaim it (see the crate doc).
+    pub fn with_reclaim_age(mut self, age: Duration) -> Self {
+        self.reclaim_age = age;
+        self
+    }
+
+    /// Lets the fallback path ask CloudFormation (`DescribeStacks`) whether a claim's owner stack
+    /// is `DELETE_COMPLETE`; without it only the reclaim age makes a claim stale.
+    pub fn with_cloudformation(mut self, cloudformation: aws_sdk_cloudformation::Client) -> Self {
+        self.cloudformation = Some(cloudformation);
+        self
+    }
+
+    /// Whether CloudFormation says the stack with this id is `DELETE_COMPLETE`. Anything else
+    /// (live, unknown, no permission, an error) counts as not deleted: a claim is never
+    /// reclaimed on a guess.
+    async fn stack_deleted(&self, stack_id: &str) -> bool {
+        let Some(cloudformation) = &self.cloudformation else {
+            return false;
+        };
+        match cloudformation.describe_stacks().stack_name(stack_id).send().await {
+            Ok(out) => out.stacks().iter().any(|stack| {
+                stack.stack_id() == Some(stack_id)
+                    && stack.stack_status()
+                        == Some(&aws_sdk_cloudformation::types::StackStatus::DeleteComplete)
+            }),
+            Err(e) => {
+                tracing::info!(
+                    stack_id,
+                    "cannot tell whether the stack is deleted; its claims stay: {}",
+                    cfn_custom_resource::error_chain(&e)
+                );
+                false
+            }
+        }
+    }
+
+    fn ssm_calls(&self) -> usize {
+        self.ssm_calls.load(Ordering::Relaxed)
     }
 
     /// Keeps claims under `root` (an SSM path such as `/platform/listener-priorities`), the path
@@ -295,8 +436,286 @@ impl ListenerRulePriority {
         self
     }
 
-    /// Claims `Count` priorities for `owner`: its own claims in range first (a retried request),
-    /// except those in `exclude` (the allocation being replaced), then fresh ones.
+    /// Create's allocation, in a number of calls that does not grow with the claims on the
+    /// listener: the rules and (in parallel) the hint and this resource's reservation; then
+    /// create-if-absent claims upward from the highest of both; the claim listing only when that
+    /// runs out of range ([`ListenerRulePriority::allocate_listed`]). Then the reservation decides
+    /// between duplicates of this request, and the hint is moved up.
+    async fn allocate_create(
+        &self,
+        properties: &Properties,
+        owner: &Owner,
+        progress: &Progress,
+    ) -> Result<Allocation, HandlerError> {
+        let listener = properties.listener_arn.as_str();
+        let claims = ListenerClaims::under(&self.claim_root, listener);
+        progress.set(format!(
+            "reading the rules of listener {listener} and the hint under {}",
+            claims.path()
+        ));
+        let (rules, state) = tokio::join!(
+            rules::priorities(&self.elbv2, listener),
+            claims.state(&self.ssm, owner)
+        );
+        let (rules, state) = (rules?, state?);
+        let want = properties.count as usize;
+
+        // A request for this resource was answered before (a retry, or a duplicate that got
+        // there first): the same priorities, if they still fit and are still ours.
+        let mut overwrite_reservation = false;
+        if let Some(reservation) = &state.reservation {
+            let fits = reservation.priorities.len() == want
+                && reservation.priorities.iter().all(|p| properties.contains(*p));
+            let current = Allocation::new(listener, reservation.priorities.iter().copied());
+            if fits && self.reassert(&current, owner).await? {
+                tracing::info!(priorities = ?current.priorities, "this resource's reservation is answered again");
+                return Ok(current);
+            }
+            tracing::info!(reserved = ?reservation.priorities, "the reservation does not fit these properties; allocating anew");
+            overwrite_reservation = true;
+        }
+
+        let highest_rule = rules
+            .range(properties.min_priority..=properties.max_priority)
+            .next_back()
+            .copied();
+        let hint = state.hint.filter(|h| *h <= properties.max_priority);
+        let start = highest_rule
+            .max(hint)
+            .map_or(properties.min_priority, |h| (h + 1).max(properties.min_priority));
+        let mut free: VecDeque<u32> = (start..=properties.max_priority)
+            .filter(|p| !rules.contains(p))
+            .collect();
+        let mut round = Round::default();
+        progress.set(format!("claiming priorities on listener {listener}"));
+        if let Err(error) = self.claim_from(&claims, owner, &mut free, want, &mut round).await {
+            return Err(self
+                .undo(&claims, &round.fresh, owner, listener, error.into())
+                .await);
+        }
+        if round.mine.len() < want {
+            tracing::info!(
+                start,
+                found = round.mine.len(),
+                "no room above the highest rule and the hint; reading every claim"
+            );
+            if let Err(error) = self
+                .allocate_listed(&claims, properties, owner, &BTreeSet::new(), &rules, &mut round)
+                .await
+            {
+                return Err(self.undo(&claims, &round.fresh, owner, listener, error).await);
+            }
+        }
+        if round.lost > 0 {
+            tracing::info!(
+                lost = round.lost,
+                "candidates were claimed by concurrent requests first"
+            );
+        }
+        let allocation = Allocation::new(listener, round.mine.iter().copied());
+
+        // Of duplicate requests for one resource, the first reservation wins; the others give
+        // their claims back and answer with the winner's priorities.
+        let reservation = claims::Reservation {
+            priorities: allocation.priorities.clone(),
+            owner: owner.clone(),
+        };
+        let top = allocation.priorities.last().copied().unwrap_or(0);
+        let raise_hint = async {
+            if state.hint.is_none_or(|h| h < top) {
+                claims.set_hint(&self.ssm, top).await;
+            }
+        };
+        let reserve = async {
+            if overwrite_reservation {
+                claims
+                    .replace_reservation(&self.ssm, &reservation)
+                    .await
+                    .map(|()| claims::Reserved::Won)
+            } else {
+                claims.reserve(&self.ssm, &reservation).await
+            }
+        };
+        let (reserved, ()) = tokio::join!(reserve, raise_hint);
+        match reserved {
+            Ok(claims::Reserved::Won) => Ok(allocation),
+            Ok(claims::Reserved::Lost(Some(winner)))
+                if winner.priorities.len() == want
+                    && winner.priorities.iter().all(|p| properties.contains(*p)) =>
+            {
+                tracing::info!(
+                    ours = ?allocation.priorities,
+                    theirs = ?winner.priorities,
+                    "a duplicate of this request reserved first; releasing ours and answering with theirs"
+                );
+                for &priority in &round.fresh {
+                    if let Err(error) = claims.release(&self.ssm, priority, owner).await {
+                        tracing::warn!(priority, "cannot release a duplicate claim: {error}");
+                    }
+                }
+                Ok(Allocation::new(listener, winner.priorities))
+            }
+            Ok(claims::Reserved::Lost(other)) => {
+                tracing::warn!(
+                    ?other,
+                    "the reservation is held but unusable; answering with our claims"
+                );
+                Ok(allocation)
+            }
+            Err(error) => Err(self
+                .undo(&claims, &round.fresh, owner, listener, error.into())
+                .await),
+        }
+    }
+
+    /// Tries the `free` candidates (in order while uncontended, spread after losses, see
+    /// [`spread`]) until `round` holds `want` priorities or none are left.
+    async fn claim_from(
+        &self,
+        claims: &ListenerClaims,
+        owner: &Owner,
+        free: &mut VecDeque<u32>,
+        want: usize,
+        round: &mut Round,
+    ) -> Result<(), Error> {
+        while round.mine.len() < want && !free.is_empty() {
+            let index = spread(round.lost, free.len(), random());
+            let Some(candidate) = free.remove(index) else {
+                break;
+            };
+            round.tried.insert(candidate);
+            match claims.claim(&self.ssm, candidate, owner).await? {
+                claims::Claimed::Won => {
+                    tracing::info!(priority = candidate, claim = %claims.name(candidate), "claimed");
+                    round.mine.push(candidate);
+                    round.fresh.push(candidate);
+                }
+                claims::Claimed::Lost => {
+                    round.lost += 1;
+                    tracing::debug!(
+                        priority = candidate,
+                        "claimed by someone else meanwhile; trying another"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The path that reads every claim: this resource's own claims in range first (except those in
+    /// `exclude`, the allocation being replaced), then the free priorities in [`candidates`]
+    /// order (none tried twice), then stale claims reclaimed lowest first (see the crate doc).
+    async fn allocate_listed(
+        &self,
+        claims: &ListenerClaims,
+        properties: &Properties,
+        owner: &Owner,
+        exclude: &BTreeSet<u32>,
+        rules: &BTreeSet<u32>,
+        round: &mut Round,
+    ) -> Result<(), HandlerError> {
+        let listener = properties.listener_arn.as_str();
+        let want = properties.count as usize;
+        let existing = claims.read_with_age(&self.ssm).await?;
+        for (p, claim) in &existing {
+            if round.mine.len() >= want {
+                break;
+            }
+            if claim.owner == *owner
+                && properties.contains(*p)
+                && !exclude.contains(p)
+                && !round.mine.contains(p)
+            {
+                tracing::info!(priority = p, "reusing a claim this resource already holds");
+                round.mine.push(*p);
+            }
+        }
+
+        let taken: BTreeSet<u32> = rules
+            .iter()
+            .chain(existing.keys())
+            .chain(round.tried.iter())
+            .chain(round.mine.iter())
+            .copied()
+            .collect();
+        let mut free: VecDeque<u32> =
+            candidates(properties.min_priority, properties.max_priority, &taken).collect();
+        self.claim_from(claims, owner, &mut free, want, round).await?;
+
+        if round.mine.len() < want {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let age = self.reclaim_age.as_secs() as i64;
+            // Claims no rule holds, held by someone else, lowest first; each is stale when it is
+            // older than the reclaim age or its owner stack is DELETE_COMPLETE.
+            let unused: Vec<(u32, &Owner, bool)> = existing
+                .iter()
+                .filter(|(p, c)| properties.contains(**p) && !rules.contains(p) && c.owner != *owner)
+                .map(|(p, c)| {
+                    let aged = c.written.is_some_and(|w| now.saturating_sub(w) > age);
+                    (*p, &c.owner, aged)
+                })
+                .collect();
+            let mut gone: BTreeMap<&str, bool> = BTreeMap::new();
+            for (priority, holder, aged) in unused {
+                if round.mine.len() >= want {
+                    break;
+                }
+                let stack = holder
+                    .as_str()
+                    .split_once('|')
+                    .map_or(holder.as_str(), |(s, _)| s);
+                let deleted = match gone.get(stack) {
+                    Some(known) => *known,
+                    None if aged => false,
+                    None => {
+                        let known = self.stack_deleted(stack).await;
+                        gone.insert(stack, known);
+                        known
+                    }
+                };
+                if !(aged || deleted) {
+                    continue;
+                }
+                if !claims.reclaim(&self.ssm, priority, holder).await? {
+                    continue;
+                }
+                tracing::warn!(
+                    priority,
+                    holder = holder.as_str(),
+                    reason = if deleted {
+                        "its stack is DELETE_COMPLETE"
+                    } else {
+                        "older than the reclaim age"
+                    },
+                    age_limit_s = age,
+                    "reclaimed a stale claim no rule holds"
+                );
+                round.reclaimed += 1;
+                let mut one = VecDeque::from([priority]);
+                round.tried.remove(&priority);
+                self.claim_from(claims, owner, &mut one, want, round).await?;
+            }
+        }
+
+        if round.mine.len() < want {
+            let in_range =
+                |set: &mut dyn Iterator<Item = &u32>| set.filter(|p| properties.contains(**p)).count();
+            return Err(Error::Exhausted {
+                listener: listener.to_string(),
+                range: properties.min_priority..=properties.max_priority,
+                needed: properties.count,
+                found: round.mine.len() as u32,
+                rules: in_range(&mut rules.iter()),
+                claims: in_range(&mut existing.keys().filter(|p| !rules.contains(p))) + round.lost,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Update's allocation: the rules, then [`ListenerRulePriority::allocate_listed`].
     async fn allocate(
         &self,
         properties: &Properties,
@@ -310,64 +729,22 @@ impl ListenerRulePriority {
             "reading the rules of listener {listener} and the claims under {}",
             claims.path()
         ));
-        let (rules, existing) =
-            tokio::join!(rules::priorities(&self.elbv2, listener), claims.read(&self.ssm));
-        let (rules, existing): (BTreeSet<u32>, BTreeMap<u32, Owner>) = (rules?, existing?);
-
-        let want = properties.count as usize;
-        let mut mine: Vec<u32> = existing
-            .iter()
-            .filter(|(p, o)| *o == owner && properties.contains(**p) && !exclude.contains(p))
-            .map(|(p, _)| *p)
-            .take(want)
-            .collect();
-        if !mine.is_empty() {
-            tracing::info!(?mine, "reusing claims this resource already holds");
-        }
-
-        let taken: BTreeSet<u32> = rules.iter().chain(existing.keys()).copied().collect();
-        let mut fresh: Vec<u32> = Vec::new();
-        let mut lost = 0usize;
+        let rules = rules::priorities(&self.elbv2, listener).await?;
+        let mut round = Round::default();
         progress.set(format!("claiming priorities on listener {listener}"));
-        let mut free: Vec<u32> =
-            candidates(properties.min_priority, properties.max_priority, &taken).collect();
-        while mine.len() < want && !free.is_empty() {
-            let candidate = free.remove(spread(lost, free.len(), random()));
-            match claims.claim(&self.ssm, candidate, owner).await {
-                Ok(claims::Claimed::Won) => {
-                    tracing::info!(priority = candidate, claim = %claims.name(candidate), "claimed");
-                    mine.push(candidate);
-                    fresh.push(candidate);
-                }
-                Ok(claims::Claimed::Lost) => {
-                    lost += 1;
-                    tracing::debug!(
-                        priority = candidate,
-                        "claimed by someone else meanwhile; trying the next"
-                    );
-                }
-                Err(error) => {
-                    return Err(self.undo(&claims, &fresh, owner, listener, error.into()).await);
-                }
-            }
+        if let Err(error) = self
+            .allocate_listed(&claims, properties, owner, exclude, &rules, &mut round)
+            .await
+        {
+            return Err(self.undo(&claims, &round.fresh, owner, listener, error).await);
         }
-        if lost > 0 {
-            tracing::info!(lost, "candidates were claimed by concurrent requests first");
+        if round.lost > 0 {
+            tracing::info!(
+                lost = round.lost,
+                "candidates were claimed by concurrent requests first"
+            );
         }
-        if mine.len() < want {
-            let in_range =
-                |set: &mut dyn Iterator<Item = &u32>| set.filter(|p| properties.contains(**p)).count();
-            let error = Error::Exhausted {
-                listener: listener.to_string(),
-                range: properties.min_priority..=properties.max_priority,
-                needed: properties.count,
-                found: mine.len() as u32,
-                rules: in_range(&mut rules.iter()),
-                claims: in_range(&mut existing.keys().filter(|p| !rules.contains(p))) + lost,
-            };
-            return Err(self.undo(&claims, &fresh, owner, listener, error.into()).await);
-        }
-        Ok(Allocation::new(listener, mine))
+        Ok(Allocation::new(listener, round.mine))
     }
 
     /// Releases the claims a failed allocation made; if that fails too, the error carries their
@@ -436,10 +813,15 @@ impl CustomResource for ListenerRulePriority {
         let properties = &request.properties;
         properties.validate()?;
         let owner = owner_of(&request.info);
+        let calls = self.ssm_calls();
         let allocation = self
-            .allocate(properties, &owner, &BTreeSet::new(), &request.info.progress)
+            .allocate_create(properties, &owner, &request.info.progress)
             .await?;
-        tracing::info!(priorities = ?allocation.priorities, "allocated");
+        tracing::info!(
+            priorities = ?allocation.priorities,
+            ssm_calls = self.ssm_calls() - calls,
+            "allocated"
+        );
         Ok(Created::new(allocation.id()?).with_data(allocation.data()))
     }
 
@@ -484,9 +866,27 @@ impl CustomResource for ListenerRulePriority {
             .info
             .progress
             .set(format!("releasing claims under {}", claims.path()));
+        let mut any = false;
         for &priority in &allocation.priorities {
             let released = claims.release(&self.ssm, priority, &owner).await?;
             tracing::info!(priority, released, "release");
+            any |= released;
+        }
+        claims
+            .unreserve(&self.ssm, &owner, &allocation.priorities)
+            .await?;
+        // Lower the hint when it points at what was just freed, so the top is handed out again.
+        if any {
+            let top = allocation.priorities.last().copied().unwrap_or(0);
+            let lowest = allocation.priorities.first().copied().unwrap_or(1);
+            match claims.state(&self.ssm, &owner).await {
+                Ok(state) if state.hint == Some(top) => {
+                    claims.set_hint(&self.ssm, lowest - 1).await;
+                    tracing::info!(hint = lowest - 1, "lowered the hint");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!("cannot read the hint: {error}"),
+            }
         }
         Ok(())
     }

@@ -15,10 +15,21 @@ async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
     let mut handler = ListenerRulePriority::new(
         aws_sdk_ssm::Client::new(&config),
         aws_sdk_elasticloadbalancingv2::Client::new(&config),
-    );
+    )
+    .with_cloudformation(aws_sdk_cloudformation::Client::new(&config));
     // The support stack's PriorityClaimPath, set at deploy time (cfn/deploy.py).
     if let Ok(root) = std::env::var("PRIORITY_CLAIM_PATH") {
         handler = handler.with_claim_root(root);
+    }
+    // How old an unused claim must be before a full range may reclaim it (see the library doc).
+    if let Ok(seconds) = std::env::var("PRIORITY_RECLAIM_AGE_SECONDS") {
+        match seconds.trim().parse::<u64>() {
+            Ok(seconds) => handler = handler.with_reclaim_age(std::time::Duration::from_secs(seconds)),
+            Err(_) => tracing::warn!(
+                value = %seconds,
+                "PRIORITY_RECLAIM_AGE_SECONDS is not a whole number of seconds; using the default"
+            ),
+        }
     }
     cfn_custom_resource::run(handler).await
 }
