@@ -78,6 +78,7 @@ test: deps venv bins
 	@mkdir -p target
 	$(CARGO) test --workspace 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
+	$(VENV)/bin/python cfn/deploy.py --self-test
 
 .PHONY: lint
 lint: venv checkov
