@@ -2,7 +2,7 @@
 #
 #   make demo    the platform's lifecycle locally: real binaries, moto, a throwaway PostgreSQL
 #   make test    unit tests and local-invoke tests (real binaries against real local services)
-#   make lint    rustfmt, clippy -D warnings, cfn-lint, the IAM/ServiceTimeout policy check
+#   make lint    rustfmt, clippy -D warnings, cfn-lint, checkov, the IAM/ServiceTimeout policy check
 #   make build   arm64 Lambda zips with cargo-lambda
 #   make bench   init, latency, memory, size and contention figures
 #   make deploy  cargo lambda deploy of the three functions (DRY_RUN=1 prints the commands)
@@ -33,6 +33,16 @@ $(VENV_STAMP): requirements.txt
 
 .PHONY: venv
 venv: $(VENV_STAMP)
+
+# checkov in its own venv: its pins conflict with cfn-lint's and moto's.
+CHECKOV := .tools/checkov
+$(CHECKOV)/.installed: requirements-checkov.txt
+	python3 -m venv $(CHECKOV)
+	$(CHECKOV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+.PHONY: checkov
+checkov: $(CHECKOV)/.installed
 
 # PostgreSQL 15 server binaries (initdb, postgres) and openssl for the throwaway test cluster.
 .PHONY: deps
@@ -68,13 +78,15 @@ test: deps venv bins
 	@mkdir -p target
 	$(CARGO) test --workspace 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
+	$(VENV)/bin/python cfn/deploy.py --self-test
 	$(MAKE) test-ansible
 
 .PHONY: lint
-lint: venv
+lint: venv checkov
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint cfn/*.yaml
+	$(CHECKOV)/bin/checkov --framework cloudformation --skip-download --compact --quiet -d cfn
 	$(VENV)/bin/python cfn/check-policy.py --self-test
 	$(VENV)/bin/python cfn/check-policy.py cfn/*.yaml
 	$(MAKE) lint-ansible

@@ -6,7 +6,17 @@ Fails (exit 1), naming the file and resource, when
     allows an ssm: or kms: action (or a wildcard action covering them) on Resource "*"
     (alone or in a list), or
   * a custom resource (Type Custom::*, or AWS::CloudFormation::CustomResource) has no
-    ServiceTimeout property, or one that is not a number of seconds in 1..=3600.
+    ServiceTimeout property, or one that is not a number of seconds in 1..=3600, or
+  * a Lambda execution role (trusts lambda.amazonaws.com) allows an action its handler never
+    calls, or is not one of the roles in ROLE_CRATES. The calls are read from the Rust source of
+    the role's crate and of the workspace crates it depends on (crates/ssm-secret, ...): every
+    `.snake_case()` call in a crate that depends on an SDK counts as that service's PascalCase
+    action (`.put_parameter()` -> ssm:PutParameter). Actions the Lambda service or another AWS
+    service uses on the function's behalf are in PLATFORM and IMPLIED; code on branches not yet
+    merged in PENDING.
+
+The one exception to the first rule: kms:ListAliases has no resource-level permissions, so a
+statement that allows only kms:ListAliases may name Resource "*".
 
 Usage: check-policy.py [TEMPLATE ...]   (default: every *.yaml next to this script)
        check-policy.py --self-test
@@ -14,12 +24,52 @@ Usage: check-policy.py [TEMPLATE ...]   (default: every *.yaml next to this scri
 Needs PyYAML (the project venv has it through cfn-lint).
 """
 
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
 
 GUARDED_PREFIXES = ("ssm:", "kms:")
+# Actions without resource-level permissions that may be allowed on "*" despite the rule above.
+STAR_ONLY_ACTIONS = {"kms:ListAliases"}
+
+REPO = Path(__file__).resolve().parent.parent
+# Lambda execution role (logical id in cfn/support.yaml) -> the crate whose binary runs with it.
+ROLE_CRATES = {
+    "AdminSecretRole": "admin-secret",
+    "ServiceDatabaseRole": "service-database",
+    "ListenerRulePriorityRole": "listener-rule-priority",
+}
+# SDK crate -> IAM service prefix of its operations.
+SDK_PREFIXES = {
+    "aws-sdk-ssm": "ssm",
+    "aws-sdk-kms": "kms",
+    "aws-sdk-elasticloadbalancingv2": "elasticloadbalancing",
+    "aws-sdk-cloudformation": "cloudformation",
+}
+# Called by the Lambda service for the function, not by the handler: log delivery and the
+# network interfaces of a function in a VPC (AWSLambdaVPCAccessExecutionRole's actions).
+PLATFORM = {
+    "logs:CreateLogStream", "logs:PutLogEvents",
+    "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+}
+# Actions another service performs with the caller's permissions when the handler calls the key
+# action: SSM encrypts and decrypts SecureStrings with KMS, and PutParameter with Tags needs
+# ssm:AddTagsToResource.
+IMPLIED = {
+    "ssm:PutParameter": {"kms:Encrypt", "kms:GenerateDataKey", "ssm:AddTagsToResource"},
+    "ssm:GetParameter": {"kms:Decrypt"},
+    "ssm:GetParameterHistory": {"kms:Decrypt"},
+}
+# Granted for code on branches not merged yet (the handlers will call these). Emptied at merge:
+# after merging, `check-policy.py` reports entries the source now calls as stale.
+PENDING = {
+    "admin-secret": {"kms:DescribeKey", "kms:ListAliases"},
+    "service-database": {"kms:DescribeKey", "kms:ListAliases"},
+}
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -69,6 +119,76 @@ def _alternatives(value):
 
 def _is_novalue(value):
     return value == {"Ref": "AWS::NoValue"}
+
+
+def _crate_calls(crate, seen=None):
+    """IAM actions the crate (with its workspace dependencies) calls through an AWS SDK."""
+    seen = set() if seen is None else seen
+    if crate in seen:
+        return set()
+    seen.add(crate)
+    root = REPO / "crates" / crate
+    manifest = tomllib.loads((root / "Cargo.toml").read_text(encoding="utf-8"))
+    dependencies = set(manifest.get("dependencies", {}))
+    names = set()
+    for source in sorted(root.glob("src/**/*.rs")):
+        names |= set(re.findall(r"\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)", source.read_text(encoding="utf-8")))
+    actions = {
+        f"{prefix}:{''.join(part.capitalize() for part in name.split('_'))}"
+        for sdk, prefix in SDK_PREFIXES.items() if sdk in dependencies
+        for name in names
+    }
+    for dependency in sorted(dependencies):
+        if (REPO / "crates" / dependency / "Cargo.toml").is_file():
+            actions |= _crate_calls(dependency, seen)
+    return actions
+
+
+_ALLOWED_CACHE = {}
+
+
+def allowed_actions(crate):
+    """(allowed actions, stale PENDING entries) of the crate's role."""
+    if crate not in _ALLOWED_CACHE:
+        called = _crate_calls(crate)
+        implied = set().union(*(IMPLIED.get(action, set()) for action in called))
+        pending = PENDING.get(crate, set())
+        _ALLOWED_CACHE[crate] = (called | implied | PLATFORM | pending, pending & called)
+    return _ALLOWED_CACHE[crate]
+
+
+def _is_lambda_role(resource):
+    if resource.get("Type") != "AWS::IAM::Role":
+        return False
+    document = (resource.get("Properties") or {}).get("AssumeRolePolicyDocument")
+    for statement in _statements(document):
+        principal = statement.get("Principal")
+        services = principal.get("Service") if isinstance(principal, dict) else None
+        if "lambda.amazonaws.com" in list(_alternatives(services or [])):
+            return True
+    return False
+
+
+def _check_lambda_role(logical_id, resource, where):
+    crate = ROLE_CRATES.get(logical_id)
+    if crate is None:
+        return [f"{where}: Lambda execution role with no handler crate in check-policy.py's ROLE_CRATES"]
+    allowed, _ = allowed_actions(crate)
+    allowed_lower = {a.lower() for a in allowed}
+    problems = []
+    for label, document in _policy_documents(resource):
+        for statement in _statements(document):
+            if str(statement.get("Effect", "Allow")) != "Allow":
+                continue
+            for action in _alternatives(statement.get("Action", [])):
+                if not isinstance(action, str):
+                    continue
+                if action.lower() not in allowed_lower:
+                    problems.append(
+                        f"{where}: {label} allows {action}, which crates/{crate} never calls "
+                        "(remove it, or add it to PENDING for code on an unmerged branch)"
+                    )
+    return problems
 
 
 def _guarded_actions(statement):
@@ -140,12 +260,17 @@ def check_template(template, filename):
                 if not actions:
                     continue
                 resources_ = list(_alternatives(statement.get("Resource", [])))
+                if all(a in STAR_ONLY_ACTIONS for a in actions):
+                    continue
                 if "*" in resources_:
                     sid = statement.get("Sid")
                     ident = f"Sid {sid!r}" if sid else f"statement #{index}"
                     problems.append(
                         f"{where}: {label} {ident} allows {', '.join(actions)} on Resource \"*\""
                     )
+
+        if _is_lambda_role(resource):
+            problems.extend(_check_lambda_role(logical_id, resource, where))
 
         if rtype.startswith("Custom::") or rtype == "AWS::CloudFormation::CustomResource":
             props = resource.get("Properties") or {}
@@ -223,9 +348,63 @@ Resources:
 """
 
 
+SELF_TEST_LAMBDA_ROLES = """
+Resources:
+  ListenerRulePriorityRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: lambda.amazonaws.com }
+            Action: sts:AssumeRole
+      Policies:
+        - PolicyName: ok
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: [logs:PutLogEvents, ssm:PutParameter, elasticloadbalancing:DescribeRules]
+                Resource: !Sub arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/x/*
+        - PolicyName: uncalled
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: [ssm:RemoveTagsFromResource, elasticloadbalancing:DescribeListeners]
+                Resource: !Sub arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/x/*
+  AdminSecretRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: [lambda.amazonaws.com] }
+            Action: sts:AssumeRole
+      Policies:
+        - PolicyName: aliases
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: kms:ListAliases
+                Resource: "*"
+              - Effect: Allow
+                Action: [ssm:GetParameters]
+                Resource: !Sub arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/x/*
+  StrayRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: lambda.amazonaws.com }
+            Action: sts:AssumeRole
+"""
+
+
 def self_test():
     policy_problems = check_template(load_template(SELF_TEST_BAD_POLICY), "<bad-policy>")
     custom_problems = check_template(load_template(SELF_TEST_BAD_CUSTOM), "<bad-custom>")
+    role_problems = check_template(load_template(SELF_TEST_LAMBDA_ROLES), "<lambda-roles>")
+    called, _ = allowed_actions("listener-rule-priority")
     checks = [
         ("wide kms statement in a role's inline policy is caught",
          any("Role" in p and "'too-wide'" in p and "KMS:Decrypt" in p for p in policy_problems)),
@@ -239,13 +418,29 @@ def self_test():
          any("Priority (Custom::ListenerRulePriority)" in p and "7200" in p for p in custom_problems)),
         ("custom resource with ServiceTimeout 300 is not reported",
          not any("Fine" in p for p in custom_problems)),
+        ("the source scan finds listener-rule-priority's .put_parameter() and .describe_rules()",
+         {"ssm:PutParameter", "elasticloadbalancing:DescribeRules"} <= called),
+        ("an action the handler never calls (ssm:RemoveTagsFromResource) is caught",
+         any("ListenerRulePriorityRole" in p and "ssm:RemoveTagsFromResource" in p for p in role_problems)),
+        ("an ELBv2 action the handler never calls (DescribeListeners) is caught",
+         any("elasticloadbalancing:DescribeListeners" in p for p in role_problems)),
+        ("ssm:GetParameters on the admin-secret role is caught",
+         any("AdminSecretRole" in p and "ssm:GetParameters" in p for p in role_problems)),
+        ("called, platform (logs) and pending actions are not reported",
+         not any(a in p for p in role_problems
+                 for a in ("ssm:PutParameter", "logs:PutLogEvents", "DescribeRules,", "kms:ListAliases"))),
+        ("kms:ListAliases alone on Resource \"*\" is the allowed exception",
+         not any("ListAliases" in p for p in role_problems)),
+        ("a Lambda role with no known handler crate is caught",
+         any("StrayRole" in p and "ROLE_CRATES" in p for p in role_problems)),
     ]
     failed = False
     for name, ok in checks:
         print(f"self-test: {'ok  ' if ok else 'FAIL'} {name}")
         failed |= not ok
     if failed:
-        print("self-test: problems reported were:", *policy_problems, *custom_problems, sep="\n  ")
+        print("self-test: problems reported were:", *policy_problems, *custom_problems, *role_problems,
+              sep="\n  ")
         return 1
     print("self-test: passed")
     return 0
@@ -262,6 +457,11 @@ def main(argv):
         print("check-policy: no templates given or found", file=sys.stderr)
         return 2
     problems = check_files(paths)
+    for crate in sorted(PENDING):
+        stale = allowed_actions(crate)[1]
+        if stale:
+            print(f"check-policy: note: crates/{crate} now calls {', '.join(sorted(stale))}: "
+                  "remove from PENDING")
     for problem in problems:
         print(problem)
     if problems:
