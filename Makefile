@@ -91,8 +91,18 @@ lint: venv
 demo: deps venv release-bins
 	$(TARGET_DIR)/release/demo
 
+# The bench's comparison handler (crhelper + boto3 under awslambdaric), in its own pinned venv.
+BENCH_VENV := tests/bench/python/.venv
+$(BENCH_VENV)/.installed: tests/bench/python/requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/bench/python/requirements.txt
+	touch $@
+
+.PHONY: bench-venv
+bench-venv: $(BENCH_VENV)/.installed
+
 .PHONY: bench
-bench: deps venv build release-bins
+bench: deps venv bench-venv build release-bins
 	$(TARGET_DIR)/release/bench
 
 # --- deploy ---------------------------------------------------------------------------------
