@@ -150,7 +150,9 @@ fn elbv2(endpoint: &str) -> aws_sdk_elasticloadbalancingv2::Client {
         .region(config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .http_client(cfn_custom_resource::https_client())
-        .credentials_provider(config::Credentials::new("testing", "testing", None, None, "bench"))
+        .credentials_provider(config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
         .build();
     aws_sdk_elasticloadbalancingv2::Client::from_conf(config)
 }
@@ -196,7 +198,9 @@ async fn run() -> i32 {
     }
 
     // --- floors -------------------------------------------------------------------------------
-    println!("floors: {FLOOR_RUNS} PutParameter (SecureString), {FLOOR_RUNS} DescribeRules, {CONTENDERS} DescribeRules of 500 rules ...");
+    println!(
+        "floors: {FLOOR_RUNS} PutParameter (SecureString), {FLOOR_RUNS} DescribeRules, {CONTENDERS} DescribeRules of 500 rules ..."
+    );
     let ssm = moto.ssm();
     let elb = elbv2(&moto.endpoint);
     let mut put_times = Vec::new();
@@ -254,7 +258,11 @@ async fn run() -> i32 {
                     )
                 })
                 .await;
-                ("Create (new SecureString)", Some(("PutParameter".to_string(), put_floor)), warm)
+                (
+                    "Create (new SecureString)",
+                    Some(("PutParameter".to_string(), put_floor)),
+                    warm,
+                )
             }
             "service-database" => {
                 let first = stack.create(
@@ -285,7 +293,10 @@ async fn run() -> i32 {
                 .await;
                 (
                     "Create (claim a priority; 100+ claims on the listener)",
-                    Some(("DescribeRules + PutParameter".to_string(), describe_floor + put_floor)),
+                    Some((
+                        "DescribeRules + PutParameter".to_string(),
+                        describe_floor + put_floor,
+                    )),
                     warm,
                 )
             }
@@ -304,7 +315,10 @@ async fn run() -> i32 {
     // --- the comparison: crhelper + boto3 under awslambdaric ----------------------------------
     let python = repo_root().join("tests/bench/python/bootstrap");
     if repo_root().join("tests/bench/python/.venv/bin/python").is_file() {
-        println!("crhelper + boto3 (awslambdaric): 10 cold starts, {} Creates ...", WARM_RUNS / 2);
+        println!(
+            "crhelper + boto3 (awslambdaric): 10 cold starts, {} Creates ...",
+            WARM_RUNS / 2
+        );
         let init = init_times(&python, &env, 10).await;
         let harness = tls_harness(&python, &tls_env).await;
         let stack = harness.events.for_stack("bench-python");
@@ -450,12 +464,15 @@ async fn run() -> i32 {
     let mut json_rows = Vec::new();
     for row in &rows {
         let median = percentile(&row.warm.latencies, 50.0);
-        let ratio = row
-            .floor
-            .as_ref()
-            .map_or("".to_string(), |(label, ms)| format!("{:.2}× {label}", median / ms));
+        let ratio = row.floor.as_ref().map_or("".to_string(), |(label, ms)| {
+            format!("{:.2}× {label}", median / ms)
+        });
         let zip = row.zip.map_or(
-            if row.name.contains("crhelper") { "".into() } else { "n/a (make build)".to_string() },
+            if row.name.contains("crhelper") {
+                "".into()
+            } else {
+                "n/a (make build)".to_string()
+            },
             |b| format!("{:.2}", b as f64 / 1_048_576.0),
         );
         let rss = row
@@ -492,12 +509,17 @@ async fn run() -> i32 {
             .map_or("n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
     );
     println!();
-    if let (Some(py_warm), Some(py_init), Some(ours)) =
-        (python_warm, python_init, rows.iter().find(|r| r.name == "admin-secret"))
-    {
+    if let (Some(py_warm), Some(py_init), Some(ours)) = (
+        python_warm,
+        python_init,
+        rows.iter().find(|r| r.name == "admin-secret"),
+    ) {
         let ours_warm = percentile(&ours.warm.latencies, 50.0);
         let ours_init = percentile(&ours.init, 50.0);
-        let py_rss = rows.iter().find(|r| r.name.contains("crhelper")).and_then(|r| r.warm.peak_rss_kib);
+        let py_rss = rows
+            .iter()
+            .find(|r| r.name.contains("crhelper"))
+            .and_then(|r| r.warm.peak_rss_kib);
         println!(
             "admin-secret against crhelper + boto3: init {:.2}×, warm Create {:.2}×, peak RSS {}",
             ours_init / py_init,

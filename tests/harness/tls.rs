@@ -43,12 +43,28 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 fn make(dir: &Path) -> TestCa {
     std::fs::create_dir_all(dir).expect("tls scratch dir");
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
     ca.extend([
-        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=local-invoke receiver CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=local-invoke receiver CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     openssl(dir, &ca);
     std::fs::write(
@@ -58,19 +74,38 @@ fn make(dir: &Path) -> TestCa {
     .expect("server.ext");
     let mut csr = vec!["req"];
     csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
     openssl(dir, &csr);
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-            "server.crt", "-days", "2", "-extfile", "server.ext",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
         ],
     );
     let ca_pem = std::fs::read_to_string(dir.join("ca.crt")).expect("ca.crt");
-    let mut bundle = std::fs::read_to_string(SYSTEM_BUNDLE).unwrap_or_else(|e| {
-        panic!("{SYSTEM_BUNDLE}: {e} (the ca-certificates package provides it)")
-    });
+    let mut bundle = std::fs::read_to_string(SYSTEM_BUNDLE)
+        .unwrap_or_else(|e| panic!("{SYSTEM_BUNDLE}: {e} (the ca-certificates package provides it)"));
     if !bundle.ends_with('\n') {
         bundle.push('\n');
     }

@@ -20,12 +20,20 @@ pub fn trials() -> Vec<libtest_mimic::Trial> {
         trial("trust::ssl_cert_file_with_only_the_test_ca_is_trusted", || {
             trusted(test_ca().ca.to_str().expect("utf-8 path"))
         }),
-        trial("trust::compiled_in_roots_refuse_the_test_ca", refused_without_ssl_cert_file),
+        trial(
+            "trust::compiled_in_roots_refuse_the_test_ca",
+            refused_without_ssl_cert_file,
+        ),
     ]
 }
 
 async fn trusted(ssl_cert_file: &str) {
-    let h = Harness::start_tls("fault-injection", Profile::Debug, &[("SSL_CERT_FILE", ssl_cert_file)]).await;
+    let h = Harness::start_tls(
+        "fault-injection",
+        Profile::Debug,
+        &[("SSL_CERT_FILE", ssl_cert_file)],
+    )
+    .await;
     let event = h.events.create(TYPE, "Trusted", json!({"Label": "trust"}));
     let x = h.call(event).await;
     assert_eq!(x.status(), "SUCCESS", "logs:\n{}", h.logs());
@@ -40,7 +48,11 @@ async fn refused_without_ssl_cert_file() {
     // The handshake fails, so nothing reaches the receiver; the Lambda tells the runtime it could
     // not deliver, and says why in its log.
     assert!(x.puts.is_empty(), "no PUT can get through: {:#?}", x.puts);
-    assert!(x.outcome.is_error(), "the failed delivery must reach the runtime: {:?}", x.outcome);
+    assert!(
+        x.outcome.is_error(),
+        "the failed delivery must reach the runtime: {:?}",
+        x.outcome
+    );
     let logs = h.logs();
     assert!(
         logs.contains("could not deliver the response"),

@@ -155,7 +155,12 @@ impl aws_smithy_runtime_api::client::http::HttpClient for LazyHttpsClient {
                     .with_pem_certificate(trust::roots_pem());
                 aws_smithy_http_client::Builder::new()
                     .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                    .tls_context(TlsContext::builder().with_trust_store(trust).build().expect("static TLS context"))
+                    .tls_context(
+                        TlsContext::builder()
+                            .with_trust_store(trust)
+                            .build()
+                            .expect("static TLS context"),
+                    )
                     .build_https()
             })
             .http_connector(settings, components)

@@ -101,7 +101,8 @@ mod tests {
     #[test]
     fn compiled_roots_parse() {
         let mut store = RootCertStore::empty();
-        let (valid, _) = store.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+        let (valid, _) =
+            store.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
         assert!(valid > 100, "only {valid} compiled-in roots parse");
     }
 
@@ -112,7 +113,9 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         let pem = roots_pem();
-        let back: Vec<_> = CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().expect("PEM");
+        let back: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .expect("PEM");
         assert_eq!(back, *ROOTS);
     }
 }

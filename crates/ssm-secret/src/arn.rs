@@ -18,7 +18,11 @@ pub(crate) fn parameter_arn(stack_id: &str, region: Option<&str>, name: &str) ->
     };
     let region = region.filter(|r| !r.is_empty()).unwrap_or(stack_region);
     let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if !valid(partition) || !valid(region) || account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+    if !valid(partition)
+        || !valid(region)
+        || account.len() != 12
+        || !account.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     if name.is_empty() || name.starts_with("arn:") {
@@ -26,14 +30,17 @@ pub(crate) fn parameter_arn(stack_id: &str, region: Option<&str>, name: &str) ->
     }
     // A hierarchical name keeps its leading slash as the resource's separator; a plain one gets one.
     let separator = if name.starts_with('/') { "" } else { "/" };
-    Some(format!("arn:{partition}:ssm:{region}:{account}:parameter{separator}{name}"))
+    Some(format!(
+        "arn:{partition}:ssm:{region}:{account}:parameter{separator}{name}"
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::parameter_arn;
 
-    const STACK: &str = "arn:aws:cloudformation:eu-west-1:123456789012:stack/app/0a1b2c3d-0000-4000-8000-000000000000";
+    const STACK: &str =
+        "arn:aws:cloudformation:eu-west-1:123456789012:stack/app/0a1b2c3d-0000-4000-8000-000000000000";
 
     #[test]
     fn hierarchical_and_plain_names() {
@@ -63,8 +70,14 @@ mod tests {
     #[test]
     fn anything_else_is_left_to_ssm() {
         assert_eq!(parameter_arn("local-stack", Some("us-east-1"), "/p"), None);
-        assert_eq!(parameter_arn("arn:aws:cloudformation:us-east-1:12345:stack/x/y", None, "/p"), None);
-        assert_eq!(parameter_arn(STACK, None, "arn:aws:ssm:eu-west-1:123456789012:parameter/p"), None);
+        assert_eq!(
+            parameter_arn("arn:aws:cloudformation:us-east-1:12345:stack/x/y", None, "/p"),
+            None
+        );
+        assert_eq!(
+            parameter_arn(STACK, None, "arn:aws:ssm:eu-west-1:123456789012:parameter/p"),
+            None
+        );
         assert_eq!(parameter_arn(STACK, None, ""), None);
     }
 }
