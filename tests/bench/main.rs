@@ -1,25 +1,39 @@
 //! `make bench`: the figures a Rust implementation is for, measured on the release binaries
-//! through the local-invoke harness, against moto and a throwaway PostgreSQL.
+//! through the local-invoke harness, against moto and a throwaway PostgreSQL, as Lambda pays them,
+//! next to the floor moto sets and to the handler most teams would write instead.
 //!
 //! Prints one table and writes `target/bench.json`:
-//! - init: process start → first `GET .../invocation/next` (median, max over 20 starts);
-//! - warm latency: invocation handed out → response PUT received (median, p95 over 100);
+//! - floors, in the same run: one moto PutParameter of a SecureString, one DescribeRules, 64
+//!   DescribeRules of a 500-rule listener one after another (moto serves one request at a time);
+//! - init: process start → first `GET .../invocation/next` (median, max over 20 starts), with no
+//!   `SSL_CERT_FILE`, as on Lambda;
+//! - warm latency: invocation handed out → response PUT received (median, p95), the PUT over TLS
+//!   to a receiver whose certificate comes from a test CA appended to a copy of the system bundle
+//!   (given as `SSL_CERT_FILE`: the Lambda trusts as many roots as the system bundle holds);
 //! - peak RSS of the Lambda process (VmHWM) during those runs;
 //! - arm64 zip size from `cargo lambda build --release --arm64 --output-format zip`;
+//! - the same admin-secret Create by a crhelper + boto3 handler under awslambdaric;
 //! - contention: 64 simultaneous priority allocations on a listener with 500 rules;
 //! - guarantee latency: panic → FAILED, and how long before the deadline a hang's FAILED arrives.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use local_invoke::postgres::postgres;
 use local_invoke::services::{self, moto, repo_root};
-use local_invoke::{Exchange, Harness, Profile, RuntimeApi, binary_path, fixtures};
+use local_invoke::tls::test_ca;
+use local_invoke::{
+    EventBuilder, Exchange, Harness, Lambda, Profile, Receiver, RuntimeApi, binary_path, fixtures,
+};
 use serde_json::{Value, json};
 
 const INIT_STARTS: usize = 20;
 const WARM_RUNS: usize = 100;
 const CONTENDERS: usize = 64;
+const FLOOR_RUNS: usize = 50;
+/// Claims on the listener before the priority Creates are timed.
+const CLAIMS: usize = 100;
 
 fn main() {
     // Stop the services this process started even when a step panics.
@@ -39,19 +53,35 @@ fn percentile(samples: &[Duration], p: f64) -> f64 {
 }
 
 /// Process start → first poll of `/next`, over `starts` fresh processes.
-async fn init_times(binary: &str, env: &[(&str, &str)], starts: usize) -> Vec<Duration> {
+async fn init_times(binary: &Path, env: &[(&str, &str)], starts: usize) -> Vec<Duration> {
     let mut times = Vec::with_capacity(starts);
     for _ in 0..starts {
         let api = RuntimeApi::start().await;
-        let lambda = local_invoke::Lambda::spawn(&binary_path(binary, Profile::Release), &api.address(), env);
+        let lambda = Lambda::spawn(binary, &api.address(), env);
         assert!(
-            api.wait_for_polls(1, Duration::from_secs(10)).await,
-            "{binary} never polled: {}",
+            api.wait_for_polls(1, Duration::from_secs(20)).await,
+            "{} never polled: {}",
+            binary.display(),
             lambda.logs()
         );
         times.push(api.next_polls()[0].saturating_duration_since(lambda.started_at));
     }
     times
+}
+
+/// A harness around any executable (ours or the Python comparison), the receiver on TLS.
+async fn tls_harness(binary: &Path, env: &[(&str, &str)]) -> Harness {
+    let runtime_api = RuntimeApi::start().await;
+    let receiver = Receiver::start_tls().await;
+    let lambda = Lambda::spawn(binary, &runtime_api.address(), env);
+    let events = EventBuilder::new(receiver.base_url());
+    Harness {
+        runtime_api,
+        receiver,
+        lambda,
+        events,
+        timeout: Duration::from_secs(30),
+    }
 }
 
 struct Warm {
@@ -60,10 +90,10 @@ struct Warm {
     failures: Vec<String>,
 }
 
-/// Sends `runs` events built by `event(i)` to one warm process (after 5 warm-up calls).
-async fn warm(harness: &Harness, runs: usize, mut event: impl FnMut(usize) -> Value) -> Warm {
+/// Sends `runs` events built by `event(i)` to one warm process, after `warmups` untimed calls.
+async fn warm(harness: &Harness, warmups: usize, runs: usize, mut event: impl FnMut(usize) -> Value) -> Warm {
     let mut failures = Vec::new();
-    for i in 0..5 {
+    for i in 0..warmups {
         harness.call(event(1_000_000 + i)).await;
     }
     let mut latencies = Vec::with_capacity(runs);
@@ -80,7 +110,7 @@ async fn warm(harness: &Harness, runs: usize, mut event: impl FnMut(usize) -> Va
                 x.puts
                     .last()
                     .map(|p| p.json["Reason"].to_string())
-                    .unwrap_or_default(),
+                    .unwrap_or_else(|| format!("no response; logs:\n{}", harness.logs())),
             );
         }
         if let Some(latency) = x.latency {
@@ -94,21 +124,62 @@ async fn warm(harness: &Harness, runs: usize, mut event: impl FnMut(usize) -> Va
     }
 }
 
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|d| if d.is_absolute() { d } else { repo_root().join(d) })
+        .unwrap_or_else(|_| repo_root().join("target"))
+}
+
 fn zip_size(binary: &str) -> Option<u64> {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("target"));
-    std::fs::metadata(target.join("lambda").join(binary).join("bootstrap.zip"))
+    std::fs::metadata(target_dir().join("lambda").join(binary).join("bootstrap.zip"))
         .ok()
         .map(|m| m.len())
+}
+
+async fn timed<T, F: std::future::Future<Output = T>>(f: F) -> Duration {
+    let start = Instant::now();
+    f.await;
+    start.elapsed()
+}
+
+fn elbv2(endpoint: &str) -> aws_sdk_elasticloadbalancingv2::Client {
+    use aws_sdk_elasticloadbalancingv2::config;
+    let config = config::Builder::new()
+        .behavior_version(config::BehaviorVersion::latest())
+        .region(config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .http_client(cfn_custom_resource::https_client())
+        .credentials_provider(config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
+        .build();
+    aws_sdk_elasticloadbalancingv2::Client::from_conf(config)
+}
+
+struct Row {
+    name: String,
+    init: Vec<Duration>,
+    request: String,
+    warm: Warm,
+    /// The floor this warm figure is compared with: (label, ms).
+    floor: Option<(String, f64)>,
+    zip: Option<u64>,
 }
 
 async fn run() -> i32 {
     println!("Starting moto and a throwaway PostgreSQL ...");
     let moto = tokio::task::spawn_blocking(moto).await.expect("moto");
     let pg = tokio::task::spawn_blocking(postgres).await.expect("postgres");
+    let ca = tokio::task::spawn_blocking(test_ca).await.expect("test CA");
+    let bundle = ca.bundle.to_str().expect("utf-8 path").to_string();
+    // Init as Lambda pays it: no SSL_CERT_FILE. Warm runs: the bundle copy with the test CA.
     let env = [("AWS_ENDPOINT_URL", moto.endpoint.as_str())];
-    let (key, listener, crowded) = tokio::task::spawn_blocking(|| {
+    let tls_env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("SSL_CERT_FILE", bundle.as_str()),
+    ];
+    let (key, claims_listener, crowded) = tokio::task::spawn_blocking(|| {
         (
             fixtures::kms_key("bench"),
             fixtures::listener([1, 2, 5]),
@@ -126,74 +197,159 @@ async fn run() -> i32 {
             .expect("admin password");
     }
 
-    let mut rows: Vec<Value> = Vec::new();
+    // --- floors -------------------------------------------------------------------------------
+    println!(
+        "floors: {FLOOR_RUNS} PutParameter (SecureString), {FLOOR_RUNS} DescribeRules, {CONTENDERS} DescribeRules of 500 rules ..."
+    );
+    let ssm = moto.ssm();
+    let elb = elbv2(&moto.endpoint);
+    let mut put_times = Vec::new();
+    for i in 0..FLOOR_RUNS + 5 {
+        let t = timed(
+            ssm.put_parameter()
+                .name(format!("/bench/floor/{i}"))
+                .value("x".repeat(32))
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .key_id(&key)
+                .send(),
+        )
+        .await;
+        if i >= 5 {
+            put_times.push(t);
+        }
+    }
+    let mut describe_times = Vec::new();
+    for i in 0..FLOOR_RUNS + 5 {
+        let t = timed(elb.describe_rules().listener_arn(&claims_listener).send()).await;
+        if i >= 5 {
+            describe_times.push(t);
+        }
+    }
+    let sequential_started = Instant::now();
+    for _ in 0..CONTENDERS {
+        elb.describe_rules()
+            .listener_arn(&crowded)
+            .send()
+            .await
+            .expect("DescribeRules");
+    }
+    let sequential_describe_ms = sequential_started.elapsed().as_secs_f64() * 1000.0;
+    let put_floor = percentile(&put_times, 50.0);
+    let describe_floor = percentile(&describe_times, 50.0);
+
+    let mut rows: Vec<Row> = Vec::new();
     let mut failures = Vec::new();
 
     // --- per binary: init, warm latency, peak RSS, zip size ---------------------------------
     for binary in ["admin-secret", "service-database", "listener-rule-priority"] {
         println!("{binary}: {INIT_STARTS} cold starts ...");
-        let init = init_times(binary, &env, INIT_STARTS).await;
-        let harness = Harness::start_profile(binary, Profile::Release, &env).await;
+        let path = binary_path(binary, Profile::Release);
+        let init = init_times(&path, &env, INIT_STARTS).await;
+        let harness = tls_harness(&path, &tls_env).await;
         let stack = harness.events.for_stack("bench");
-        let label;
-        let warm = match binary {
+        let (request, floor, warm) = match binary {
             "admin-secret" => {
-                label = "Create (new SecureString)";
                 let key = key.clone();
-                warm(&harness, WARM_RUNS, |i| {
+                let warm = warm(&harness, 5, WARM_RUNS, |i| {
                     stack.create(
                         "Custom::AdminSecret",
                         &format!("Secret{i}"),
                         json!({"ParameterName": format!("/bench/secret-{i}"), "KeyId": key}),
                     )
                 })
-                .await
+                .await;
+                (
+                    "Create (new SecureString)",
+                    Some(("PutParameter".to_string(), put_floor)),
+                    warm,
+                )
             }
             "service-database" => {
-                label = "Create (existing db: TLS + SCRAM + checks)";
                 let first = stack.create(
                     "Custom::ServiceDatabase",
                     "Db",
                     database_properties(pg, &admin_parameter, &key, "bench_db"),
                 );
                 harness.call(first).await;
-                warm(&harness, WARM_RUNS, |_| {
+                let warm = warm(&harness, 5, WARM_RUNS, |_| {
                     stack.create(
                         "Custom::ServiceDatabase",
                         "Db",
                         database_properties(pg, &admin_parameter, &key, "bench_db"),
                     )
                 })
-                .await
+                .await;
+                ("Create (existing db: TLS + SCRAM + checks)", None, warm)
             }
             _ => {
-                label = "Create (claim a priority)";
-                warm(&harness, WARM_RUNS, |i| {
+                println!("{binary}: {CLAIMS} claims on the listener first ...");
+                let warm = warm(&harness, CLAIMS, WARM_RUNS / 2, |i| {
                     stack.create(
                         "Custom::ListenerRulePriority",
                         &format!("Rule{i}"),
-                        json!({"ListenerArn": listener}),
+                        json!({"ListenerArn": claims_listener}),
                     )
                 })
-                .await
+                .await;
+                (
+                    "Create (claim a priority; 100+ claims on the listener)",
+                    Some((
+                        "DescribeRules + PutParameter".to_string(),
+                        describe_floor + put_floor,
+                    )),
+                    warm,
+                )
             }
         };
         failures.extend(warm.failures.iter().map(|f| format!("{binary}: {f}")));
-        rows.push(json!({
-            "binary": binary,
-            "init_ms": {"median": percentile(&init, 50.0), "max": percentile(&init, 100.0), "starts": init.len()},
-            "warm_ms": {"request": label, "median": percentile(&warm.latencies, 50.0), "p95": percentile(&warm.latencies, 95.0), "runs": warm.latencies.len()},
-            "peak_rss_mb": warm.peak_rss_kib.map(|k| k as f64 / 1024.0),
-            "zip_bytes": zip_size(binary),
-        }));
+        rows.push(Row {
+            name: binary.to_string(),
+            init,
+            request: request.to_string(),
+            warm,
+            floor,
+            zip: zip_size(binary),
+        });
+    }
+
+    // --- the comparison: crhelper + boto3 under awslambdaric ----------------------------------
+    let python = repo_root().join("tests/bench/python/bootstrap");
+    if repo_root().join("tests/bench/python/.venv/bin/python").is_file() {
+        println!(
+            "crhelper + boto3 (awslambdaric): 10 cold starts, {} Creates ...",
+            WARM_RUNS / 2
+        );
+        let init = init_times(&python, &env, 10).await;
+        let harness = tls_harness(&python, &tls_env).await;
+        let stack = harness.events.for_stack("bench-python");
+        let key = key.clone();
+        let warm = warm(&harness, 5, WARM_RUNS / 2, |i| {
+            stack.create(
+                "Custom::AdminSecret",
+                &format!("Secret{i}"),
+                json!({"ParameterName": format!("/bench/python-secret-{i}"), "KeyId": key}),
+            )
+        })
+        .await;
+        failures.extend(warm.failures.iter().map(|f| format!("python admin-secret: {f}")));
+        rows.push(Row {
+            name: "admin-secret, crhelper + boto3".to_string(),
+            init,
+            request: "Create (new SecureString)".to_string(),
+            warm,
+            floor: Some(("PutParameter".to_string(), put_floor)),
+            zip: None,
+        });
+    } else {
+        println!("crhelper + boto3: skipped, `make bench-venv` makes its venv");
     }
 
     // A new database each time: CREATE DATABASE copies a template, which dominates.
     println!("service-database: 20 Creates of new databases ...");
     let fresh = {
-        let harness = Harness::start_profile("service-database", Profile::Release, &env).await;
+        let harness = tls_harness(&binary_path("service-database", Profile::Release), &tls_env).await;
         let stack = harness.events.for_stack("bench-fresh");
-        warm(&harness, 20, |i| {
+        warm(&harness, 5, 20, |i| {
             stack.create(
                 "Custom::ServiceDatabase",
                 &format!("Fresh{i}"),
@@ -213,13 +369,27 @@ async fn run() -> i32 {
     println!(
         "listener-rule-priority: {CONTENDERS} simultaneous Creates against a listener with 500 rules ..."
     );
+    let priority = binary_path("listener-rule-priority", Profile::Release);
     let mut contenders = Vec::new();
     for _ in 0..CONTENDERS {
-        contenders.push(Harness::start_profile("listener-rule-priority", Profile::Release, &env).await);
+        contenders.push(tls_harness(&priority, &tls_env).await);
     }
     for h in &contenders {
         h.runtime_api.wait_for_polls(1, Duration::from_secs(10)).await;
     }
+    // The first PUT of each process reads the bundle: warm every contender up with a Delete of
+    // nothing first, so the timed round is the allocation alone.
+    let mut warmups = Vec::new();
+    for (i, h) in contenders.iter().enumerate() {
+        let event = h.events.for_stack(&format!("contender-{i}")).delete(
+            "Custom::ListenerRulePriority",
+            "Warmup",
+            "not-a-claim",
+            json!({"ListenerArn": crowded}),
+        );
+        warmups.push(h.call(event));
+    }
+    join_all(warmups).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, h) in contenders.iter().enumerate() {
@@ -272,36 +442,66 @@ async fn run() -> i32 {
 
     // --- report -------------------------------------------------------------------------------
     let machine = machine();
+    let python_warm = rows
+        .iter()
+        .find(|r| r.name.contains("crhelper"))
+        .map(|r| percentile(&r.warm.latencies, 50.0));
+    let python_init = rows
+        .iter()
+        .find(|r| r.name.contains("crhelper"))
+        .map(|r| percentile(&r.init, 50.0));
     println!();
     println!("Machine: {machine}");
     println!();
     println!(
-        "| Lambda | init median / max (ms) | warm request | warm median / p95 (ms) | peak RSS (MiB) | arm64 zip (MiB) |"
+        "Floors (moto, same run): PutParameter SecureString {put_floor:.1} ms, DescribeRules {describe_floor:.1} ms (medians of {FLOOR_RUNS}); {CONTENDERS} DescribeRules of a 500-rule listener one after another {sequential_describe_ms:.0} ms"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!();
+    println!(
+        "| Lambda | init median / max (ms) | warm request | warm median / p95 (ms) | × floor | peak RSS (MiB) | arm64 zip (MiB) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let mut json_rows = Vec::new();
     for row in &rows {
-        let zip = row["zip_bytes"]
-            .as_u64()
-            .map_or("n/a (make build)".to_string(), |b| {
-                format!("{:.2}", b as f64 / 1_048_576.0)
-            });
-        let rss = row["peak_rss_mb"]
-            .as_f64()
-            .map_or("n/a".to_string(), |m| format!("{m:.1}"));
+        let median = percentile(&row.warm.latencies, 50.0);
+        let ratio = row.floor.as_ref().map_or("".to_string(), |(label, ms)| {
+            format!("{:.2}× {label}", median / ms)
+        });
+        let zip = row.zip.map_or(
+            if row.name.contains("crhelper") {
+                "".into()
+            } else {
+                "n/a (make build)".to_string()
+            },
+            |b| format!("{:.2}", b as f64 / 1_048_576.0),
+        );
+        let rss = row
+            .warm
+            .peak_rss_kib
+            .map_or("n/a".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
         println!(
-            "| {} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {} | {} |",
-            row["binary"].as_str().unwrap_or_default(),
-            row["init_ms"]["median"].as_f64().unwrap_or(f64::NAN),
-            row["init_ms"]["max"].as_f64().unwrap_or(f64::NAN),
-            row["warm_ms"]["request"].as_str().unwrap_or_default(),
-            row["warm_ms"]["median"].as_f64().unwrap_or(f64::NAN),
-            row["warm_ms"]["p95"].as_f64().unwrap_or(f64::NAN),
+            "| {} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {} | {} | {} |",
+            row.name,
+            percentile(&row.init, 50.0),
+            percentile(&row.init, 100.0),
+            row.request,
+            median,
+            percentile(&row.warm.latencies, 95.0),
+            ratio,
             rss,
             zip,
         );
+        json_rows.push(json!({
+            "lambda": row.name,
+            "init_ms": {"median": percentile(&row.init, 50.0), "max": percentile(&row.init, 100.0), "starts": row.init.len()},
+            "warm_ms": {"request": row.request, "median": median, "p95": percentile(&row.warm.latencies, 95.0), "runs": row.warm.latencies.len()},
+            "floor": row.floor.as_ref().map(|(label, ms)| json!({"what": label, "ms": ms, "ratio": median / ms})),
+            "peak_rss_mb": row.warm.peak_rss_kib.map(|k| k as f64 / 1024.0),
+            "zip_bytes": row.zip,
+        }));
     }
     println!(
-        "| service-database | | Create (new database) | {:.1} / {:.1} | {} | |",
+        "| service-database | | Create (new database) | {:.1} / {:.1} | | {} | |",
         percentile(&fresh.latencies, 50.0),
         percentile(&fresh.latencies, 95.0),
         fresh
@@ -309,12 +509,34 @@ async fn run() -> i32 {
             .map_or("n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
     );
     println!();
+    if let (Some(py_warm), Some(py_init), Some(ours)) = (
+        python_warm,
+        python_init,
+        rows.iter().find(|r| r.name == "admin-secret"),
+    ) {
+        let ours_warm = percentile(&ours.warm.latencies, 50.0);
+        let ours_init = percentile(&ours.init, 50.0);
+        let py_rss = rows
+            .iter()
+            .find(|r| r.name.contains("crhelper"))
+            .and_then(|r| r.warm.peak_rss_kib);
+        println!(
+            "admin-secret against crhelper + boto3: init {:.2}×, warm Create {:.2}×, peak RSS {}",
+            ours_init / py_init,
+            ours_warm / py_warm,
+            ours.warm
+                .peak_rss_kib
+                .zip(py_rss)
+                .map_or("n/a".into(), |(a, b)| format!("{:.2}×", a as f64 / b as f64)),
+        );
+    }
     println!(
-        "Contention: {CONTENDERS} simultaneous Creates on a listener with 500 rules: {} distinct priorities of {} granted, {} on a live rule, in {:.0} ms",
+        "Contention: {CONTENDERS} simultaneous Creates on a listener with 500 rules: {} distinct priorities of {} granted, {} on a live rule, in {:.0} ms ({:.2}× {CONTENDERS} sequential DescribeRules)",
         distinct.len(),
         granted.len(),
         clashes,
-        contention_ms
+        contention_ms,
+        contention_ms / sequential_describe_ms,
     );
     println!(
         "Guarantee: panic → FAILED median {:.1} ms (max {:.1} ms); a hang's FAILED arrived {} ms before the deadline (margin 1000 ms)",
@@ -322,11 +544,15 @@ async fn run() -> i32 {
         percentile(&panic_latencies, 100.0),
         hang_before_deadline_ms.map_or("n/a".into(), |ms| format!("{ms:.0}")),
     );
+    println!(
+        "Init: no SSL_CERT_FILE (compiled-in roots, as on Lambda). Warm: response PUT over TLS, SSL_CERT_FILE = the system bundle + the test CA."
+    );
     let report = json!({
         "machine": machine,
-        "lambdas": rows,
+        "floors_ms": {"put_parameter_secure_string": put_floor, "describe_rules": describe_floor, "sequential_describe_rules_500": sequential_describe_ms},
+        "lambdas": json_rows,
         "service_database_new_database_ms": {"median": percentile(&fresh.latencies, 50.0), "p95": percentile(&fresh.latencies, 95.0), "runs": fresh.latencies.len()},
-        "contention": {"contenders": CONTENDERS, "rules": 500, "granted": granted.len(), "distinct": distinct.len(), "on_live_rule": clashes, "wall_ms": contention_ms},
+        "contention": {"contenders": CONTENDERS, "rules": 500, "granted": granted.len(), "distinct": distinct.len(), "on_live_rule": clashes, "wall_ms": contention_ms, "ratio_to_sequential_describe": contention_ms / sequential_describe_ms},
         "guarantee": {"panic_to_failed_ms": {"median": percentile(&panic_latencies, 50.0), "max": percentile(&panic_latencies, 100.0)}, "hang_failed_before_deadline_ms": hang_before_deadline_ms, "margin_ms": 1000},
         "failures": failures,
     });

@@ -25,6 +25,7 @@ mod receiver;
 mod runtime_api;
 pub mod services;
 pub mod templates;
+pub mod tls;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -119,6 +120,22 @@ impl Harness {
     pub async fn start_profile(binary: &str, profile: Profile, env: &[(&str, &str)]) -> Self {
         let runtime_api = RuntimeApi::start().await;
         let receiver = Receiver::start().await;
+        let lambda = Lambda::spawn(&binary_path(binary, profile), &runtime_api.address(), env);
+        let events = EventBuilder::new(receiver.base_url());
+        Self {
+            runtime_api,
+            receiver,
+            lambda,
+            events,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Like [`Harness::start_profile`] with the receiver speaking HTTPS ([`Receiver::start_tls`]);
+    /// whether the Lambda trusts it is up to `env` (`SSL_CERT_FILE`, see [`tls::TestCa`]).
+    pub async fn start_tls(binary: &str, profile: Profile, env: &[(&str, &str)]) -> Self {
+        let runtime_api = RuntimeApi::start().await;
+        let receiver = Receiver::start_tls().await;
         let lambda = Lambda::spawn(&binary_path(binary, profile), &runtime_api.address(), env);
         let events = EventBuilder::new(receiver.base_url());
         Self {

@@ -72,10 +72,25 @@ pub const SIGNATURE: &str = "X-Amz-Signature=f00dfacecafe5ec7e7deadbeef012345678
 
 impl Receiver {
     pub async fn start() -> Self {
+        Self::serve(None).await
+    }
+
+    /// Like [`Receiver::start`], speaking HTTPS at `https://localhost:<port>` with the test CA's
+    /// server certificate ([`crate::tls::test_ca`]).
+    pub async fn start_tls() -> Self {
+        let config = crate::tls::server_config(crate::tls::test_ca());
+        Self::serve(Some(tokio_rustls::TlsAcceptor::from(config))).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
-        let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let port = listener.local_addr().expect("local addr").port();
+        let base_url = match tls {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
         let state = Arc::new(Mutex::new(State::default()));
         let s = state.clone();
         let task = tokio::spawn(async move {
@@ -84,11 +99,25 @@ impl Receiver {
                     continue;
                 };
                 let s = s.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| record(req, s.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            // A client that refuses the certificate ends the handshake here.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http
+                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    }
                 });
             }
         });

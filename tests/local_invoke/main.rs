@@ -10,6 +10,7 @@ mod guarantee;
 mod listener_priority;
 mod sample_events;
 mod service_database;
+mod trust;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -22,6 +23,7 @@ fn main() {
     trials.extend(admin_secret::trials());
     trials.extend(service_database::trials());
     trials.extend(sample_events::trials());
+    trials.extend(trust::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     local_invoke::services::shutdown();
     conclusion.exit();

@@ -42,6 +42,7 @@ mod request;
 mod response;
 mod secret;
 mod send;
+mod trust;
 
 use std::future::Future;
 
@@ -125,15 +126,45 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     config.build()
 }
 
-/// The AWS SDK's HTTPS client on rustls + ring, for SDK configurations built by hand.
+/// The AWS SDK's HTTPS client on rustls + ring, for SDK configurations built by hand. It trusts
+/// the compiled-in roots, or the `SSL_CERT_FILE` bundle when that is set, and is built on the
+/// first request: nothing on the way to the first `GET /invocation/next` reads or parses roots.
 #[cfg(feature = "aws")]
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_runtime_api::client::http::SharedHttpClient::new(LazyHttpsClient::default())
+}
 
-    install_crypto_provider();
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+#[cfg(feature = "aws")]
+#[derive(Debug, Default)]
+struct LazyHttpsClient(std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient>);
+
+#[cfg(feature = "aws")]
+impl aws_smithy_runtime_api::client::http::HttpClient for LazyHttpsClient {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
+
+        self.0
+            .get_or_init(|| {
+                install_crypto_provider();
+                let trust = TrustStore::empty()
+                    .with_native_roots(false)
+                    .with_pem_certificate(trust::roots_pem());
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                    .tls_context(
+                        TlsContext::builder()
+                            .with_trust_store(trust)
+                            .build()
+                            .expect("static TLS context"),
+                    )
+                    .build_https()
+            })
+            .http_connector(settings, components)
+    }
 }
 
 /// Initialises `tracing` the way Lambda expects: `AWS_LAMBDA_LOG_FORMAT=JSON` gives JSON lines,

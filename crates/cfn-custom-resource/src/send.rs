@@ -65,9 +65,9 @@ async fn s3_error_code(mut response: reqwest::Response) -> Option<String> {
 /// Delivers response bodies to pre-signed ResponseURLs. One client for the life of the process,
 /// so the connection to the response endpoint stays warm across invocations.
 ///
-/// Building the client loads the system's root certificates, which takes milliseconds: it is built
-/// in the background from [`Sender::new`], so the Lambda's init does not wait for it and the first
-/// response usually finds it ready.
+/// The client is built on the first response, never on the way to the first
+/// `GET /invocation/next`; it trusts the compiled-in roots, or the `SSL_CERT_FILE` bundle when
+/// that is set ([`crate::trust`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Sender {
     client: Arc<OnceCell<reqwest::Client>>,
@@ -84,17 +84,11 @@ pub(crate) struct DeliveryError {
 }
 
 impl Sender {
-    /// Must be called inside a tokio runtime: it starts building the client there.
     pub fn new(policy: SendPolicy) -> Self {
-        let sender = Self {
+        Self {
             client: Arc::new(OnceCell::new()),
             policy,
-        };
-        let early = sender.clone();
-        tokio::spawn(async move {
-            early.client().await;
-        });
-        sender
+        }
     }
 
     async fn client(&self) -> &reqwest::Client {
@@ -103,6 +97,7 @@ impl Sender {
             .get_or_init(|| async move {
                 crate::install_crypto_provider();
                 reqwest::Client::builder()
+                    .tls_backend_preconfigured(crate::trust::client_config())
                     .connect_timeout(connect_timeout)
                     .pool_idle_timeout(Duration::from_secs(50))
                     .build()

@@ -39,6 +39,7 @@
 //! Errors ([`StoreError`]) name the parameter, carry SSM's error code and message and say what
 //! to fix. No value ever reaches a log line or an error.
 
+mod arn;
 mod error;
 mod labels;
 mod password;

@@ -132,15 +132,20 @@ impl ParameterStore {
             .await;
         match put {
             Ok(output) => {
-                // Everything but the ARN is known: what was just written. One GetParameter
-                // (without decryption) gives the ARN, instead of the three calls `get` makes.
-                let arn = self
-                    .fetch(name)
-                    .await?
-                    .as_ref()
-                    .and_then(|p| p.arn())
-                    .ok_or_else(|| incomplete(name, "its ARN"))?
-                    .to_string();
+                // Everything is known: what was just written, and the ARN, which is computed
+                // from the stack's account and partition and the client's region. Only when that
+                // cannot be done (a stack id that is not an ARN) does one GetParameter give it.
+                let region = self.client.config().region().map(|r| r.as_ref().to_string());
+                let arn = match crate::arn::parameter_arn(&owner.stack_id, region.as_deref(), name) {
+                    Some(arn) => arn,
+                    None => self
+                        .fetch(name)
+                        .await?
+                        .as_ref()
+                        .and_then(|p| p.arn())
+                        .ok_or_else(|| incomplete(name, "its ARN"))?
+                        .to_string(),
+                };
                 let stored = StoredParameter {
                     name: name.to_string(),
                     arn,
