@@ -91,8 +91,11 @@ pub fn trials() -> Vec<Trial> {
 
 // ---- helpers ----
 
+/// The Lambda as configured to allow `Adopt` and `ReturnPassword` (refusals: `authz`).
 async fn start() -> Harness {
-    Harness::start("admin-secret", &moto().env()).await
+    let mut env = moto().env();
+    env.extend([("CFN_ALLOW_ADOPT", "true"), ("CFN_ALLOW_RETURN_PASSWORD", "true")]);
+    Harness::start("admin-secret", &env).await
 }
 
 fn ssm() -> Client {
@@ -863,4 +866,107 @@ async fn return_password_sets_no_echo() {
     assert_eq!(created.data("Password"), Some(s.value.as_str()));
     assert_eq!(s.value.len(), 32);
     assert_hidden(&h, &[&created], &[&s.value]);
+}
+
+// ---- authorization (registered by `authz`) ----
+
+/// The owner's parameter, then a second stack's Lambda with the settings off (unset) asks for
+/// it with Adopt and/or ReturnPassword: FAILED naming the setting, the parameter unchanged, no
+/// password in the response.
+pub(crate) async fn second_stack_adopt_and_return_password_refused() {
+    let owner = start().await;
+    let name = unique_name("authz");
+    let created = owner
+        .call(owner.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+        .await;
+    assert_success(&created, &owner);
+    let before = stored(&name).await.unwrap();
+
+    let other = Harness::start("admin-secret", &moto().env()).await;
+    assert_ne!(other.events.stack_id, owner.events.stack_id);
+    for (extra, variable) in [
+        (json!({"Adopt": "true"}), "CFN_ALLOW_ADOPT"),
+        (json!({"ReturnPassword": "true"}), "CFN_ALLOW_RETURN_PASSWORD"),
+        (json!({"Adopt": "true", "ReturnPassword": "true"}), "CFN_ALLOW_"),
+    ] {
+        let refused = other
+            .call(other.events.create(TYPE, LOGICAL_ID, props(&name, extra.clone())))
+            .await;
+        assert_failed(&refused);
+        assert!(
+            refused.reason().contains(variable),
+            "{extra}: {}",
+            refused.reason()
+        );
+        let body = refused.response().to_string();
+        assert!(!body.contains(&before.value), "the password is in the response");
+        assert_eq!(
+            stored(&name).await.unwrap(),
+            before,
+            "{extra}: the owner's parameter changed"
+        );
+        // An Update that would take it over (the physical id is the owner's parameter).
+        let update = other
+            .call(other.events.update(
+                TYPE,
+                LOGICAL_ID,
+                &name,
+                props(&name, extra.clone()),
+                props(&name, json!({})),
+            ))
+            .await;
+        assert_failed(&update);
+        assert!(update.reason().contains(variable), "{extra}: {}", update.reason());
+        assert!(!update.response().to_string().contains(&before.value));
+        assert_eq!(
+            stored(&name).await.unwrap(),
+            before,
+            "{extra}: the owner's parameter changed"
+        );
+    }
+    assert_hidden(&other, &[], &[&before.value]);
+
+    // A bad setting value: every request is still answered; the gated one names the value.
+    let mut env = moto().env();
+    env.push(("CFN_ALLOW_ADOPT", "yes"));
+    let odd = Harness::start("admin-secret", &env).await;
+    let refused = odd
+        .call(
+            odd.events
+                .create(TYPE, LOGICAL_ID, props(&name, json!({"Adopt": "true"}))),
+        )
+        .await;
+    assert_failed(&refused);
+    assert!(
+        refused.reason().contains("CFN_ALLOW_ADOPT") && refused.reason().contains("\"yes\""),
+        "{}",
+        refused.reason()
+    );
+    let fine = unique_name("authz-plain");
+    let plain = odd
+        .call(odd.events.create(TYPE, LOGICAL_ID, props(&fine, json!({}))))
+        .await;
+    assert_success(&plain, &odd);
+    assert_eq!(stored(&name).await.unwrap(), before);
+}
+
+/// With the settings off, an Update of a
+/// parameter this stack owns that carries Adopt goes through even where Adopt is off.
+pub(crate) async fn own_update_with_adopt_is_served_when_off() {
+    let h = Harness::start("admin-secret", &moto().env()).await;
+    let name = unique_name("authz-own");
+    let created = h
+        .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+        .await;
+    assert_success(&created, &h);
+    let updated = h
+        .call(h.events.update(
+            TYPE,
+            LOGICAL_ID,
+            &name,
+            props(&name, json!({"Adopt": "true", "Description": "d"})),
+            props(&name, json!({})),
+        ))
+        .await;
+    assert_success(&updated, &h);
 }

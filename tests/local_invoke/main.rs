@@ -5,6 +5,7 @@
 //! them in parallel, then stops the services it started.
 
 mod admin_secret;
+mod authz;
 mod contract;
 mod guarantee;
 mod listener_priority;
@@ -22,6 +23,7 @@ fn main() {
     trials.extend(admin_secret::trials());
     trials.extend(service_database::trials());
     trials.extend(sample_events::trials());
+    trials.extend(authz::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     local_invoke::services::shutdown();
     conclusion.exit();

@@ -99,7 +99,7 @@ impl Fixture {
             unique("admin")
         );
         put_parameter(&admin_parameter, &pg.admin_password).await;
-        let h = Harness::start("service-database", &moto().env()).await;
+        let h = Harness::start("service-database", &allowing_adopt()).await;
         Self {
             h,
             pg,
@@ -458,7 +458,7 @@ async fn retried_create_keeps_the_password() {
 async fn simultaneous_creates_leave_one_database() {
     let f = Fixture::start().await;
     // A second Lambda process: Lambda may run two deliveries of the same request at once.
-    let mut other = Harness::start("service-database", &moto().env()).await;
+    let mut other = Harness::start("service-database", &allowing_adopt()).await;
     other.events.stack_id = f.h.events.stack_id.clone();
     let name = unique("twice");
     let e1 = f.h.events.create(TYPE, LOGICAL_ID, f.props(&name, json!({})));
@@ -863,4 +863,54 @@ async fn invalid_property_fails_naming_it() {
         );
     }
     assert!(stored(&parameter_name(&name)).await.is_none());
+}
+
+/// moto's environment, with `CFN_ALLOW_ADOPT=true` (refusals: `authz`).
+fn allowing_adopt() -> Vec<(&'static str, &'static str)> {
+    let mut env = moto().env();
+    env.push(("CFN_ALLOW_ADOPT", "true"));
+    env
+}
+
+// ---- authorization (registered by `authz`) ----
+
+/// The owner's database, then a second stack's Lambda with CFN_ALLOW_ADOPT unset asks to adopt
+/// it: FAILED naming the setting; the owner's password parameter and role password unchanged.
+pub(crate) async fn second_stack_adopt_refused() {
+    let f = Fixture::start().await;
+    let name = unique("authz");
+    let created = f.create(f.props(&name, json!({}))).await;
+    f.assert_success(&created);
+    let before = stored(&parameter_name(&name)).await.unwrap();
+
+    let other = Harness::start("service-database", &moto().env()).await;
+    assert_ne!(other.events.stack_id, f.h.events.stack_id);
+    let refused = other
+        .call(
+            other
+                .events
+                .create(TYPE, LOGICAL_ID, f.props(&name, json!({"Adopt": "true"}))),
+        )
+        .await;
+    assert_eq!(refused.status(), "FAILED", "{}", other.logs());
+    assert!(
+        refused.reason().contains("CFN_ALLOW_ADOPT"),
+        "{}",
+        refused.reason()
+    );
+    assert!(!refused.response().to_string().contains(&before.0));
+    let update = other
+        .call(other.events.update(
+            TYPE,
+            LOGICAL_ID,
+            created.physical_id(),
+            f.props(&name, json!({"Adopt": "true", "RotationToken": "x"})),
+            f.props(&name, json!({})),
+        ))
+        .await;
+    assert_eq!(update.status(), "FAILED", "{}", other.logs());
+    assert!(!update.response().to_string().contains(&before.0));
+    let after = stored(&parameter_name(&name)).await.unwrap();
+    assert_eq!(after, before, "the owner's parameter changed");
+    service_creates_a_table(f.pg, &name, &before.0).await;
 }
