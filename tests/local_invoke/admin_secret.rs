@@ -970,3 +970,36 @@ pub(crate) async fn own_update_with_adopt_is_served_when_off() {
         .await;
     assert_success(&updated, &h);
 }
+
+// ---- logs (registered by `leaks`) ----
+
+/// Create (with ReturnPassword), rotate and Delete at TRACE, text and JSON: no password and no
+/// ResponseURL signature in the Lambda's output.
+pub(crate) async fn no_secret_in_trace_logs() {
+    for json_logs in [false, true] {
+        let mut env = moto().env();
+        env.extend([
+            ("CFN_ALLOW_RETURN_PASSWORD", "true"),
+            ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+        ]);
+        if json_logs {
+            env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON"));
+        }
+        let h = Harness::start("admin-secret", &env).await;
+        let name = unique_name("leaks");
+        let old = props(&name, json!({"ReturnPassword": "true", "RotationToken": "1"}));
+        let new = props(&name, json!({"ReturnPassword": "true", "RotationToken": "2"}));
+        let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
+        assert_success(&created, &h);
+        let first = stored(&name).await.unwrap().value;
+        let updated = h
+            .call(h.events.update(TYPE, LOGICAL_ID, &name, new.clone(), old))
+            .await;
+        assert_success(&updated, &h);
+        let second = stored(&name).await.unwrap().value;
+        assert_ne!(first, second, "the rotation made a new password");
+        let deleted = h.call(h.events.delete(TYPE, LOGICAL_ID, &name, new)).await;
+        assert_success(&deleted, &h);
+        crate::leaks::assert_clean(&h.logs(), &[&first, &second]);
+    }
+}

@@ -93,13 +93,20 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Like `start`, with `extra` environment for the Lambda.
+    async fn start_with(extra: &[(&'static str, &'static str)]) -> Self {
         let pg = postgres();
         let admin_parameter = format!(
             "/local-invoke/service-database/{}/admin-password",
             unique("admin")
         );
         put_parameter(&admin_parameter, &pg.admin_password).await;
-        let h = Harness::start("service-database", &allowing_adopt()).await;
+        let mut env = allowing_adopt();
+        env.extend_from_slice(extra);
+        let h = Harness::start("service-database", &env).await;
         Self {
             h,
             pg,
@@ -913,4 +920,32 @@ pub(crate) async fn second_stack_adopt_refused() {
     let after = stored(&parameter_name(&name)).await.unwrap();
     assert_eq!(after, before, "the owner's parameter changed");
     service_creates_a_table(f.pg, &name, &before.0).await;
+}
+
+// ---- logs (registered by `leaks`) ----
+
+/// Create, rotate and Delete at TRACE, text and JSON: no password (the service's, before and
+/// after rotation, nor the admin's) and no ResponseURL signature in the Lambda's output.
+pub(crate) async fn no_secret_in_trace_logs() {
+    for json_logs in [false, true] {
+        let mut env = vec![("AWS_LAMBDA_LOG_LEVEL", "TRACE")];
+        if json_logs {
+            env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON"));
+        }
+        let f = Fixture::start_with(&env).await;
+        let name = unique("leaks");
+        let props = f.props(&name, json!({"OnDelete": "Drop", "RotationToken": "1"}));
+        let created = f.create(props.clone()).await;
+        f.assert_success(&created);
+        let first = service_password(&name).await;
+        let rotated = f.props(&name, json!({"OnDelete": "Drop", "RotationToken": "2"}));
+        let updated = f.update(created.physical_id(), rotated.clone(), props).await;
+        f.assert_success(&updated);
+        let second = service_password(&name).await;
+        assert_ne!(first, second, "the rotation made a new password");
+        let deleted = f.delete(created.physical_id(), rotated).await;
+        f.assert_success(&deleted);
+        let logs = f.h.logs();
+        crate::leaks::assert_clean(&logs, &[&first, &second, &f.pg.admin_password]);
+    }
 }
