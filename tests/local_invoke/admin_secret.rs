@@ -14,7 +14,7 @@ use crate::trial;
 const TYPE: &str = "Custom::AdminSecret";
 const LOGICAL_ID: &str = "AdminSecret";
 const KEY: &str = "alias/platform-rds-test";
-const OTHER_KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+const OTHER_KEY: &str = "alias/platform-rds-test-other";
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -93,9 +93,16 @@ pub fn trials() -> Vec<Trial> {
 
 /// The Lambda as configured to allow `Adopt` and `ReturnPassword` (refusals: `authz`).
 async fn start() -> Harness {
+    keys();
     let mut env = moto().env();
     env.extend([("CFN_ALLOW_ADOPT", "true"), ("CFN_ALLOW_RETURN_PASSWORD", "true")]);
     Harness::start("admin-secret", &env).await
+}
+
+/// The customer-managed keys the tests name, made in moto once.
+fn keys() {
+    local_invoke::fixtures::kms_alias(KEY);
+    local_invoke::fixtures::kms_alias(OTHER_KEY);
 }
 
 fn ssm() -> Client {
@@ -953,6 +960,7 @@ pub(crate) async fn second_stack_adopt_and_return_password_refused() {
 /// With the settings off, an Update of a
 /// parameter this stack owns that carries Adopt goes through even where Adopt is off.
 pub(crate) async fn own_update_with_adopt_is_served_when_off() {
+    keys();
     let h = Harness::start("admin-secret", &moto().env()).await;
     let name = unique_name("authz-own");
     let created = h
@@ -985,6 +993,7 @@ pub(crate) async fn no_secret_in_trace_logs() {
         if json_logs {
             env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON"));
         }
+        keys();
         let h = Harness::start("admin-secret", &env).await;
         let name = unique_name("leaks");
         let old = props(&name, json!({"ReturnPassword": "true", "RotationToken": "1"}));
@@ -1001,5 +1010,35 @@ pub(crate) async fn no_secret_in_trace_logs() {
         let deleted = h.call(h.events.delete(TYPE, LOGICAL_ID, &name, new)).await;
         assert_success(&deleted, &h);
         crate::leaks::assert_clean(&h.logs(), &[&first, &second]);
+    }
+}
+
+/// `KeyId` naming moto's AWS-managed SSM key in every form, a disabled key or a key pending
+/// deletion: FAILED naming the key, no parameter written.
+pub(crate) async fn unusable_keys_refused() {
+    let h = start().await;
+    let aws_arn = local_invoke::fixtures::kms_aws_managed_key("alias/aws/ssm");
+    let aws_id = aws_arn.rsplit('/').next().unwrap().to_string();
+    let disabled = local_invoke::fixtures::kms_key_in_state("disabled");
+    let pending = local_invoke::fixtures::kms_key_in_state("pending-deletion");
+    for (key, why) in [
+        ("alias/aws/ssm".to_string(), "AWS-managed"),
+        (
+            "arn:aws:kms:us-east-1:123456789012:alias/aws/ssm".to_string(),
+            "AWS-managed",
+        ),
+        (aws_id, "AWS-managed"),
+        (aws_arn, "AWS-managed"),
+        (disabled, "Disabled"),
+        (pending, "PendingDeletion"),
+    ] {
+        let name = unique_name("badkey");
+        let mut properties = props(&name, json!({}));
+        properties["KeyId"] = json!(key);
+        let created = h.call(h.events.create(TYPE, LOGICAL_ID, properties)).await;
+        assert_failed(&created);
+        assert!(created.reason().contains(&key), "{key}: {}", created.reason());
+        assert!(created.reason().contains(why), "{key}: {}", created.reason());
+        assert_eq!(stored(&name).await, None, "{key}: a parameter was written");
     }
 }

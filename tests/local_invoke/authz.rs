@@ -20,5 +20,13 @@ pub fn trials() -> Vec<Trial> {
             "authz::service_database_second_stack_adopt_refused",
             service_database::second_stack_adopt_refused,
         ),
+        trial(
+            "authz::admin_secret_unusable_keys_refused",
+            admin_secret::unusable_keys_refused,
+        ),
+        trial(
+            "authz::service_database_aws_managed_key_arn_refused",
+            service_database::aws_managed_key_arn_refused,
+        ),
     ]
 }

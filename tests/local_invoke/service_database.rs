@@ -98,6 +98,7 @@ impl Fixture {
 
     /// Like `start`, with `extra` environment for the Lambda.
     async fn start_with(extra: &[(&'static str, &'static str)]) -> Self {
+        local_invoke::fixtures::kms_alias(KEY);
         let pg = postgres();
         let admin_parameter = format!(
             "/local-invoke/service-database/{}/admin-password",
@@ -948,4 +949,17 @@ pub(crate) async fn no_secret_in_trace_logs() {
         let logs = f.h.logs();
         crate::leaks::assert_clean(&logs, &[&first, &second, &f.pg.admin_password]);
     }
+}
+
+/// An AWS-managed key given by ARN: FAILED naming it, nothing created.
+pub(crate) async fn aws_managed_key_arn_refused() {
+    let f = Fixture::start().await;
+    let name = unique("awskey");
+    let arn = local_invoke::fixtures::kms_aws_managed_key("alias/aws/ssm");
+    let created = f.create(f.props(&name, json!({"KeyId": arn}))).await;
+    f.assert_failed(&created);
+    assert!(created.reason().contains(&arn), "{}", created.reason());
+    assert!(created.reason().contains("AWS-managed"), "{}", created.reason());
+    assert_eq!(stored(&parameter_name(&name)).await, None);
+    assert_eq!(database_count(f.pg, &name).await, 0);
 }

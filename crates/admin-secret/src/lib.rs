@@ -169,6 +169,7 @@ impl Properties {
 /// The `Custom::AdminSecret` handler.
 pub struct AdminSecret {
     store: ParameterStore,
+    keys: ssm_secret::KeyGuard,
     settings: Settings,
 }
 
@@ -204,9 +205,10 @@ impl Settings {
 }
 
 impl AdminSecret {
-    pub fn new(client: aws_sdk_ssm::Client, settings: Settings) -> Self {
+    pub fn new(client: aws_sdk_ssm::Client, kms: aws_sdk_kms::Client, settings: Settings) -> Self {
         Self {
             store: ParameterStore::new(client),
+            keys: ssm_secret::KeyGuard::new(kms),
             settings,
         }
     }
@@ -312,6 +314,7 @@ impl CustomResource for AdminSecret {
         if properties.adopt {
             self.settings.adopt.require("Adopt")?;
         }
+        self.keys.check(&properties.key_id).await?;
         let stored = self.ensure(&info, &properties, &policy, None).await?;
         Ok(Created::new(physical_id(&stored.name)?)
             .with_data(data(&stored, properties.return_password))
@@ -328,6 +331,7 @@ impl CustomResource for AdminSecret {
         } = request;
         let policy = properties.validate()?;
         self.settings.check_return_password(&properties)?;
+        self.keys.check(&properties.key_id).await?;
         let current_name = current_id.as_str();
         let owner = Owner::of(&info);
 

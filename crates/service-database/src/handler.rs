@@ -14,14 +14,17 @@ use crate::tls;
 /// The handler: holds the SSM client, built once per process.
 pub struct ServiceDatabase {
     store: ParameterStore,
+    /// `KeyId` must be an enabled customer-managed key.
+    keys: ssm_secret::KeyGuard,
     /// `CFN_ALLOW_ADOPT`: may `Adopt` take over a role, database or parameter not ours.
     allow_adopt: Switch,
 }
 
 impl ServiceDatabase {
-    pub fn new(ssm: aws_sdk_ssm::Client, allow_adopt: Switch) -> Self {
+    pub fn new(ssm: aws_sdk_ssm::Client, kms: aws_sdk_kms::Client, allow_adopt: Switch) -> Self {
         Self {
             store: ParameterStore::new(ssm),
+            keys: ssm_secret::KeyGuard::new(kms),
             allow_adopt,
         }
     }
@@ -37,6 +40,7 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
         if p.adopt {
             self.allow_adopt.require("Adopt")?;
         }
+        self.keys.check(&p.key_id).await?;
         let id = physical_id(&v)?;
         self.ensure(&request.info, p, &v).await?;
         Ok(Created::new(id).with_data(data(p, &v)))
@@ -52,6 +56,7 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
         }
         let p = &request.properties;
         let v = p.validate()?;
+        self.keys.check(&p.key_id).await?;
         if v.physical_id() != request.physical_id.as_str() {
             // Another cluster, port or database: a new resource. CloudFormation then sends a
             // Delete for the old id, which drops (with OnDelete Drop) only what still names it.
