@@ -13,6 +13,23 @@ cmd = sys.argv[1]
 if cmd == "kms-key":
     key = boto3.client("kms").create_key(Description=sys.argv[2], KeyUsage="ENCRYPT_DECRYPT")
     print(key["KeyMetadata"]["Arn"])
+elif cmd == "kms-alias":
+    kms = boto3.client("kms")
+    names = [a["AliasName"] for p in kms.get_paginator("list_aliases").paginate() for a in p["Aliases"]]
+    if sys.argv[2] not in names:
+        key = kms.create_key(Description=sys.argv[2], KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=sys.argv[2], TargetKeyId=key)
+    print(kms.describe_key(KeyId=sys.argv[2])["KeyMetadata"]["Arn"])
+elif cmd == "kms-aws-key":
+    print(boto3.client("kms").describe_key(KeyId=sys.argv[2])["KeyMetadata"]["Arn"])
+elif cmd == "kms-key-in-state":
+    kms = boto3.client("kms")
+    key = kms.create_key(Description=sys.argv[2], KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]
+    if sys.argv[2] == "disabled":
+        kms.disable_key(KeyId=key["KeyId"])
+    else:
+        kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    print(key["Arn"])
 elif cmd == "alb":
     ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
     vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
@@ -58,5 +75,33 @@ pub fn listener(priorities: impl IntoIterator<Item = u32>) -> String {
     let list: Vec<String> = priorities.into_iter().map(|p| p.to_string()).collect();
     let arn = run(&["listener", load_balancer(), &port, &list.join(",")]);
     assert!(arn.contains(":listener/"), "fixture printed {arn:?}");
+    arn
+}
+
+/// Makes sure moto has a customer-managed key behind alias `name` (tests name their keys by
+/// alias); returns the key's ARN.
+pub fn kms_alias(name: &str) -> String {
+    static MADE: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap();
+    if let Some((_, arn)) = made.iter().find(|(n, _)| n == name) {
+        return arn.clone();
+    }
+    let arn = run(&["kms-alias", name]);
+    assert!(arn.contains(":key/"), "fixture printed {arn:?}");
+    made.push((name.to_string(), arn.clone()));
+    arn
+}
+
+/// The ARN of the AWS-managed key behind `alias` (`alias/aws/ssm`) in moto.
+pub fn kms_aws_managed_key(alias: &str) -> String {
+    let arn = run(&["kms-aws-key", alias]);
+    assert!(arn.contains(":key/"), "fixture printed {arn:?}");
+    arn
+}
+
+/// A new key, `"disabled"` or pending deletion (any other `state`); returns its ARN.
+pub fn kms_key_in_state(state: &str) -> String {
+    let arn = run(&["kms-key-in-state", state]);
+    assert!(arn.contains(":key/"), "fixture printed {arn:?}");
     arn
 }

@@ -14,7 +14,7 @@ use crate::trial;
 const TYPE: &str = "Custom::AdminSecret";
 const LOGICAL_ID: &str = "AdminSecret";
 const KEY: &str = "alias/platform-rds-test";
-const OTHER_KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+const OTHER_KEY: &str = "alias/platform-rds-test-other";
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -91,8 +91,18 @@ pub fn trials() -> Vec<Trial> {
 
 // ---- helpers ----
 
+/// The Lambda as configured to allow `Adopt` and `ReturnPassword` (refusals: `authz`).
 async fn start() -> Harness {
-    Harness::start("admin-secret", &moto().env()).await
+    keys();
+    let mut env = moto().env();
+    env.extend([("CFN_ALLOW_ADOPT", "true"), ("CFN_ALLOW_RETURN_PASSWORD", "true")]);
+    Harness::start("admin-secret", &env).await
+}
+
+/// The customer-managed keys the tests name, made in moto once.
+fn keys() {
+    local_invoke::fixtures::kms_alias(KEY);
+    local_invoke::fixtures::kms_alias(OTHER_KEY);
 }
 
 fn ssm() -> Client {
@@ -863,4 +873,172 @@ async fn return_password_sets_no_echo() {
     assert_eq!(created.data("Password"), Some(s.value.as_str()));
     assert_eq!(s.value.len(), 32);
     assert_hidden(&h, &[&created], &[&s.value]);
+}
+
+// ---- authorization (registered by `authz`) ----
+
+/// The owner's parameter, then a second stack's Lambda with the settings off (unset) asks for
+/// it with Adopt and/or ReturnPassword: FAILED naming the setting, the parameter unchanged, no
+/// password in the response.
+pub(crate) async fn second_stack_adopt_and_return_password_refused() {
+    let owner = start().await;
+    let name = unique_name("authz");
+    let created = owner
+        .call(owner.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+        .await;
+    assert_success(&created, &owner);
+    let before = stored(&name).await.unwrap();
+
+    let other = Harness::start("admin-secret", &moto().env()).await;
+    assert_ne!(other.events.stack_id, owner.events.stack_id);
+    for (extra, variable) in [
+        (json!({"Adopt": "true"}), "CFN_ALLOW_ADOPT"),
+        (json!({"ReturnPassword": "true"}), "CFN_ALLOW_RETURN_PASSWORD"),
+        (json!({"Adopt": "true", "ReturnPassword": "true"}), "CFN_ALLOW_"),
+    ] {
+        let refused = other
+            .call(other.events.create(TYPE, LOGICAL_ID, props(&name, extra.clone())))
+            .await;
+        assert_failed(&refused);
+        assert!(
+            refused.reason().contains(variable),
+            "{extra}: {}",
+            refused.reason()
+        );
+        let body = refused.response().to_string();
+        assert!(!body.contains(&before.value), "the password is in the response");
+        assert_eq!(
+            stored(&name).await.unwrap(),
+            before,
+            "{extra}: the owner's parameter changed"
+        );
+        // An Update that would take it over (the physical id is the owner's parameter).
+        let update = other
+            .call(other.events.update(
+                TYPE,
+                LOGICAL_ID,
+                &name,
+                props(&name, extra.clone()),
+                props(&name, json!({})),
+            ))
+            .await;
+        assert_failed(&update);
+        assert!(update.reason().contains(variable), "{extra}: {}", update.reason());
+        assert!(!update.response().to_string().contains(&before.value));
+        assert_eq!(
+            stored(&name).await.unwrap(),
+            before,
+            "{extra}: the owner's parameter changed"
+        );
+    }
+    assert_hidden(&other, &[], &[&before.value]);
+
+    // A bad setting value: every request is still answered; the gated one names the value.
+    let mut env = moto().env();
+    env.push(("CFN_ALLOW_ADOPT", "yes"));
+    let odd = Harness::start("admin-secret", &env).await;
+    let refused = odd
+        .call(
+            odd.events
+                .create(TYPE, LOGICAL_ID, props(&name, json!({"Adopt": "true"}))),
+        )
+        .await;
+    assert_failed(&refused);
+    assert!(
+        refused.reason().contains("CFN_ALLOW_ADOPT") && refused.reason().contains("\"yes\""),
+        "{}",
+        refused.reason()
+    );
+    let fine = unique_name("authz-plain");
+    let plain = odd
+        .call(odd.events.create(TYPE, LOGICAL_ID, props(&fine, json!({}))))
+        .await;
+    assert_success(&plain, &odd);
+    assert_eq!(stored(&name).await.unwrap(), before);
+}
+
+/// With the settings off, an Update of a
+/// parameter this stack owns that carries Adopt goes through even where Adopt is off.
+pub(crate) async fn own_update_with_adopt_is_served_when_off() {
+    keys();
+    let h = Harness::start("admin-secret", &moto().env()).await;
+    let name = unique_name("authz-own");
+    let created = h
+        .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+        .await;
+    assert_success(&created, &h);
+    let updated = h
+        .call(h.events.update(
+            TYPE,
+            LOGICAL_ID,
+            &name,
+            props(&name, json!({"Adopt": "true", "Description": "d"})),
+            props(&name, json!({})),
+        ))
+        .await;
+    assert_success(&updated, &h);
+}
+
+// ---- logs (registered by `leaks`) ----
+
+/// Create (with ReturnPassword), rotate and Delete at TRACE, text and JSON: no password and no
+/// ResponseURL signature in the Lambda's output.
+pub(crate) async fn no_secret_in_trace_logs() {
+    for json_logs in [false, true] {
+        let mut env = moto().env();
+        env.extend([
+            ("CFN_ALLOW_RETURN_PASSWORD", "true"),
+            ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+        ]);
+        if json_logs {
+            env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON"));
+        }
+        keys();
+        let h = Harness::start("admin-secret", &env).await;
+        let name = unique_name("leaks");
+        let old = props(&name, json!({"ReturnPassword": "true", "RotationToken": "1"}));
+        let new = props(&name, json!({"ReturnPassword": "true", "RotationToken": "2"}));
+        let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
+        assert_success(&created, &h);
+        let first = stored(&name).await.unwrap().value;
+        let updated = h
+            .call(h.events.update(TYPE, LOGICAL_ID, &name, new.clone(), old))
+            .await;
+        assert_success(&updated, &h);
+        let second = stored(&name).await.unwrap().value;
+        assert_ne!(first, second, "the rotation made a new password");
+        let deleted = h.call(h.events.delete(TYPE, LOGICAL_ID, &name, new)).await;
+        assert_success(&deleted, &h);
+        crate::leaks::assert_clean(&h.logs(), &[&first, &second]);
+    }
+}
+
+/// `KeyId` naming moto's AWS-managed SSM key in every form, a disabled key or a key pending
+/// deletion: FAILED naming the key, no parameter written.
+pub(crate) async fn unusable_keys_refused() {
+    let h = start().await;
+    let aws_arn = local_invoke::fixtures::kms_aws_managed_key("alias/aws/ssm");
+    let aws_id = aws_arn.rsplit('/').next().unwrap().to_string();
+    let disabled = local_invoke::fixtures::kms_key_in_state("disabled");
+    let pending = local_invoke::fixtures::kms_key_in_state("pending-deletion");
+    for (key, why) in [
+        ("alias/aws/ssm".to_string(), "AWS-managed"),
+        (
+            "arn:aws:kms:us-east-1:123456789012:alias/aws/ssm".to_string(),
+            "AWS-managed",
+        ),
+        (aws_id, "AWS-managed"),
+        (aws_arn, "AWS-managed"),
+        (disabled, "Disabled"),
+        (pending, "PendingDeletion"),
+    ] {
+        let name = unique_name("badkey");
+        let mut properties = props(&name, json!({}));
+        properties["KeyId"] = json!(key);
+        let created = h.call(h.events.create(TYPE, LOGICAL_ID, properties)).await;
+        assert_failed(&created);
+        assert!(created.reason().contains(&key), "{key}: {}", created.reason());
+        assert!(created.reason().contains(why), "{key}: {}", created.reason());
+        assert_eq!(stored(&name).await, None, "{key}: a parameter was written");
+    }
 }

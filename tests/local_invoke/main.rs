@@ -5,8 +5,10 @@
 //! them in parallel, then stops the services it started.
 
 mod admin_secret;
+mod authz;
 mod contract;
 mod guarantee;
+mod leaks;
 mod listener_priority;
 mod sample_events;
 mod service_database;
@@ -24,6 +26,8 @@ fn main() {
     trials.extend(service_database::trials());
     trials.extend(sample_events::trials());
     trials.extend(trust::trials());
+    trials.extend(authz::trials());
+    trials.extend(leaks::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     local_invoke::services::shutdown();
     conclusion.exit();

@@ -93,13 +93,21 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Like `start`, with `extra` environment for the Lambda.
+    async fn start_with(extra: &[(&'static str, &'static str)]) -> Self {
+        local_invoke::fixtures::kms_alias(KEY);
         let pg = postgres();
         let admin_parameter = format!(
             "/local-invoke/service-database/{}/admin-password",
             unique("admin")
         );
         put_parameter(&admin_parameter, &pg.admin_password).await;
-        let h = Harness::start("service-database", &moto().env()).await;
+        let mut env = allowing_adopt();
+        env.extend_from_slice(extra);
+        let h = Harness::start("service-database", &env).await;
         Self {
             h,
             pg,
@@ -458,7 +466,7 @@ async fn retried_create_keeps_the_password() {
 async fn simultaneous_creates_leave_one_database() {
     let f = Fixture::start().await;
     // A second Lambda process: Lambda may run two deliveries of the same request at once.
-    let mut other = Harness::start("service-database", &moto().env()).await;
+    let mut other = Harness::start("service-database", &allowing_adopt()).await;
     other.events.stack_id = f.h.events.stack_id.clone();
     let name = unique("twice");
     let e1 = f.h.events.create(TYPE, LOGICAL_ID, f.props(&name, json!({})));
@@ -863,4 +871,95 @@ async fn invalid_property_fails_naming_it() {
         );
     }
     assert!(stored(&parameter_name(&name)).await.is_none());
+}
+
+/// moto's environment, with `CFN_ALLOW_ADOPT=true` (refusals: `authz`).
+fn allowing_adopt() -> Vec<(&'static str, &'static str)> {
+    let mut env = moto().env();
+    env.push(("CFN_ALLOW_ADOPT", "true"));
+    env
+}
+
+// ---- authorization (registered by `authz`) ----
+
+/// The owner's database, then a second stack's Lambda with CFN_ALLOW_ADOPT unset asks to adopt
+/// it: FAILED naming the setting; the owner's password parameter and role password unchanged.
+pub(crate) async fn second_stack_adopt_refused() {
+    let f = Fixture::start().await;
+    let name = unique("authz");
+    let created = f.create(f.props(&name, json!({}))).await;
+    f.assert_success(&created);
+    let before = stored(&parameter_name(&name)).await.unwrap();
+
+    let other = Harness::start("service-database", &moto().env()).await;
+    assert_ne!(other.events.stack_id, f.h.events.stack_id);
+    let refused = other
+        .call(
+            other
+                .events
+                .create(TYPE, LOGICAL_ID, f.props(&name, json!({"Adopt": "true"}))),
+        )
+        .await;
+    assert_eq!(refused.status(), "FAILED", "{}", other.logs());
+    assert!(
+        refused.reason().contains("CFN_ALLOW_ADOPT"),
+        "{}",
+        refused.reason()
+    );
+    assert!(!refused.response().to_string().contains(&before.0));
+    let update = other
+        .call(other.events.update(
+            TYPE,
+            LOGICAL_ID,
+            created.physical_id(),
+            f.props(&name, json!({"Adopt": "true", "RotationToken": "x"})),
+            f.props(&name, json!({})),
+        ))
+        .await;
+    assert_eq!(update.status(), "FAILED", "{}", other.logs());
+    assert!(!update.response().to_string().contains(&before.0));
+    let after = stored(&parameter_name(&name)).await.unwrap();
+    assert_eq!(after, before, "the owner's parameter changed");
+    service_creates_a_table(f.pg, &name, &before.0).await;
+}
+
+// ---- logs (registered by `leaks`) ----
+
+/// Create, rotate and Delete at TRACE, text and JSON: no password (the service's, before and
+/// after rotation, nor the admin's) and no ResponseURL signature in the Lambda's output.
+pub(crate) async fn no_secret_in_trace_logs() {
+    for json_logs in [false, true] {
+        let mut env = vec![("AWS_LAMBDA_LOG_LEVEL", "TRACE")];
+        if json_logs {
+            env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON"));
+        }
+        let f = Fixture::start_with(&env).await;
+        let name = unique("leaks");
+        let props = f.props(&name, json!({"OnDelete": "Drop", "RotationToken": "1"}));
+        let created = f.create(props.clone()).await;
+        f.assert_success(&created);
+        let first = service_password(&name).await;
+        let rotated = f.props(&name, json!({"OnDelete": "Drop", "RotationToken": "2"}));
+        let updated = f.update(created.physical_id(), rotated.clone(), props).await;
+        f.assert_success(&updated);
+        let second = service_password(&name).await;
+        assert_ne!(first, second, "the rotation made a new password");
+        let deleted = f.delete(created.physical_id(), rotated).await;
+        f.assert_success(&deleted);
+        let logs = f.h.logs();
+        crate::leaks::assert_clean(&logs, &[&first, &second, &f.pg.admin_password]);
+    }
+}
+
+/// An AWS-managed key given by ARN: FAILED naming it, nothing created.
+pub(crate) async fn aws_managed_key_arn_refused() {
+    let f = Fixture::start().await;
+    let name = unique("awskey");
+    let arn = local_invoke::fixtures::kms_aws_managed_key("alias/aws/ssm");
+    let created = f.create(f.props(&name, json!({"KeyId": arn}))).await;
+    f.assert_failed(&created);
+    assert!(created.reason().contains(&arn), "{}", created.reason());
+    assert!(created.reason().contains("AWS-managed"), "{}", created.reason());
+    assert_eq!(stored(&parameter_name(&name)).await, None);
+    assert_eq!(database_count(f.pg, &name).await, 0);
 }

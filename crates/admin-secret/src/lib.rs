@@ -56,6 +56,7 @@
 use cfn_custom_resource::{
     Create, Created, CustomResource, Data, Delete, HandlerError, PhysicalId, RequestInfo, Secret, Update,
     Updated,
+    settings::{self, Switch},
 };
 use serde::Deserialize;
 use ssm_secret::{DeleteOutcome, Owner, ParameterStore, PasswordPolicy, StoredParameter};
@@ -168,12 +169,47 @@ impl Properties {
 /// The `Custom::AdminSecret` handler.
 pub struct AdminSecret {
     store: ParameterStore,
+    keys: ssm_secret::KeyGuard,
+    settings: Settings,
+}
+
+/// What the function's own configuration allows (see `cfn_custom_resource::settings`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub adopt: Switch,
+    pub return_password: Switch,
+}
+
+impl Settings {
+    /// `CFN_ALLOW_ADOPT` and `CFN_ALLOW_RETURN_PASSWORD`, both off when unset.
+    pub fn from_env() -> Self {
+        Self {
+            adopt: settings::allow_adopt(),
+            return_password: settings::allow_return_password(),
+        }
+    }
+
+    pub fn fixed(adopt: bool, return_password: bool) -> Self {
+        Self {
+            adopt: settings::fixed_adopt(adopt),
+            return_password: settings::fixed_return_password(return_password),
+        }
+    }
+
+    fn check_return_password(&self, properties: &Properties) -> Result<(), HandlerError> {
+        if properties.return_password {
+            self.return_password.require("ReturnPassword")?;
+        }
+        Ok(())
+    }
 }
 
 impl AdminSecret {
-    pub fn new(client: aws_sdk_ssm::Client) -> Self {
+    pub fn new(client: aws_sdk_ssm::Client, kms: aws_sdk_kms::Client, settings: Settings) -> Self {
         Self {
             store: ParameterStore::new(client),
+            keys: ssm_secret::KeyGuard::new(kms),
+            settings,
         }
     }
 
@@ -224,6 +260,7 @@ impl AdminSecret {
                 Ok(stored)
             }
             ssm_secret::Created::Existing(mut stored) if properties.adopt => {
+                self.settings.adopt.require("Adopt")?;
                 tracing::warn!(parameter = name, previous_owner = ?stored.owner, "adopting an existing parameter");
                 info.progress.set(format!("adopting SSM parameter {name}"));
                 stored.version = self
@@ -273,6 +310,11 @@ impl CustomResource for AdminSecret {
     async fn create(&self, request: Create<Properties>) -> Result<Created, HandlerError> {
         let Create { info, properties } = request;
         let policy = properties.validate()?;
+        self.settings.check_return_password(&properties)?;
+        if properties.adopt {
+            self.settings.adopt.require("Adopt")?;
+        }
+        self.keys.check(&properties.key_id).await?;
         let stored = self.ensure(&info, &properties, &policy, None).await?;
         Ok(Created::new(physical_id(&stored.name)?)
             .with_data(data(&stored, properties.return_password))
@@ -288,11 +330,18 @@ impl CustomResource for AdminSecret {
             old_properties,
         } = request;
         let policy = properties.validate()?;
+        self.settings.check_return_password(&properties)?;
+        self.keys.check(&properties.key_id).await?;
         let current_name = current_id.as_str();
         let owner = Owner::of(&info);
 
         info.progress.set(format!("reading SSM parameter {current_name}"));
         let current = self.store.get(current_name).await?;
+        // Adopt matters only where it would take over a parameter that is not ours; an Update of
+        // our own parameter that happens to carry it is served whatever the setting.
+        if properties.adopt && current.as_ref().is_some_and(|c| c.owner.as_ref() != Some(&owner)) {
+            self.settings.adopt.require("Adopt")?;
+        }
         let label = ssm_secret::rotation_label(properties.rotation_token.as_deref());
         let ours = current
             .as_ref()

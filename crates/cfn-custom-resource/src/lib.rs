@@ -43,6 +43,7 @@ mod response;
 mod secret;
 mod send;
 mod trust;
+pub mod settings;
 
 use std::future::Future;
 
@@ -167,6 +168,36 @@ impl aws_smithy_runtime_api::client::http::HttpClient for LazyHttpsClient {
     }
 }
 
+/// The most verbose level a library's target may log at, whatever `AWS_LAMBDA_LOG_LEVEL` or
+/// `RUST_LOG` ask for: the AWS SDK, hyper, h2, reqwest, rustls and tower print request and
+/// response bodies and header values at TRACE (an SSM body holds the password, a header the
+/// credentials), PostgreSQL's client logs statements at DEBUG (`ALTER ROLE ... PASSWORD`), and
+/// `lambda_runtime` logs the raw event (ResponseURL signature, every property) at TRACE.
+pub fn level_cap(target: &str) -> Option<tracing::Level> {
+    use tracing::Level;
+    const CAPS: &[(&str, Level)] = &[
+        ("lambda_runtime", Level::DEBUG),
+        ("lambda_runtime::layers::api_response", Level::INFO),
+        ("aws", Level::DEBUG),
+        ("hyper", Level::DEBUG),
+        ("h2", Level::DEBUG),
+        ("reqwest", Level::DEBUG),
+        ("rustls", Level::DEBUG),
+        ("tower", Level::DEBUG),
+        ("tokio_postgres", Level::INFO),
+        ("postgres", Level::INFO),
+    ];
+    // The longest matching prefix wins, on `::`/`_` boundaries (`aws_smithy_runtime` is `aws`).
+    CAPS.iter()
+        .filter(|(prefix, _)| {
+            target.strip_prefix(prefix).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with("::") || rest.starts_with('_') || rest.starts_with('-')
+            })
+        })
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, level)| *level)
+}
+
 /// Initialises `tracing` the way Lambda expects: `AWS_LAMBDA_LOG_FORMAT=JSON` gives JSON lines,
 /// `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`, with `target=level` directives) sets the level, INFO by
 /// default.
@@ -192,7 +223,11 @@ pub fn init_tracing() {
     let targets = targets.with_target("lambda_runtime::layers::api_response", raw_event_level);
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let registry = tracing_subscriber::registry().with(targets);
+    let registry = tracing_subscriber::registry()
+        .with(targets)
+        .with(tracing_subscriber::filter::filter_fn(|meta| {
+            level_cap(meta.target()).is_none_or(|cap| *meta.level() <= cap)
+        }));
     if json {
         registry
             .with(
@@ -211,5 +246,28 @@ pub fn init_tracing() {
                     .with_ansi(ansi),
             )
             .init();
+    }
+}
+
+#[cfg(test)]
+mod log_cap_tests {
+    use super::level_cap;
+    use tracing::Level;
+
+    #[test]
+    fn libraries_that_print_bodies_are_capped() {
+        assert_eq!(
+            level_cap("aws_smithy_runtime::client::orchestrator"),
+            Some(Level::DEBUG)
+        );
+        assert_eq!(level_cap("aws_sdk_ssm"), Some(Level::DEBUG));
+        assert_eq!(level_cap("hyper_util::client"), Some(Level::DEBUG));
+        assert_eq!(level_cap("tokio_postgres::prepare"), Some(Level::INFO));
+        assert_eq!(
+            level_cap("lambda_runtime::layers::api_response"),
+            Some(Level::INFO)
+        );
+        assert_eq!(level_cap("admin_secret"), None);
+        assert_eq!(level_cap("awsome"), None);
     }
 }

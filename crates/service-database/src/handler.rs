@@ -1,5 +1,6 @@
 //! The `Custom::ServiceDatabase` lifecycle: Create, Update, Delete.
 
+use cfn_custom_resource::settings::Switch;
 use cfn_custom_resource::{
     Create, Created, Data, Delete, HandlerError, PhysicalId, RequestInfo, Secret, Update, Updated,
 };
@@ -13,12 +14,18 @@ use crate::tls;
 /// The handler: holds the SSM client, built once per process.
 pub struct ServiceDatabase {
     store: ParameterStore,
+    /// `KeyId` must be an enabled customer-managed key.
+    keys: ssm_secret::KeyGuard,
+    /// `CFN_ALLOW_ADOPT`: may `Adopt` take over a role, database or parameter not ours.
+    allow_adopt: Switch,
 }
 
 impl ServiceDatabase {
-    pub fn new(ssm: aws_sdk_ssm::Client) -> Self {
+    pub fn new(ssm: aws_sdk_ssm::Client, kms: aws_sdk_kms::Client, allow_adopt: Switch) -> Self {
         Self {
             store: ParameterStore::new(ssm),
+            keys: ssm_secret::KeyGuard::new(kms),
+            allow_adopt,
         }
     }
 }
@@ -30,15 +37,26 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
     async fn create(&self, request: Create<Properties>) -> Result<Created, HandlerError> {
         let p = &request.properties;
         let v = p.validate()?;
+        if p.adopt {
+            self.allow_adopt.require("Adopt")?;
+        }
+        self.keys.check(&p.key_id).await?;
         let id = physical_id(&v)?;
         self.ensure(&request.info, p, &v).await?;
         Ok(Created::new(id).with_data(data(p, &v)))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn update(&self, request: Update<Properties>) -> Result<Updated, HandlerError> {
+    async fn update(&self, mut request: Update<Properties>) -> Result<Updated, HandlerError> {
+        if request.properties.adopt && self.allow_adopt.require("Adopt").is_err() {
+            // Served as without Adopt: an Update of what this resource owns goes through, one
+            // that would take over another's role, database or parameter fails as not ours.
+            tracing::warn!("Adopt is set but CFN_ALLOW_ADOPT is off: served as without Adopt");
+            request.properties.adopt = false;
+        }
         let p = &request.properties;
         let v = p.validate()?;
+        self.keys.check(&p.key_id).await?;
         if v.physical_id() != request.physical_id.as_str() {
             // Another cluster, port or database: a new resource. CloudFormation then sends a
             // Delete for the old id, which drops (with OnDelete Drop) only what still names it.

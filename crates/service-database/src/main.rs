@@ -6,6 +6,10 @@ use service_database::ServiceDatabase;
 async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
     cfn_custom_resource::init_tracing();
     let config = cfn_custom_resource::aws_config().await;
-    let handler = ServiceDatabase::new(aws_sdk_ssm::Client::new(&config));
+    let handler = ServiceDatabase::new(
+        aws_sdk_ssm::Client::new(&config),
+        aws_sdk_kms::Client::new(&config),
+        cfn_custom_resource::settings::allow_adopt(),
+    );
     cfn_custom_resource::run(handler).await
 }

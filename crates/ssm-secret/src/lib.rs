@@ -41,12 +41,14 @@
 
 mod arn;
 mod error;
+mod kms;
 mod labels;
 mod password;
 mod store;
 
 pub use cfn_custom_resource::Secret;
 pub use error::{PasswordError, StoreError};
+pub use kms::KeyGuard;
 pub use labels::{History, ROTATION_LABEL_PREFIX, Version, is_rotation_label, rotation_label};
 pub use password::{CharClass, DEFAULT_EXCLUDE, PasswordPolicy, generate, generate_os};
 pub use store::{

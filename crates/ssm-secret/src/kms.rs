@@ -1,0 +1,170 @@
+//! The KMS key a secret is stored under must be a customer-managed symmetric key that is enabled:
+//! an AWS-managed key (`alias/aws/ssm`, ...) can be used to decrypt by every principal in the
+//! account that may use SSM, and a disabled key or one pending deletion would leave a secret
+//! that cannot be read.
+
+use aws_sdk_kms::Client;
+use aws_sdk_kms::types::{KeyManagerType, KeySpec, KeyState, KeyUsageType};
+use cfn_custom_resource::HandlerError;
+
+/// Checks `KeyId` values with `kms:DescribeKey` and `kms:ListAliases`.
+#[derive(Debug, Clone)]
+pub struct KeyGuard {
+    client: Client,
+}
+
+/// True for `alias/aws/...` given as an alias name or an alias ARN.
+fn names_aws_alias(key_id: &str) -> bool {
+    key_id.starts_with("alias/aws/") || (key_id.starts_with("arn:") && key_id.contains(":alias/aws/"))
+}
+
+impl KeyGuard {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Ok when `key_id` (key id, key ARN, alias name or alias ARN) names an enabled,
+    /// customer-managed, symmetric encrypt/decrypt key; otherwise a Reason naming the key and why.
+    pub async fn check(&self, key_id: &str) -> Result<(), HandlerError> {
+        let refuse =
+            |why: String| HandlerError::new(format!("property `KeyId` {key_id:?} cannot be used: {why}"));
+        if names_aws_alias(key_id.trim()) {
+            return Err(refuse(
+                "it is an AWS-managed key (alias/aws/...), which every principal in the account may use; \
+                 give a customer-managed key"
+                    .into(),
+            ));
+        }
+        let described = self
+            .client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| {
+                let e = e.into_service_error();
+                if e.is_not_found_exception() {
+                    refuse("KMS has no such key".into())
+                } else {
+                    refuse(format!(
+                        "KMS DescribeKey failed: {}",
+                        cfn_custom_resource::error_chain(&e)
+                    ))
+                }
+            })?;
+        let Some(meta) = described.key_metadata() else {
+            return Err(refuse("KMS DescribeKey returned no key metadata".into()));
+        };
+        if meta.key_manager() == Some(&KeyManagerType::Aws) {
+            return Err(refuse(format!(
+                "key {} is AWS-managed (KeyManager AWS), which every principal in the account may use; \
+                 give a customer-managed key",
+                meta.key_id()
+            )));
+        }
+        match meta.key_state() {
+            Some(KeyState::Enabled) => {}
+            Some(state) => {
+                return Err(refuse(format!(
+                    "key {} is in state {}, not Enabled",
+                    meta.key_id(),
+                    state.as_str()
+                )));
+            }
+            None => return Err(refuse(format!("key {} reports no state", meta.key_id()))),
+        }
+        if meta.key_spec().is_some_and(|s| *s != KeySpec::SymmetricDefault)
+            || meta
+                .key_usage()
+                .is_some_and(|u| *u != KeyUsageType::EncryptDecrypt)
+        {
+            return Err(refuse(format!(
+                "key {} is not a symmetric encrypt/decrypt key (KeySpec {}, KeyUsage {})",
+                meta.key_id(),
+                meta.key_spec().map_or("unknown", |s| s.as_str()),
+                meta.key_usage().map_or("unknown", |u| u.as_str()),
+            )));
+        }
+        // Some KMS implementations (moto) report KeyManager CUSTOMER for the keys behind the
+        // account's alias/aws/* aliases: compare against those aliases' targets too.
+        let mut aliases = self.client.list_aliases().into_paginator().items().send();
+        while let Some(alias) = aliases.next().await {
+            let alias = alias.map_err(|e| {
+                refuse(format!(
+                    "KMS ListAliases failed: {}",
+                    cfn_custom_resource::error_chain(&e.into_service_error())
+                ))
+            })?;
+            if alias.alias_name().is_some_and(names_aws_alias) && alias.target_key_id() == Some(meta.key_id())
+            {
+                return Err(refuse(format!(
+                    "key {} is the AWS-managed key behind {}; give a customer-managed key",
+                    meta.key_id(),
+                    alias.alias_name().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
+    use aws_sdk_kms::types::KeyMetadata;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    fn metadata(manager: KeyManagerType, state: KeyState) -> KeyMetadata {
+        KeyMetadata::builder()
+            .key_id("1234abcd-12ab-34cd-56ef-1234567890ab")
+            .key_manager(manager)
+            .key_state(state)
+            .key_spec(KeySpec::SymmetricDefault)
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .build()
+            .unwrap()
+    }
+
+    fn guard(meta: KeyMetadata) -> KeyGuard {
+        let describe = mock!(Client::describe_key)
+            .then_output(move || DescribeKeyOutput::builder().key_metadata(meta.clone()).build());
+        let aliases = mock!(Client::list_aliases)
+            .then_output(|| aws_sdk_kms::operation::list_aliases::ListAliasesOutput::builder().build());
+        KeyGuard::new(mock_client!(aws_sdk_kms, [&describe, &aliases]))
+    }
+
+    #[tokio::test]
+    async fn aws_managed_key_is_refused_naming_it() {
+        let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let err = guard(metadata(KeyManagerType::Aws, KeyState::Enabled))
+            .check(key)
+            .await
+            .unwrap_err();
+        assert!(err.message().contains(key), "{}", err.message());
+        assert!(err.message().contains("AWS-managed"), "{}", err.message());
+    }
+
+    #[tokio::test]
+    async fn disabled_key_is_refused_and_enabled_customer_key_passes() {
+        let err = guard(metadata(KeyManagerType::Customer, KeyState::PendingDeletion))
+            .check("alias/k")
+            .await
+            .unwrap_err();
+        assert!(err.message().contains("PendingDeletion"), "{}", err.message());
+        guard(metadata(KeyManagerType::Customer, KeyState::Enabled))
+            .check("alias/k")
+            .await
+            .unwrap();
+    }
+
+    #[test]
+    fn aws_aliases_in_any_form() {
+        assert!(names_aws_alias("alias/aws/ssm"));
+        assert!(names_aws_alias(
+            "arn:aws:kms:us-east-1:123456789012:alias/aws/ssm"
+        ));
+        assert!(!names_aws_alias("alias/awsome"));
+        assert!(!names_aws_alias("arn:aws:kms:us-east-1:123456789012:alias/mine"));
+    }
+}
