@@ -42,8 +42,8 @@ mod request;
 mod response;
 mod secret;
 mod send;
-mod trust;
 pub mod settings;
+mod trust;
 
 use std::future::Future;
 
