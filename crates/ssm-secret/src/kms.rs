@@ -3,14 +3,24 @@
 //! account that may use SSM, and a disabled key or one pending deletion would leave a secret
 //! that cannot be read.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use aws_sdk_kms::Client;
 use aws_sdk_kms::types::{KeyManagerType, KeySpec, KeyState, KeyUsageType};
 use cfn_custom_resource::HandlerError;
 
-/// Checks `KeyId` values with `kms:DescribeKey` and `kms:ListAliases`.
+/// How long a warm Lambda trusts a check that passed. Only passes are remembered, and a key
+/// disabled or scheduled for deletion within this window still cannot encrypt: SSM's write fails
+/// with KMS's own error instead of our Reason. Keeps a warm Create at one SSM call.
+const PASSED_FOR: Duration = Duration::from_secs(300);
+
+/// Checks `KeyId` values with `kms:DescribeKey` and `kms:ListAliases` (filtered to the key).
 #[derive(Debug, Clone)]
 pub struct KeyGuard {
     client: Client,
+    passed: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 /// True for `alias/aws/...` given as an alias name or an alias ARN.
@@ -20,12 +30,33 @@ fn names_aws_alias(key_id: &str) -> bool {
 
 impl KeyGuard {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            passed: Arc::default(),
+        }
     }
 
     /// Ok when `key_id` (key id, key ARN, alias name or alias ARN) names an enabled,
     /// customer-managed, symmetric encrypt/decrypt key; otherwise a Reason naming the key and why.
     pub async fn check(&self, key_id: &str) -> Result<(), HandlerError> {
+        let fresh = |at: &Instant| at.elapsed() < PASSED_FOR;
+        if self
+            .passed
+            .lock()
+            .expect("key cache")
+            .get(key_id)
+            .is_some_and(fresh)
+        {
+            return Ok(());
+        }
+        self.verify(key_id).await?;
+        let mut passed = self.passed.lock().expect("key cache");
+        passed.retain(|_, at| fresh(at));
+        passed.insert(key_id.to_owned(), Instant::now());
+        Ok(())
+    }
+
+    async fn verify(&self, key_id: &str) -> Result<(), HandlerError> {
         let refuse =
             |why: String| HandlerError::new(format!("property `KeyId` {key_id:?} cannot be used: {why}"));
         if names_aws_alias(key_id.trim()) {
@@ -86,8 +117,14 @@ impl KeyGuard {
             )));
         }
         // Some KMS implementations (moto) report KeyManager CUSTOMER for the keys behind the
-        // account's alias/aws/* aliases: compare against those aliases' targets too.
-        let mut aliases = self.client.list_aliases().into_paginator().items().send();
+        // account's alias/aws/* aliases: look at the aliases that point at this key too.
+        let mut aliases = self
+            .client
+            .list_aliases()
+            .key_id(meta.key_id())
+            .into_paginator()
+            .items()
+            .send();
         while let Some(alias) = aliases.next().await {
             let alias = alias.map_err(|e| {
                 refuse(format!(
