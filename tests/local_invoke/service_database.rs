@@ -65,6 +65,10 @@ pub fn trials() -> Vec<Trial> {
             rotation_makes_the_new_password_work_and_the_old_fail,
         ),
         trial(
+            "service_database::rotation_rollback_restores_the_old_password_in_ssm_and_postgres",
+            rotation_rollback_restores_the_old_password_in_ssm_and_postgres,
+        ),
+        trial(
             "service_database::retain_leaves_everything",
             retain_leaves_everything,
         ),
@@ -757,6 +761,65 @@ async fn rotation_makes_the_new_password_work_and_the_old_fail() {
     f.assert_success(&again);
     assert_eq!(stored(&parameter_name(&name)).await.unwrap().1, v2);
     f.assert_hidden(&[&created, &updated, &again], &[&old_password, &new_password]);
+}
+
+/// Rotate to r2, roll back to r1 (CloudFormation's rollback Update: previous values as the
+/// properties, the failed ones as the old properties), then deliver each twice: SSM's latest value
+/// is r1's password again, the role logs in with it, and duplicates make no third password.
+async fn rotation_rollback_restores_the_old_password_in_ssm_and_postgres() {
+    let f = Fixture::start().await;
+    let name = unique("rollback");
+    let r1 = f.props(&name, json!({"RotationToken": "r1"}));
+    let r2 = f.props(&name, json!({"RotationToken": "r2"}));
+    let created = f.create(r1.clone()).await;
+    f.assert_success(&created);
+    let id = created.physical_id().to_string();
+    let (p1, _, _) = stored(&parameter_name(&name)).await.unwrap();
+
+    let rotated = f.update(&id, r2.clone(), r1.clone()).await;
+    f.assert_success(&rotated);
+    let (p2, v2, _) = stored(&parameter_name(&name)).await.unwrap();
+    assert_ne!(p2, p1);
+    // A duplicate delivery of the rotation makes no third password.
+    let duplicate = f.update(&id, r2.clone(), r1.clone()).await;
+    f.assert_success(&duplicate);
+    let (p2b, v2b, _) = stored(&parameter_name(&name)).await.unwrap();
+    assert_eq!(
+        (p2b.as_str(), v2b),
+        (p2.as_str(), v2),
+        "the duplicate rotated again"
+    );
+    service_creates_a_table(f.pg, &name, &p2).await;
+
+    let rolled_back = f.update(&id, r1.clone(), r2.clone()).await;
+    f.assert_success(&rolled_back);
+    assert_eq!(rolled_back.physical_id(), id);
+    let (p3, v3, key_id) = stored(&parameter_name(&name)).await.unwrap();
+    assert_eq!(p3, p1, "the rollback did not restore r1's password");
+    assert_eq!(key_id.as_deref(), Some(KEY));
+    service_creates_a_table(f.pg, &name, &p1).await;
+    let refused =
+        f.pg.connect(&name, &p2, &name)
+            .await
+            .expect_err("r2's password still works after the rollback");
+    assert_eq!(sqlstate(&refused), "28P01", "{refused:?}");
+    // The rollback delivered twice: still r1's password, no new version.
+    let again = f.update(&id, r1.clone(), r2.clone()).await;
+    f.assert_success(&again);
+    assert_eq!(
+        stored(&parameter_name(&name)).await.unwrap(),
+        (p1.clone(), v3, key_id)
+    );
+    service_creates_a_table(f.pg, &name, &p1).await;
+    // Rotating forward to r2 again restores r2's password (the token was seen before).
+    let forward = f.update(&id, r2.clone(), r1.clone()).await;
+    f.assert_success(&forward);
+    assert_eq!(service_password(&name).await, p2);
+    service_creates_a_table(f.pg, &name, &p2).await;
+    f.assert_hidden(
+        &[&created, &rotated, &duplicate, &rolled_back, &again, &forward],
+        &[&p1, &p2],
+    );
 }
 
 async fn retain_leaves_everything() {

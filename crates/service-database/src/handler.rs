@@ -50,6 +50,7 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
         // Interim until the update decides from real state: old properties that do not parse
         // are treated like unchanged ones.
         let Some(old) = request.old_properties.as_ref() else {
+            self.converge_password(&request.info, p, &v, None).await?;
             return Ok(Updated::keep().with_data(data(p, &v)));
         };
         let old_role = old.validate().map(|o| o.role).ok();
@@ -68,24 +69,8 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
             ))
             .into());
         }
-        if old.rotation_token != p.rotation_token {
-            self.rotate(&request.info, p, &v).await?;
-        } else if old.key_id != p.key_id {
-            request
-                .info
-                .progress
-                .set("re-encrypting the password under the new KeyId");
-            let stored = self.password_parameter(&p.password_parameter_name).await?;
-            self.store
-                .put_new_version(
-                    &p.password_parameter_name,
-                    &stored.value,
-                    &p.key_id,
-                    Some(&description(&v)),
-                )
-                .await
-                .map_err(|e| store_error(&p.password_parameter_name, &e))?;
-        }
+        let old_token = Some(old.rotation_token.clone());
+        self.converge_password(&request.info, p, &v, old_token).await?;
         Ok(Updated::keep().with_data(data(p, &v)))
     }
 
@@ -245,9 +230,70 @@ impl ServiceDatabase {
         Ok(())
     }
 
-    /// A new password for the role: a new parameter version first, then the role's verifier.
-    async fn rotate(&self, info: &RequestInfo, p: &Properties, v: &Validated) -> Result<(), HandlerError> {
+    /// In-place Update: the password this `RotationToken` stands for, decided from what SSM holds.
+    /// The version labelled with the token (a rollback of a rotation, or a duplicate delivery) is
+    /// restored; a token never seen gets a new password; a parameter written before labels keeps
+    /// its password unless the old properties name another token. Whatever changes, SSM's latest
+    /// version and the role's password in PostgreSQL end up the same.
+    async fn converge_password(
+        &self,
+        info: &RequestInfo,
+        p: &Properties,
+        v: &Validated,
+        old_token: Option<Option<String>>,
+    ) -> Result<(), HandlerError> {
         let progress = &info.progress;
+        let name = &p.password_parameter_name;
+        let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
+        progress.set("reading the password parameter and its versions");
+        let stored = self.password_parameter(name).await?;
+        let history = self
+            .store
+            .history(name)
+            .await
+            .map_err(|e| store_error(name, &e))?;
+        let labelled = history.labelled(&label);
+        let token_changed = old_token.as_ref().is_some_and(|t| *t != p.rotation_token);
+        let value = match labelled {
+            Some(version) => {
+                tracing::info!(parameter = %name, version = version.version, "RotationToken seen before: its password is the one to hold");
+                version.value.clone()
+            }
+            None if history.has_rotation_labels() || token_changed => {
+                tracing::info!(parameter = %name, "new RotationToken: rotating the password");
+                new_password(p)?
+            }
+            None => stored.value.clone(),
+        };
+        let value_changed = value != stored.value;
+        let description = description(v);
+        let rewrite = value_changed
+            || stored.key_id.as_deref() != Some(p.key_id.as_str())
+            || stored.description.as_deref() != Some(description.as_str());
+        let labelled_version = labelled.map(|l| l.version);
+        let write = async {
+            let mut version = stored.version;
+            if rewrite {
+                progress.set("storing the password as a new parameter version");
+                version = self
+                    .store
+                    .put_new_version(name, &value, &p.key_id, Some(&description))
+                    .await
+                    .map_err(|e| store_error(name, &e))?;
+            }
+            if labelled_version != Some(version) {
+                self.store
+                    .label(name, version, &label)
+                    .await
+                    .map_err(|e| store_error(name, &e))?;
+            }
+            Ok::<_, Error>(())
+        };
+        if !value_changed && !token_changed {
+            // The role already holds this password: nothing to do in PostgreSQL.
+            return Ok(write.await?);
+        }
+
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
@@ -260,11 +306,10 @@ impl ServiceDatabase {
             ])
             .await?;
         let outcome = async {
-            let role = session.role(&v.role).await?;
-            match role {
+            match session.role(&v.role).await? {
                 None => {
                     return Err(Error::Unsupported(format!(
-                        "role {} does not exist; cannot rotate its password",
+                        "role {} does not exist; cannot set its password",
                         v.role
                     )));
                 }
@@ -276,19 +321,11 @@ impl ServiceDatabase {
                 }
                 Some(_) => {}
             }
-            progress.set("storing the new password");
-            let password = new_password(p)?;
-            self.store
-                .put_new_version(
-                    &p.password_parameter_name,
-                    &password,
-                    &p.key_id,
-                    Some(&description(v)),
-                )
-                .await
-                .map_err(|e| store_error(&p.password_parameter_name, &e))?;
-            progress.set(format!("setting the new password of role {}", v.role));
-            session.set_role_password(&v.role, &password, &marker).await
+            // SSM first: a failure after it leaves the parameter ahead of the role, which the
+            // next Update (or the rollback) sets again.
+            write.await?;
+            progress.set(format!("setting the password of role {}", v.role));
+            session.set_role_password(&v.role, &value, &marker).await
         }
         .await;
         session.unlock().await;
@@ -415,13 +452,21 @@ impl ServiceDatabase {
         let name = &p.password_parameter_name;
         let description = description(v);
         let candidate = new_password(p)?;
+        let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
         let stored = self
             .store
             .create_if_absent(name, &candidate, &p.key_id, Some(&description), owner)
             .await
             .map_err(|e| store_error(name, &e))?;
         let existing = match stored {
-            Stored::Created(stored) => return Ok(stored.value),
+            Stored::Created(stored) => {
+                // Bound to its token from the start, so a later rollback can find it.
+                self.store
+                    .label(name, stored.version, &label)
+                    .await
+                    .map_err(|e| store_error(name, &e))?;
+                return Ok(stored.value);
+            }
             Stored::Existing(existing) => existing,
         };
         if existing.owner.as_ref() != Some(owner) {
@@ -438,13 +483,20 @@ impl ServiceDatabase {
                 .await
                 .map_err(|e| store_error(name, &e))?;
         }
+        let mut version = existing.version;
         if existing.description.as_deref() != Some(description.as_str()) {
             // A replacement (or adoption): the parameter now serves this physical id.
-            self.store
+            version = self
+                .store
                 .put_new_version(name, &existing.value, &p.key_id, Some(&description))
                 .await
                 .map_err(|e| store_error(name, &e))?;
         }
+        // The password kept is the one this token now stands for.
+        self.store
+            .label(name, version, &label)
+            .await
+            .map_err(|e| store_error(name, &e))?;
         Ok(existing.value)
     }
 }
