@@ -65,6 +65,10 @@ pub fn trials() -> Vec<Trial> {
             rotation_makes_the_new_password_work_and_the_old_fail,
         ),
         trial(
+            "service_database::rename_and_rekey_roll_back",
+            rename_and_rekey_roll_back,
+        ),
+        trial(
             "service_database::rotation_rollback_restores_the_old_password_in_ssm_and_postgres",
             rotation_rollback_restores_the_old_password_in_ssm_and_postgres,
         ),
@@ -820,6 +824,62 @@ async fn rotation_rollback_restores_the_old_password_in_ssm_and_postgres() {
         &[&created, &rotated, &duplicate, &rolled_back, &again, &forward],
         &[&p1, &p2],
     );
+}
+
+/// Each of DatabaseName (onto a database that is not ours), RoleName and PasswordParameterName
+/// changed by an Update that fails, then CloudFormation's rollback Update (previous values as the
+/// properties, the failed ones as the old): the rollback answers SUCCESS with the same id and the
+/// service still logs in with its SSM password.
+async fn rename_and_rekey_roll_back() {
+    let f = Fixture::start().await;
+    let name = unique("rename");
+    let foreign = unique("rename_foreign");
+    f.admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {foreign}"))
+        .await
+        .unwrap();
+    let props = f.props(&name, json!({}));
+    let created = f.create(props.clone()).await;
+    f.assert_success(&created);
+    let id = created.physical_id().to_string();
+    let password = service_password(&name).await;
+
+    let changes = [
+        ("DatabaseName", json!({"DatabaseName": foreign, "RoleName": name})),
+        ("RoleName", json!({"RoleName": format!("{name}_r2")})),
+        (
+            "PasswordParameterName",
+            json!({"PasswordParameterName": parameter_name(&format!("{name}_p2"))}),
+        ),
+    ];
+    for (what, change) in changes {
+        let failed_props = f.props(&name, change);
+        // CloudFormation sends the Update with the current id (a DatabaseName change replaces).
+        let failed = f.update(&id, failed_props.clone(), props.clone()).await;
+        f.assert_failed(&failed);
+        assert!(
+            failed.reason().contains(what) || failed.reason().contains(&foreign),
+            "{what}: {}",
+            failed.reason()
+        );
+        let rollback = f.update(&id, props.clone(), failed_props).await;
+        f.assert_success(&rollback);
+        assert_eq!(rollback.physical_id(), id, "{what}: the rollback moved the id");
+        assert_eq!(rollback.data("DatabaseName"), created.data("DatabaseName"));
+        assert_eq!(
+            service_password(&name).await,
+            password,
+            "{what}: the password moved"
+        );
+        service_creates_a_table(f.pg, &name, &password).await;
+    }
+    assert_eq!(
+        database_owner(f.pg, &foreign).await.as_deref(),
+        Some(f.pg.admin_user.as_str()),
+        "the foreign database changed hands"
+    );
+    f.assert_hidden(&[&created], &[&password]);
 }
 
 async fn retain_leaves_everything() {

@@ -47,30 +47,10 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
             self.ensure(&request.info, p, &v).await?;
             return Ok(Updated::replace(id).with_data(data(p, &v)));
         }
-        // Interim until the update decides from real state: old properties that do not parse
-        // are treated like unchanged ones.
-        let Some(old) = request.old_properties.as_ref() else {
-            self.converge_password(&request.info, p, &v, None).await?;
-            return Ok(Updated::keep().with_data(data(p, &v)));
-        };
-        let old_role = old.validate().map(|o| o.role).ok();
-        if old_role.as_ref().is_some_and(|r| *r != v.role) {
-            return Err(Error::Unsupported(format!(
-                "RoleName cannot change in place (from {} to {}); give the database a new DatabaseName too, which replaces the resource",
-                old_role.map(|r| r.to_string()).unwrap_or_default(),
-                v.role
-            ))
-            .into());
-        }
-        if old.password_parameter_name != p.password_parameter_name {
-            return Err(Error::Unsupported(format!(
-                "PasswordParameterName cannot change in place (from {} to {}); give the database a new DatabaseName too, which replaces the resource",
-                old.password_parameter_name, p.password_parameter_name
-            ))
-            .into());
-        }
-        let old_token = Some(old.rotation_token.clone());
-        self.converge_password(&request.info, p, &v, old_token).await?;
+        // Decided from real state: the old properties (what failed last time, on a rollback) only
+        // say what may have moved, so that PostgreSQL is checked and the error can say why.
+        let old = request.old_properties.as_ref();
+        self.converge_password(&request.info, p, &v, old).await?;
         Ok(Updated::keep().with_data(data(p, &v)))
     }
 
@@ -240,13 +220,35 @@ impl ServiceDatabase {
         info: &RequestInfo,
         p: &Properties,
         v: &Validated,
-        old_token: Option<Option<String>>,
+        old: Option<&Properties>,
     ) -> Result<(), HandlerError> {
         let progress = &info.progress;
         let name = &p.password_parameter_name;
+        let old_role = old.and_then(|o| o.validate().ok()).map(|o| o.role);
+        let role_moved = old_role.as_ref().is_some_and(|r| *r != v.role);
+        let parameter_moved = old.is_some_and(|o| o.password_parameter_name != *name);
+        let old_token = old.map(|o| o.rotation_token.clone());
         let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
         progress.set("reading the password parameter and its versions");
-        let stored = self.password_parameter(name).await?;
+        let stored = match self.password_parameter(name).await {
+            Err(Error::Store { detail, .. }) if parameter_moved && detail == "does not exist" => {
+                return Err(Error::Unsupported(format!(
+                    "PasswordParameterName cannot change in place (to {name}, which does not exist); \
+                     give the database a new DatabaseName too, which replaces the resource"
+                ))
+                .into());
+            }
+            other => other?,
+        };
+        if stored.owner.as_ref() != Some(&Owner::of(info)) && !p.adopt {
+            return Err(Error::ParameterNotOurs {
+                name: name.clone(),
+                owner: stored
+                    .owner
+                    .map_or_else(|| "no owner tags".to_string(), |o| o.to_string()),
+            }
+            .into());
+        }
         let history = self
             .store
             .history(name)
@@ -289,7 +291,7 @@ impl ServiceDatabase {
             }
             Ok::<_, Error>(())
         };
-        if !value_changed && !token_changed {
+        if !value_changed && !token_changed && !role_moved && !parameter_moved {
             // The role already holds this password: nothing to do in PostgreSQL.
             return Ok(write.await?);
         }
@@ -307,6 +309,13 @@ impl ServiceDatabase {
             .await?;
         let outcome = async {
             match session.role(&v.role).await? {
+                None if role_moved => {
+                    return Err(Error::Unsupported(format!(
+                        "RoleName cannot change in place (to {}, which does not exist); give the \
+                         database a new DatabaseName too, which replaces the resource",
+                        v.role
+                    )));
+                }
                 None => {
                     return Err(Error::Unsupported(format!(
                         "role {} does not exist; cannot set its password",
