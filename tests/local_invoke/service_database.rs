@@ -65,6 +65,10 @@ pub fn trials() -> Vec<Trial> {
             rotation_makes_the_new_password_work_and_the_old_fail,
         ),
         trial(
+            "service_database::failed_create_is_cleaned_up_by_its_rollback_delete",
+            failed_create_is_cleaned_up_by_its_rollback_delete,
+        ),
+        trial(
             "service_database::rename_and_rekey_roll_back",
             rename_and_rekey_roll_back,
         ),
@@ -650,20 +654,26 @@ async fn unreachable_host_fails_within_the_connect_timeout() {
         &name,
         json!({"ClusterEndpoint": "127.0.0.1", "Port": port.to_string(), "ConnectTimeoutSeconds": "2"}),
     );
-    let exchange = f.create(props).await;
+    let exchange = f.create(props.clone()).await;
     f.assert_failed(&exchange);
     assert!(
         exchange.reason().contains("ConnectTimeoutSeconds (2 s)"),
         "{}",
         exchange.reason()
     );
+    // The parameter was made: the failed Create carries its id, and the rollback Delete removes
+    // it although the cluster is still unreachable.
     assert!(
-        exchange.reason().contains(&format!(
-            "the service password parameter {} is kept",
-            parameter_name(&name)
-        )),
-        "what stays behind is reported: {}",
-        exchange.reason()
+        exchange.physical_id().starts_with("partial-create:"),
+        "{}",
+        exchange.physical_id()
+    );
+    let rollback = f.delete(exchange.physical_id(), props.clone()).await;
+    f.assert_success(&rollback);
+    assert_eq!(
+        stored(&parameter_name(&name)).await,
+        None,
+        "the parameter survived"
     );
     f.assert_hidden(&[&exchange], &[&f.pg.admin_password]);
 
@@ -880,6 +890,50 @@ async fn rename_and_rekey_roll_back() {
         "the foreign database changed hands"
     );
     f.assert_hidden(&[&created], &[&password]);
+}
+
+/// A Create that fails after making its password parameter answers with a partial id; the
+/// rollback Delete (OnDelete Retain notwithstanding) removes the parameter, and a new Create of
+/// the same resource then succeeds without Adopt.
+async fn failed_create_is_cleaned_up_by_its_rollback_delete() {
+    let f = Fixture::start().await;
+    let name = unique("partial");
+    f.admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let props = f.props(&name, json!({"OnDelete": "Retain"}));
+    let failed = f.create(props.clone()).await;
+    f.assert_failed(&failed);
+    assert!(
+        failed.physical_id().starts_with("partial-create:"),
+        "the failed Create hides what it made: {}",
+        failed.physical_id()
+    );
+    assert!(stored(&parameter_name(&name)).await.is_some());
+    let rollback = f.delete(failed.physical_id(), props.clone()).await;
+    f.assert_success(&rollback);
+    assert_eq!(
+        stored(&parameter_name(&name)).await,
+        None,
+        "the parameter survived its rollback"
+    );
+    assert_eq!(role(f.pg, &name).await, None);
+    assert_eq!(
+        database_owner(f.pg, &name).await.as_deref(),
+        Some(f.pg.admin_user.as_str()),
+        "the database that was not ours changed"
+    );
+
+    f.admin()
+        .await
+        .batch_execute(&format!("DROP DATABASE {name}"))
+        .await
+        .unwrap();
+    let again = f.create(props).await;
+    f.assert_success(&again);
+    service_creates_a_table(f.pg, &name, &service_password(&name).await).await;
 }
 
 async fn retain_leaves_everything() {

@@ -57,7 +57,9 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
     #[tracing::instrument(skip_all)]
     async fn delete(&self, request: Delete<Properties>) -> Result<(), HandlerError> {
         let p = &request.properties;
-        if p.on_delete == OnDelete::Retain {
+        if request.after_failed_create {
+            tracing::info!("Delete after a failed Create: removing what it made, whatever OnDelete says");
+        } else if p.on_delete == OnDelete::Retain {
             tracing::info!("OnDelete is Retain: the database, role and password parameter stay");
             return Ok(());
         }
@@ -68,8 +70,14 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
                 return Ok(());
             }
         };
-        self.drop_all(&request.info, p, &v, request.physical_id.as_str())
-            .await?;
+        self.drop_all(
+            &request.info,
+            p,
+            &v,
+            request.physical_id.as_str(),
+            request.after_failed_create,
+        )
+        .await?;
         Ok(())
     }
 }
@@ -87,45 +95,29 @@ impl ServiceDatabase {
         progress.set("getting or creating the service password parameter");
         let password = self.service_password(p, v, &owner).await?;
 
-        progress.set(format!("connecting to {}:{}", v.host, v.port));
-        // Nothing in the cluster exists yet, so the failed Create answers with a marker id and its
-        // rollback Delete touches nothing: say what stays behind.
-        let kept = |e: Error| {
-            HandlerError::new(format!(
-                "{}; the service password parameter {} is kept, and a retried Create reuses it \
-                 (delete it if this resource is abandoned)",
-                HandlerError::from(e).message(),
-                p.password_parameter_name
-            ))
-        };
-        let target = target(p, v).map_err(kept)?;
-        let session = target
-            .admin(&p.admin_username, &admin_password)
-            .await
-            .map_err(kept)?;
-        // From here on the cluster is reachable, so a rollback Delete can clean up after us.
-        let partial = |e: Error| HandlerError::from(e).with_physical_id(physical_id(v).expect("checked"));
+        // The parameter exists now: a Create that fails from here on answers with this id, and
+        // CloudFormation's rollback Delete removes what it made.
+        info.partial_id.publish(physical_id(v)?);
 
+        progress.set(format!("connecting to {}:{}", v.host, v.port));
+        let target = target(p, v)?;
+        let session = target.admin(&p.admin_username, &admin_password).await?;
         progress.set(format!("waiting for the lock on database {}", v.database));
         session
             .lock(vec![
                 db::lock_key("database", &v.database),
                 db::lock_key("role", &v.role),
             ])
-            .await
-            .map_err(partial)?;
+            .await?;
         let outcome = self.ensure_locked(info, p, v, &session, &password, &marker).await;
         session.unlock().await;
-        outcome.map_err(partial)?;
+        outcome?;
 
         progress.set(format!("checking schema public of database {}", v.database));
         let client = target
             .connect(&p.admin_username, &admin_password, v.database.as_str())
-            .await
-            .map_err(partial)?;
-        db::check_public_schema(&client, &v.database, &v.role)
-            .await
-            .map_err(partial)?;
+            .await?;
+        db::check_public_schema(&client, &v.database, &v.role).await?;
         Ok(())
     }
 
@@ -348,13 +340,24 @@ impl ServiceDatabase {
         p: &Properties,
         v: &Validated,
         physical_id: &str,
+        after_failed_create: bool,
     ) -> Result<(), HandlerError> {
         let progress = &info.progress;
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, physical_id);
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
         progress.set(format!("connecting to {}:{}", v.host, v.port));
-        let session = target(p, v)?.admin(&p.admin_username, &admin_password).await?;
+        let connected = async { target(p, v)?.admin(&p.admin_username, &admin_password).await };
+        let session = match connected.await {
+            Ok(session) => session,
+            Err(error) if after_failed_create => {
+                // The Create most likely failed for the same reason, before making anything in
+                // the cluster; a role it did make is ours and a new Create sets its password.
+                tracing::warn!(%error, "cluster unreachable after a failed Create; removing the password parameter only");
+                return self.delete_parameter(info, p, v).await;
+            }
+            Err(error) => return Err(error.into()),
+        };
         progress.set(format!("waiting for the lock on database {}", v.database));
         session
             .lock(vec![
@@ -363,7 +366,6 @@ impl ServiceDatabase {
             ])
             .await?;
         let outcome = async {
-            let mut database_gone = true;
             match session.database(&v.database).await? {
                 None => tracing::info!(database = %v.database, "database already gone"),
                 Some(row) => match Marker::parse(row.comment.as_deref()) {
@@ -374,11 +376,9 @@ impl ServiceDatabase {
                         session.drop_database(&v.database).await?;
                     }
                     Some(m) if m.same_resource(&marker) => {
-                        database_gone = false;
                         tracing::info!(database = %v.database, now = %m.physical_resource_id, "the database now belongs to the replacement; left in place");
                     }
                     _ => {
-                        database_gone = false;
                         tracing::warn!(database = %v.database, owner = %row.owner, "database is not ours; left in place");
                     }
                 },
@@ -399,7 +399,8 @@ impl ServiceDatabase {
                     session.drop_role(&v.role).await?;
                 }
             }
-            Ok::<_, Error>(database_gone && role_gone)
+            // The parameter holds the role's password: it goes with the role.
+            Ok::<_, Error>(role_gone)
         }
         .await;
         session.unlock().await;
@@ -407,7 +408,17 @@ impl ServiceDatabase {
             tracing::info!(parameter = %p.password_parameter_name, "the role lives on; its password parameter stays");
             return Ok(());
         }
-        progress.set("deleting the password parameter");
+        self.delete_parameter(info, p, v).await
+    }
+
+    /// Deletes the password parameter if it is ours and still serves this physical id.
+    async fn delete_parameter(
+        &self,
+        info: &RequestInfo,
+        p: &Properties,
+        v: &Validated,
+    ) -> Result<(), HandlerError> {
+        info.progress.set("deleting the password parameter");
         let name = &p.password_parameter_name;
         match self.store.get(name).await.map_err(|e| store_error(name, &e))? {
             None => return Ok(()),
