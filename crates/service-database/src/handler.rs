@@ -100,7 +100,7 @@ impl ServiceDatabase {
         info.partial_id.publish(physical_id(v)?);
 
         progress.set(format!("connecting to {}:{}", v.host, v.port));
-        let target = target(p, v)?;
+        let target = target(info, p, v)?;
         let session = target.admin(&p.admin_username, &admin_password).await?;
         progress.set(format!("waiting for the lock on database {}", v.database));
         session
@@ -292,7 +292,9 @@ impl ServiceDatabase {
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
         progress.set(format!("connecting to {}:{}", v.host, v.port));
-        let session = target(p, v)?.admin(&p.admin_username, &admin_password).await?;
+        let session = target(info, p, v)?
+            .admin(&p.admin_username, &admin_password)
+            .await?;
         session
             .lock(vec![
                 db::lock_key("database", &v.database),
@@ -347,7 +349,11 @@ impl ServiceDatabase {
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
         progress.set(format!("connecting to {}:{}", v.host, v.port));
-        let connected = async { target(p, v)?.admin(&p.admin_username, &admin_password).await };
+        let connected = async {
+            target(info, p, v)?
+                .admin(&p.admin_username, &admin_password)
+                .await
+        };
         let session = match connected.await {
             Ok(session) => session,
             Err(error) if after_failed_create => {
@@ -536,12 +542,19 @@ fn store_error(name: &str, error: &ssm_secret::StoreError) -> Error {
     }
 }
 
-fn target(p: &Properties, v: &Validated) -> Result<Target, Error> {
+/// What the cluster is and how to reach it. PostgreSQL statements and lock waits end a second
+/// before the deadline watchdog would stop the handler, so a lock wait fails with a clear error.
+fn target(info: &RequestInfo, p: &Properties, v: &Validated) -> Result<Target, Error> {
+    let statement_timeout = info
+        .time_left()
+        .saturating_sub(std::time::Duration::from_secs(1))
+        .max(std::time::Duration::from_millis(100));
     Ok(Target {
         host: v.host.clone(),
         port: v.port,
         timeout: v.connect_timeout,
         transport: tls::transport(p.tls_mode, p.ca_certificate.as_deref())?,
+        statement_timeout,
     })
 }
 
