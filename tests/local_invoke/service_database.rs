@@ -69,6 +69,10 @@ pub fn trials() -> Vec<Trial> {
             failed_create_is_cleaned_up_by_its_rollback_delete,
         ),
         trial(
+            "service_database::rollback_with_invalid_old_properties_succeeds",
+            rollback_with_invalid_old_properties_succeeds,
+        ),
+        trial(
             "service_database::rename_and_rekey_roll_back",
             rename_and_rekey_roll_back,
         ),
@@ -187,10 +191,17 @@ impl Fixture {
     /// No secret in the Lambda's output, the PUT bodies or the server log.
     fn assert_hidden(&self, exchanges: &[&Exchange], secrets: &[&str]) {
         let logs = self.h.logs();
-        let server_log = self.pg.log().unwrap_or_default();
+        // An outside server (DATABASE_URL) keeps its log to itself: say so rather than pass.
+        let server_log = self.pg.log();
+        if server_log.is_none() {
+            eprintln!("the server log is not readable here (DATABASE_URL): its secret check is skipped");
+        }
         for secret in secrets {
             assert!(!logs.contains(secret), "a secret reached the Lambda's logs");
-            assert!(!server_log.contains(secret), "a secret reached the server log");
+            assert!(
+                !server_log.as_deref().unwrap_or_default().contains(secret),
+                "a secret reached the server log"
+            );
             for exchange in exchanges {
                 for put in &exchange.puts {
                     assert!(
@@ -934,6 +945,56 @@ async fn failed_create_is_cleaned_up_by_its_rollback_delete() {
     let again = f.create(props).await;
     f.assert_success(&again);
     service_creates_a_table(f.pg, &name, &service_password(&name).await).await;
+}
+
+/// A rollback Update whose OldResourceProperties (what failed last time) hold a value of the
+/// wrong type in every property, or unknown properties: SUCCESS, same id, same Data, the same
+/// password in SSM and PostgreSQL.
+async fn rollback_with_invalid_old_properties_succeeds() {
+    let f = Fixture::start().await;
+    let name = unique("bad_old");
+    let props = f.props(&name, json!({"RotationToken": "r1"}));
+    let created = f.create(props.clone()).await;
+    f.assert_success(&created);
+    let id = created.physical_id().to_string();
+    let (password, version, _) = stored(&parameter_name(&name)).await.unwrap();
+    let invalid = [
+        ("ClusterEndpoint", json!(["not", "a", "host"])),
+        ("Port", json!("not-a-port")),
+        ("AdminUsername", json!({"x": 1})),
+        ("AdminPasswordParameterName", json!(17)),
+        ("DatabaseName", json!("has space; DROP")),
+        ("RoleName", json!(["x"])),
+        ("PasswordParameterName", json!(false)),
+        ("KeyId", json!(3.5)),
+        ("PasswordLength", json!("long")),
+        ("TlsMode", json!("sometimes")),
+        ("CaCertificate", json!(42)),
+        ("ConnectTimeoutSeconds", json!("-1")),
+        ("RotationToken", json!({"t": 1})),
+        ("OnDelete", json!("Shred")),
+        ("Adopt", json!("maybe")),
+        ("NoSuchProperty", json!("x")),
+    ];
+    for (property, value) in invalid {
+        let mut old = props.clone();
+        old[property] = value;
+        let rollback = f.update(&id, props.clone(), old).await;
+        f.assert_success(&rollback);
+        assert_eq!(rollback.physical_id(), id, "{property}");
+        assert_eq!(rollback.data("JdbcUrl"), created.data("JdbcUrl"), "{property}");
+        assert_eq!(
+            stored(&parameter_name(&name)).await.unwrap().0,
+            password,
+            "{property}: the password moved"
+        );
+    }
+    assert_eq!(
+        stored(&parameter_name(&name)).await.unwrap().1,
+        version,
+        "no new version"
+    );
+    service_creates_a_table(f.pg, &name, &password).await;
 }
 
 async fn retain_leaves_everything() {
