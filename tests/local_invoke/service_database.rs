@@ -73,6 +73,10 @@ pub fn trials() -> Vec<Trial> {
             rollback_with_invalid_old_properties_succeeds,
         ),
         trial(
+            "service_database::replacement_rollback_deletes_the_new_only",
+            replacement_rollback_deletes_the_new_only,
+        ),
+        trial(
             "service_database::rename_and_rekey_roll_back",
             rename_and_rekey_roll_back,
         ),
@@ -994,6 +998,36 @@ async fn rollback_with_invalid_old_properties_succeeds() {
         version,
         "no new version"
     );
+    service_creates_a_table(f.pg, &name, &password).await;
+}
+
+/// A replacement (new DatabaseName and RoleName) that succeeds, then CloudFormation's rollback of
+/// it: a Delete of the new id with the new properties. The new database, role and parameter go;
+/// the old resource still serves with its password.
+async fn replacement_rollback_deletes_the_new_only() {
+    let f = Fixture::start().await;
+    let name = unique("repl_old");
+    let new_name = unique("repl_new");
+    let props = f.props(&name, json!({"OnDelete": "Drop"}));
+    let created = f.create(props.clone()).await;
+    f.assert_success(&created);
+    let password = service_password(&name).await;
+    let new_props = f.props(&new_name, json!({"OnDelete": "Drop"}));
+    let replaced = f.update(created.physical_id(), new_props.clone(), props).await;
+    f.assert_success(&replaced);
+    assert_ne!(replaced.physical_id(), created.physical_id());
+    assert_eq!(database_count(f.pg, &new_name).await, 1);
+
+    let rollback = f.delete(replaced.physical_id(), new_props).await;
+    f.assert_success(&rollback);
+    assert_eq!(
+        database_count(f.pg, &new_name).await,
+        0,
+        "the new database survived"
+    );
+    assert_eq!(role(f.pg, &new_name).await, None, "the new role survived");
+    assert_eq!(stored(&parameter_name(&new_name)).await, None);
+    assert_eq!(service_password(&name).await, password);
     service_creates_a_table(f.pg, &name, &password).await;
 }
 
