@@ -580,6 +580,95 @@ async fn run() -> i32 {
         "the old password no longer works",
     );
 
+    // --- a rotation rolled back: another resource of the stack fails ----------------------------
+    let stack = stack_of(&SERVICES[0]);
+    let db_events = db_lambdas[0].events.for_stack(&stack);
+    report.say("");
+    report.say(format!(
+        "Update of {stack}: RotationToken changed again, and another resource of the stack fails"
+    ));
+    let mut rotated_again = rotated.clone();
+    rotated_again["RotationToken"] = json!("2026-12-rotation");
+    let update = db_events.update(
+        "Custom::ServiceDatabase",
+        "ServiceDatabase",
+        &orders_id,
+        rotated_again.clone(),
+        rotated.clone(),
+    );
+    let x = db_lambdas[0].call(update.clone()).await;
+    report.record(&stack, "ServiceDatabase", &update, &x);
+    let discarded = read_secret(&ssm, &parameter).await.unwrap_or_default();
+    secrets.push(discarded.clone());
+    report.say(format!(
+        "  {stack} ListenerRulePriority Update → FAILED (another resource, simulated)"
+    ));
+    report.say(format!("  {stack} UPDATE_ROLLBACK_IN_PROGRESS"));
+    let rollback = db_events.update(
+        "Custom::ServiceDatabase",
+        "ServiceDatabase",
+        &orders_id,
+        rotated.clone(),
+        rotated_again.clone(),
+    );
+    let x = db_lambdas[0].call(rollback.clone()).await;
+    report.record(&stack, "ServiceDatabase", &rollback, &x);
+    report.check(
+        answered(&x, "/PhysicalResourceId") == orders_id,
+        "the rollback kept the physical id",
+    );
+    let restored = read_secret(&ssm, &parameter).await.unwrap_or_default();
+    report.check(
+        restored == new_password && discarded != new_password,
+        format!("{parameter} holds the password from before the failed update again"),
+    );
+    report.check(
+        pg.connect(&user, &new_password, &database).await.is_ok(),
+        "orders connects with that password again",
+    );
+    report.check(
+        pg.connect(&user, &discarded, &database).await.is_err(),
+        "the rolled-back password does not work",
+    );
+    report.say(format!("  {stack} UPDATE_ROLLBACK_COMPLETE"));
+
+    // --- a rename that fails and rolls back -----------------------------------------------------
+    report.say("");
+    report.say(format!(
+        "Update of {stack}: RoleName changed in place, which fails"
+    ));
+    let mut renamed = rotated.clone();
+    renamed["RoleName"] = json!(format!("{user}_renamed"));
+    let update = db_events.update(
+        "Custom::ServiceDatabase",
+        "ServiceDatabase",
+        &orders_id,
+        renamed.clone(),
+        rotated.clone(),
+    );
+    let x = db_lambdas[0].call(update.clone()).await;
+    let reason = answered(&x, "/Reason");
+    report.say(format!(
+        "  {stack} ServiceDatabase Update → {} — {reason}",
+        answered(&x, "/Status")
+    ));
+    report.check(answered(&x, "/Status") == "FAILED", "the rename answered FAILED");
+    report.say(format!("  {stack} UPDATE_ROLLBACK_IN_PROGRESS"));
+    let rollback = db_events.update(
+        "Custom::ServiceDatabase",
+        "ServiceDatabase",
+        &orders_id,
+        rotated.clone(),
+        renamed,
+    );
+    let x = db_lambdas[0].call(rollback.clone()).await;
+    report.record(&stack, "ServiceDatabase", &rollback, &x);
+    report.check(
+        pg.connect(&user, &new_password, &database).await.is_ok(),
+        "orders still connects with its SSM password",
+    );
+    report.say(format!("  {stack} UPDATE_ROLLBACK_COMPLETE"));
+
     // --- delete everything, in reverse order ---------------------------------------------------
     report.say("");
     report.say("Delete, in reverse order: the service stacks, then the cluster stack");

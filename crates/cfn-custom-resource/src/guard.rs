@@ -192,6 +192,7 @@ impl<H: CustomResource> Guard<H> {
             payload,
             progress.clone(),
             partial_id.clone(),
+            fire_at,
         ));
         let abort = task.abort_handle();
 
@@ -315,8 +316,9 @@ async fn dispatch<H: CustomResource>(
     payload: Value,
     progress: Progress,
     partial_id: PartialId,
+    watchdog_at: Instant,
 ) -> Result<Success, HandlerError> {
-    let info = envelope.info(progress, partial_id);
+    let info = envelope.info(progress, partial_id, watchdog_at);
     match request_type {
         RequestType::Create => {
             let properties = parse_properties(&payload, "ResourceProperties")?;

@@ -28,6 +28,17 @@ pub struct RequestInfo {
     pub progress: Progress,
     /// Publish the physical id of what a Create has made so far; a failed Create answers with it.
     pub partial_id: PartialId,
+    /// When the deadline watchdog stops the handler: work the handler bounds itself (statement
+    /// timeouts, say) should end before it.
+    pub watchdog_at: tokio::time::Instant,
+}
+
+impl RequestInfo {
+    /// The time left before the watchdog stops the handler.
+    pub fn time_left(&self) -> std::time::Duration {
+        self.watchdog_at
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
 }
 
 /// A Create request with typed properties.
@@ -223,7 +234,12 @@ impl Envelope {
         marker_physical_id(&self.identity.logical_resource_id, &self.identity.request_id)
     }
 
-    pub fn info(&self, progress: Progress, partial_id: PartialId) -> RequestInfo {
+    pub fn info(
+        &self,
+        progress: Progress,
+        partial_id: PartialId,
+        watchdog_at: tokio::time::Instant,
+    ) -> RequestInfo {
         RequestInfo {
             stack_id: self.identity.stack_id.clone(),
             request_id: self.identity.request_id.clone(),
@@ -231,6 +247,7 @@ impl Envelope {
             resource_type: self.resource_type.clone(),
             progress,
             partial_id,
+            watchdog_at,
         }
     }
 

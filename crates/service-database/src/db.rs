@@ -23,6 +23,29 @@ pub struct Target {
     pub port: u16,
     pub timeout: Duration,
     pub transport: Transport,
+    /// `statement_timeout` and `lock_timeout` of every session: below the deadline watchdog, so
+    /// PostgreSQL gives up (and releases its locks) before the handler is stopped.
+    pub statement_timeout: Duration,
+}
+
+/// A connection: the client, and the task driving it, which ends (aborted) when this is dropped,
+/// so no connection outlives the handler that opened it.
+pub struct Connection {
+    client: Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for Connection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Target {
@@ -33,7 +56,7 @@ impl Target {
         user: &str,
         password: &Secret<String>,
         database: &str,
-    ) -> Result<Client, Error> {
+    ) -> Result<Connection, Error> {
         let mut config = tokio_postgres::Config::new();
         config
             .host(&self.host)
@@ -48,14 +71,12 @@ impl Target {
                 Transport::Tls(tls) => {
                     config.ssl_mode(SslMode::Require);
                     let (client, connection) = config.connect(tls.clone()).await?;
-                    tokio::spawn(watch(connection));
-                    Ok(client)
+                    Ok((client, tokio::spawn(watch(connection))))
                 }
                 Transport::Plain => {
                     config.ssl_mode(SslMode::Disable);
                     let (client, connection) = config.connect(NoTls).await?;
-                    tokio::spawn(watch(connection));
-                    Ok(client)
+                    Ok((client, tokio::spawn(watch(connection))))
                 }
             }
         };
@@ -71,7 +92,15 @@ impl Target {
                 user: user.to_string(),
                 detail: postgres_detail(&error),
             }),
-            Ok(Ok(client)) => Ok(client),
+            Ok(Ok((client, task))) => {
+                let connection = Connection { client, task };
+                let ms = self.statement_timeout.as_millis().max(1);
+                connection
+                    .batch_execute(&format!("SET statement_timeout = {ms}; SET lock_timeout = {ms}"))
+                    .await
+                    .map_err(|e| Error::sql("setting the session's timeouts", &e))?;
+                Ok(connection)
+            }
         }
     }
 
@@ -155,7 +184,7 @@ pub struct DatabaseRow {
 
 /// A session of the admin user.
 pub struct Session {
-    client: Client,
+    client: Connection,
 }
 
 impl Session {

@@ -65,52 +65,19 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
             self.ensure(&request.info, p, &v).await?;
             return Ok(Updated::replace(id).with_data(data(p, &v)));
         }
-        // Interim until the update decides from real state: old properties that do not parse
-        // are treated like unchanged ones.
-        let Some(old) = request.old_properties.as_ref() else {
-            return Ok(Updated::keep().with_data(data(p, &v)));
-        };
-        let old_role = old.validate().map(|o| o.role).ok();
-        if old_role.as_ref().is_some_and(|r| *r != v.role) {
-            return Err(Error::Unsupported(format!(
-                "RoleName cannot change in place (from {} to {}); give the database a new DatabaseName too, which replaces the resource",
-                old_role.map(|r| r.to_string()).unwrap_or_default(),
-                v.role
-            ))
-            .into());
-        }
-        if old.password_parameter_name != p.password_parameter_name {
-            return Err(Error::Unsupported(format!(
-                "PasswordParameterName cannot change in place (from {} to {}); give the database a new DatabaseName too, which replaces the resource",
-                old.password_parameter_name, p.password_parameter_name
-            ))
-            .into());
-        }
-        if old.rotation_token != p.rotation_token {
-            self.rotate(&request.info, p, &v).await?;
-        } else if old.key_id != p.key_id {
-            request
-                .info
-                .progress
-                .set("re-encrypting the password under the new KeyId");
-            let stored = self.password_parameter(&p.password_parameter_name).await?;
-            self.store
-                .put_new_version(
-                    &p.password_parameter_name,
-                    &stored.value,
-                    &p.key_id,
-                    Some(&description(&v)),
-                )
-                .await
-                .map_err(|e| store_error(&p.password_parameter_name, &e))?;
-        }
+        // Decided from real state: the old properties (what failed last time, on a rollback) only
+        // say what may have moved, so that PostgreSQL is checked and the error can say why.
+        let old = request.old_properties.as_ref();
+        self.converge_password(&request.info, p, &v, old).await?;
         Ok(Updated::keep().with_data(data(p, &v)))
     }
 
     #[tracing::instrument(skip_all)]
     async fn delete(&self, request: Delete<Properties>) -> Result<(), HandlerError> {
         let p = &request.properties;
-        if p.on_delete == OnDelete::Retain {
+        if request.after_failed_create {
+            tracing::info!("Delete after a failed Create: removing what it made, whatever OnDelete says");
+        } else if p.on_delete == OnDelete::Retain {
             tracing::info!("OnDelete is Retain: the database, role and password parameter stay");
             return Ok(());
         }
@@ -121,8 +88,14 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
                 return Ok(());
             }
         };
-        self.drop_all(&request.info, p, &v, request.physical_id.as_str())
-            .await?;
+        self.drop_all(
+            &request.info,
+            p,
+            &v,
+            request.physical_id.as_str(),
+            request.after_failed_create,
+        )
+        .await?;
         Ok(())
     }
 }
@@ -140,45 +113,29 @@ impl ServiceDatabase {
         progress.set("getting or creating the service password parameter");
         let password = self.service_password(p, v, &owner).await?;
 
-        progress.set(format!("connecting to {}:{}", v.host, v.port));
-        // Nothing in the cluster exists yet, so the failed Create answers with a marker id and its
-        // rollback Delete touches nothing: say what stays behind.
-        let kept = |e: Error| {
-            HandlerError::new(format!(
-                "{}; the service password parameter {} is kept, and a retried Create reuses it \
-                 (delete it if this resource is abandoned)",
-                HandlerError::from(e).message(),
-                p.password_parameter_name
-            ))
-        };
-        let target = target(p, v).map_err(kept)?;
-        let session = target
-            .admin(&p.admin_username, &admin_password)
-            .await
-            .map_err(kept)?;
-        // From here on the cluster is reachable, so a rollback Delete can clean up after us.
-        let partial = |e: Error| HandlerError::from(e).with_physical_id(physical_id(v).expect("checked"));
+        // The parameter exists now: a Create that fails from here on answers with this id, and
+        // CloudFormation's rollback Delete removes what it made.
+        info.partial_id.publish(physical_id(v)?);
 
+        progress.set(format!("connecting to {}:{}", v.host, v.port));
+        let target = target(info, p, v)?;
+        let session = target.admin(&p.admin_username, &admin_password).await?;
         progress.set(format!("waiting for the lock on database {}", v.database));
         session
             .lock(vec![
                 db::lock_key("database", &v.database),
                 db::lock_key("role", &v.role),
             ])
-            .await
-            .map_err(partial)?;
+            .await?;
         let outcome = self.ensure_locked(info, p, v, &session, &password, &marker).await;
         session.unlock().await;
-        outcome.map_err(partial)?;
+        outcome?;
 
         progress.set(format!("checking schema public of database {}", v.database));
         let client = target
             .connect(&p.admin_username, &admin_password, v.database.as_str())
-            .await
-            .map_err(partial)?;
-        db::check_public_schema(&client, &v.database, &v.role)
-            .await
-            .map_err(partial)?;
+            .await?;
+        db::check_public_schema(&client, &v.database, &v.role).await?;
         Ok(())
     }
 
@@ -263,14 +220,99 @@ impl ServiceDatabase {
         Ok(())
     }
 
-    /// A new password for the role: a new parameter version first, then the role's verifier.
-    async fn rotate(&self, info: &RequestInfo, p: &Properties, v: &Validated) -> Result<(), HandlerError> {
+    /// In-place Update: the password this `RotationToken` stands for, decided from what SSM holds.
+    /// The version labelled with the token (a rollback of a rotation, or a duplicate delivery) is
+    /// restored; a token never seen gets a new password; a parameter written before labels keeps
+    /// its password unless the old properties name another token. Whatever changes, SSM's latest
+    /// version and the role's password in PostgreSQL end up the same.
+    async fn converge_password(
+        &self,
+        info: &RequestInfo,
+        p: &Properties,
+        v: &Validated,
+        old: Option<&Properties>,
+    ) -> Result<(), HandlerError> {
         let progress = &info.progress;
+        let name = &p.password_parameter_name;
+        let old_role = old.and_then(|o| o.validate().ok()).map(|o| o.role);
+        let role_moved = old_role.as_ref().is_some_and(|r| *r != v.role);
+        let parameter_moved = old.is_some_and(|o| o.password_parameter_name != *name);
+        let old_token = old.map(|o| o.rotation_token.clone());
+        let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
+        progress.set("reading the password parameter and its versions");
+        let stored = match self.password_parameter(name).await {
+            Err(Error::Store { detail, .. }) if parameter_moved && detail == "does not exist" => {
+                return Err(Error::Unsupported(format!(
+                    "PasswordParameterName cannot change in place (to {name}, which does not exist); \
+                     give the database a new DatabaseName too, which replaces the resource"
+                ))
+                .into());
+            }
+            other => other?,
+        };
+        if stored.owner.as_ref() != Some(&Owner::of(info)) && !p.adopt {
+            return Err(Error::ParameterNotOurs {
+                name: name.clone(),
+                owner: stored
+                    .owner
+                    .map_or_else(|| "no owner tags".to_string(), |o| o.to_string()),
+            }
+            .into());
+        }
+        let history = self
+            .store
+            .history(name)
+            .await
+            .map_err(|e| store_error(name, &e))?;
+        let labelled = history.labelled(&label);
+        let token_changed = old_token.as_ref().is_some_and(|t| *t != p.rotation_token);
+        let value = match labelled {
+            Some(version) => {
+                tracing::info!(parameter = %name, version = version.version, "RotationToken seen before: its password is the one to hold");
+                version.value.clone()
+            }
+            None if history.has_rotation_labels() || token_changed => {
+                tracing::info!(parameter = %name, "new RotationToken: rotating the password");
+                new_password(p)?
+            }
+            None => stored.value.clone(),
+        };
+        let value_changed = value != stored.value;
+        let description = description(v);
+        let rewrite = value_changed
+            || stored.key_id.as_deref() != Some(p.key_id.as_str())
+            || stored.description.as_deref() != Some(description.as_str());
+        let labelled_version = labelled.map(|l| l.version);
+        let write = async {
+            let mut version = stored.version;
+            if rewrite {
+                progress.set("storing the password as a new parameter version");
+                version = self
+                    .store
+                    .put_new_version(name, &value, &p.key_id, Some(&description))
+                    .await
+                    .map_err(|e| store_error(name, &e))?;
+            }
+            if labelled_version != Some(version) {
+                self.store
+                    .label(name, version, &label)
+                    .await
+                    .map_err(|e| store_error(name, &e))?;
+            }
+            Ok::<_, Error>(())
+        };
+        if !value_changed && !token_changed && !role_moved && !parameter_moved {
+            // The role already holds this password: nothing to do in PostgreSQL.
+            return Ok(write.await?);
+        }
+
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
         progress.set(format!("connecting to {}:{}", v.host, v.port));
-        let session = target(p, v)?.admin(&p.admin_username, &admin_password).await?;
+        let session = target(info, p, v)?
+            .admin(&p.admin_username, &admin_password)
+            .await?;
         session
             .lock(vec![
                 db::lock_key("database", &v.database),
@@ -278,11 +320,17 @@ impl ServiceDatabase {
             ])
             .await?;
         let outcome = async {
-            let role = session.role(&v.role).await?;
-            match role {
+            match session.role(&v.role).await? {
+                None if role_moved => {
+                    return Err(Error::Unsupported(format!(
+                        "RoleName cannot change in place (to {}, which does not exist); give the \
+                         database a new DatabaseName too, which replaces the resource",
+                        v.role
+                    )));
+                }
                 None => {
                     return Err(Error::Unsupported(format!(
-                        "role {} does not exist; cannot rotate its password",
+                        "role {} does not exist; cannot set its password",
                         v.role
                     )));
                 }
@@ -294,19 +342,11 @@ impl ServiceDatabase {
                 }
                 Some(_) => {}
             }
-            progress.set("storing the new password");
-            let password = new_password(p)?;
-            self.store
-                .put_new_version(
-                    &p.password_parameter_name,
-                    &password,
-                    &p.key_id,
-                    Some(&description(v)),
-                )
-                .await
-                .map_err(|e| store_error(&p.password_parameter_name, &e))?;
-            progress.set(format!("setting the new password of role {}", v.role));
-            session.set_role_password(&v.role, &password, &marker).await
+            // SSM first: a failure after it leaves the parameter ahead of the role, which the
+            // next Update (or the rollback) sets again.
+            write.await?;
+            progress.set(format!("setting the password of role {}", v.role));
+            session.set_role_password(&v.role, &value, &marker).await
         }
         .await;
         session.unlock().await;
@@ -320,13 +360,28 @@ impl ServiceDatabase {
         p: &Properties,
         v: &Validated,
         physical_id: &str,
+        after_failed_create: bool,
     ) -> Result<(), HandlerError> {
         let progress = &info.progress;
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, physical_id);
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
         progress.set(format!("connecting to {}:{}", v.host, v.port));
-        let session = target(p, v)?.admin(&p.admin_username, &admin_password).await?;
+        let connected = async {
+            target(info, p, v)?
+                .admin(&p.admin_username, &admin_password)
+                .await
+        };
+        let session = match connected.await {
+            Ok(session) => session,
+            Err(error) if after_failed_create => {
+                // The Create most likely failed for the same reason, before making anything in
+                // the cluster; a role it did make is ours and a new Create sets its password.
+                tracing::warn!(%error, "cluster unreachable after a failed Create; removing the password parameter only");
+                return self.delete_parameter(info, p, v).await;
+            }
+            Err(error) => return Err(error.into()),
+        };
         progress.set(format!("waiting for the lock on database {}", v.database));
         session
             .lock(vec![
@@ -335,7 +390,6 @@ impl ServiceDatabase {
             ])
             .await?;
         let outcome = async {
-            let mut database_gone = true;
             match session.database(&v.database).await? {
                 None => tracing::info!(database = %v.database, "database already gone"),
                 Some(row) => match Marker::parse(row.comment.as_deref()) {
@@ -346,11 +400,9 @@ impl ServiceDatabase {
                         session.drop_database(&v.database).await?;
                     }
                     Some(m) if m.same_resource(&marker) => {
-                        database_gone = false;
                         tracing::info!(database = %v.database, now = %m.physical_resource_id, "the database now belongs to the replacement; left in place");
                     }
                     _ => {
-                        database_gone = false;
                         tracing::warn!(database = %v.database, owner = %row.owner, "database is not ours; left in place");
                     }
                 },
@@ -371,7 +423,8 @@ impl ServiceDatabase {
                     session.drop_role(&v.role).await?;
                 }
             }
-            Ok::<_, Error>(database_gone && role_gone)
+            // The parameter holds the role's password: it goes with the role.
+            Ok::<_, Error>(role_gone)
         }
         .await;
         session.unlock().await;
@@ -379,7 +432,17 @@ impl ServiceDatabase {
             tracing::info!(parameter = %p.password_parameter_name, "the role lives on; its password parameter stays");
             return Ok(());
         }
-        progress.set("deleting the password parameter");
+        self.delete_parameter(info, p, v).await
+    }
+
+    /// Deletes the password parameter if it is ours and still serves this physical id.
+    async fn delete_parameter(
+        &self,
+        info: &RequestInfo,
+        p: &Properties,
+        v: &Validated,
+    ) -> Result<(), HandlerError> {
+        info.progress.set("deleting the password parameter");
         let name = &p.password_parameter_name;
         match self.store.get(name).await.map_err(|e| store_error(name, &e))? {
             None => return Ok(()),
@@ -433,13 +496,21 @@ impl ServiceDatabase {
         let name = &p.password_parameter_name;
         let description = description(v);
         let candidate = new_password(p)?;
+        let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
         let stored = self
             .store
             .create_if_absent(name, &candidate, &p.key_id, Some(&description), owner)
             .await
             .map_err(|e| store_error(name, &e))?;
         let existing = match stored {
-            Stored::Created(stored) => return Ok(stored.value),
+            Stored::Created(stored) => {
+                // Bound to its token from the start, so a later rollback can find it.
+                self.store
+                    .label(name, stored.version, &label)
+                    .await
+                    .map_err(|e| store_error(name, &e))?;
+                return Ok(stored.value);
+            }
             Stored::Existing(existing) => existing,
         };
         if existing.owner.as_ref() != Some(owner) {
@@ -456,13 +527,20 @@ impl ServiceDatabase {
                 .await
                 .map_err(|e| store_error(name, &e))?;
         }
+        let mut version = existing.version;
         if existing.description.as_deref() != Some(description.as_str()) {
             // A replacement (or adoption): the parameter now serves this physical id.
-            self.store
+            version = self
+                .store
                 .put_new_version(name, &existing.value, &p.key_id, Some(&description))
                 .await
                 .map_err(|e| store_error(name, &e))?;
         }
+        // The password kept is the one this token now stands for.
+        self.store
+            .label(name, version, &label)
+            .await
+            .map_err(|e| store_error(name, &e))?;
         Ok(existing.value)
     }
 }
@@ -482,12 +560,19 @@ fn store_error(name: &str, error: &ssm_secret::StoreError) -> Error {
     }
 }
 
-fn target(p: &Properties, v: &Validated) -> Result<Target, Error> {
+/// What the cluster is and how to reach it. PostgreSQL statements and lock waits end a second
+/// before the deadline watchdog would stop the handler, so a lock wait fails with a clear error.
+fn target(info: &RequestInfo, p: &Properties, v: &Validated) -> Result<Target, Error> {
+    let statement_timeout = info
+        .time_left()
+        .saturating_sub(std::time::Duration::from_secs(1))
+        .max(std::time::Duration::from_millis(100));
     Ok(Target {
         host: v.host.clone(),
         port: v.port,
         timeout: v.connect_timeout,
         transport: tls::transport(p.tls_mode, p.ca_certificate.as_deref())?,
+        statement_timeout,
     })
 }
 
