@@ -407,6 +407,18 @@ async fn run() -> i32 {
         .filter_map(|x| x.puts.last()?.json["Data"]["Priority"].as_str()?.parse().ok())
         .collect();
     let distinct: BTreeSet<u32> = granted.iter().copied().collect();
+    let refused: Vec<String> = exchanges
+        .iter()
+        .filter(|x| x.puts.last().is_none_or(|p| p.json["Status"] != "SUCCESS"))
+        .map(|x| {
+            x.puts.last().map_or("no response".into(), |p| {
+                p.json["Reason"].as_str().unwrap_or_default().to_owned()
+            })
+        })
+        .collect();
+    for reason in refused.iter().take(3) {
+        println!("  contention: a Create was not granted: {reason}");
+    }
     let clashes = distinct.iter().filter(|p| **p <= 500).count();
     drop(contenders);
 

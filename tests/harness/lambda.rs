@@ -17,7 +17,7 @@ fn target_dir() -> PathBuf {
         return if dir.is_absolute() {
             dir
         } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
+            crate::services::repo_root().join(dir)
         };
     }
     let exe = std::env::current_exe().expect("current exe");
@@ -25,7 +25,7 @@ fn target_dir() -> PathBuf {
         .find(|p| p.join("debug").is_dir() || p.join("release").is_dir())
         .filter(|p| p.file_name().is_some_and(|n| n != "deps"))
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .unwrap_or_else(|| crate::services::repo_root().join("target"))
 }
 
 /// The path of a workspace binary in the given profile; panics with the command to build it.

@@ -7,12 +7,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The repository root.
+/// The repository root: found at run time, upwards from the working directory (cargo runs tests
+/// in `tests/`, make runs the demo and bench at the root). Not `CARGO_MANIFEST_DIR` alone: a
+/// target directory shared by several clones (CI's) can reuse this crate compiled in another
+/// clone, whose path is baked into it.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repo root")
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let is_root = |dir: &Path| dir.join("Cargo.lock").is_file() && dir.join("tests/harness").is_dir();
+        std::env::current_dir()
+            .ok()
+            .and_then(|cwd| cwd.ancestors().find(|d| is_root(d)).map(Path::to_path_buf))
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .canonicalize()
+            .expect("repo root")
+    })
+    .clone()
 }
 
 /// The project venv's `bin/`, made by `make venv`.
