@@ -28,6 +28,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::services::{at_shutdown, free_port, own_child, scratch_dir, wait_for_port};
+use crate::tls::{make_ca, make_server_cert};
 
 /// Where Debian keeps the PostgreSQL 15 server binaries.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -205,45 +206,6 @@ fn run(mut command: Command, what: &str) {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let mut c = Command::new("openssl");
-    c.current_dir(dir).args(args);
-    run(
-        c,
-        &format!("openssl {}", args.first().copied().unwrap_or_default()),
-    );
-}
-
-/// A self-signed CA in `dir`: returns (certificate path, key path).
-fn make_ca(dir: &Path, name: &str, subject: &str) -> (PathBuf, PathBuf) {
-    let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={subject}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    (dir.join(crt), dir.join(key))
-}
-
 fn chown(path: &Path, ids: Option<(u32, u32)>) {
     if let Some((uid, gid)) = ids {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
@@ -273,48 +235,7 @@ fn start() -> Postgres {
     std::fs::create_dir_all(&certs).expect("certs dir");
     let (ca_crt, _) = make_ca(&certs, "ca", "local-invoke test CA");
     let (other_crt, _) = make_ca(&certs, "other-ca", "local-invoke unrelated CA");
-    std::fs::write(
-        certs.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("server.ext");
-    openssl(
-        &certs,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    openssl(
-        &certs,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
+    make_server_cert(&certs, "DNS:localhost");
     for file in ["server.crt", "server.key"] {
         chown(&certs.join(file), ids);
     }

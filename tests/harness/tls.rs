@@ -27,7 +27,8 @@ pub fn test_ca() -> &'static TestCa {
     CA.get_or_init(|| make(&crate::services::scratch_dir().join("receiver-tls")))
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl ARGS` in `dir`; panics with its stderr when it fails.
+pub(crate) fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
@@ -41,48 +42,63 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-fn make(dir: &Path) -> TestCa {
-    std::fs::create_dir_all(dir).expect("tls scratch dir");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=local-invoke receiver CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &ca);
+/// A self-signed CA in `dir` (`NAME.crt`, `NAME.key`): returns (certificate path, key path).
+pub(crate) fn make_ca(dir: &Path, name: &str, subject: &str) -> (PathBuf, PathBuf) {
+    let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={subject}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    (dir.join(crt), dir.join(key))
+}
+
+/// A server certificate for `subject_alt_name` (e.g. `DNS:localhost`) signed by the CA `ca.crt`
+/// in `dir`: writes `server.crt` and `server.key` there.
+pub(crate) fn make_server_cert(dir: &Path, subject_alt_name: &str) {
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName={subject_alt_name}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        ),
     )
     .expect("server.ext");
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &csr);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
     openssl(
         dir,
         &[
@@ -103,6 +119,12 @@ fn make(dir: &Path) -> TestCa {
             "server.ext",
         ],
     );
+}
+
+fn make(dir: &Path) -> TestCa {
+    std::fs::create_dir_all(dir).expect("tls scratch dir");
+    make_ca(dir, "ca", "local-invoke receiver CA");
+    make_server_cert(dir, "DNS:localhost,IP:127.0.0.1");
     let ca_pem = std::fs::read_to_string(dir.join("ca.crt")).expect("ca.crt");
     let mut bundle = std::fs::read_to_string(SYSTEM_BUNDLE)
         .unwrap_or_else(|e| panic!("{SYSTEM_BUNDLE}: {e} (the ca-certificates package provides it)"));
