@@ -23,9 +23,7 @@ use std::time::{Duration, Instant};
 use local_invoke::postgres::postgres;
 use local_invoke::services::{self, moto, repo_root};
 use local_invoke::tls::test_ca;
-use local_invoke::{
-    EventBuilder, Exchange, Harness, Lambda, Profile, Receiver, RuntimeApi, binary_path, fixtures,
-};
+use local_invoke::{Exchange, Harness, Lambda, Profile, Receiver, RuntimeApi, binary_path, fixtures};
 use serde_json::{Value, json};
 
 const INIT_STARTS: usize = 20;
@@ -71,17 +69,7 @@ async fn init_times(binary: &Path, env: &[(&str, &str)], starts: usize) -> Vec<D
 
 /// A harness around any executable (ours or the Python comparison), the receiver on TLS.
 async fn tls_harness(binary: &Path, env: &[(&str, &str)]) -> Harness {
-    let runtime_api = RuntimeApi::start().await;
-    let receiver = Receiver::start_tls().await;
-    let lambda = Lambda::spawn(binary, &runtime_api.address(), env);
-    let events = EventBuilder::new(receiver.base_url());
-    Harness {
-        runtime_api,
-        receiver,
-        lambda,
-        events,
-        timeout: Duration::from_secs(30),
-    }
+    Harness::around(binary, Receiver::start_tls().await, env).await
 }
 
 struct Warm {

@@ -118,25 +118,19 @@ impl Harness {
 
     /// Like [`Harness::start`], choosing the build profile.
     pub async fn start_profile(binary: &str, profile: Profile, env: &[(&str, &str)]) -> Self {
-        let runtime_api = RuntimeApi::start().await;
-        let receiver = Receiver::start().await;
-        let lambda = Lambda::spawn(&binary_path(binary, profile), &runtime_api.address(), env);
-        let events = EventBuilder::new(receiver.base_url());
-        Self {
-            runtime_api,
-            receiver,
-            lambda,
-            events,
-            timeout: Duration::from_secs(30),
-        }
+        Self::around(&binary_path(binary, profile), Receiver::start().await, env).await
     }
 
     /// Like [`Harness::start_profile`] with the receiver speaking HTTPS ([`Receiver::start_tls`]);
     /// whether the Lambda trusts it is up to `env` (`SSL_CERT_FILE`, see [`tls::TestCa`]).
     pub async fn start_tls(binary: &str, profile: Profile, env: &[(&str, &str)]) -> Self {
+        Self::around(&binary_path(binary, profile), Receiver::start_tls().await, env).await
+    }
+
+    /// A runtime API and `receiver` around any executable (ours, or the bench's Python handler).
+    pub async fn around(executable: &std::path::Path, receiver: Receiver, env: &[(&str, &str)]) -> Self {
         let runtime_api = RuntimeApi::start().await;
-        let receiver = Receiver::start_tls().await;
-        let lambda = Lambda::spawn(&binary_path(binary, profile), &runtime_api.address(), env);
+        let lambda = Lambda::spawn(executable, &runtime_api.address(), env);
         let events = EventBuilder::new(receiver.base_url());
         Self {
             runtime_api,
