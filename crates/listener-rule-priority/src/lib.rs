@@ -331,6 +331,18 @@ struct Round {
     reclaimed: usize,
 }
 
+impl Round {
+    /// One INFO line when concurrent requests won some of the candidates.
+    fn log_lost(&self) {
+        if self.lost > 0 {
+            tracing::info!(
+                lost = self.lost,
+                "candidates were claimed by concurrent requests first"
+            );
+        }
+    }
+}
+
 /// The handler, with the clients it needs, built once per process.
 pub struct ListenerRulePriority {
     ssm: aws_sdk_ssm::Client,
@@ -506,12 +518,7 @@ impl ListenerRulePriority {
                 return Err(self.undo(&claims, &round.fresh, owner, listener, error).await);
             }
         }
-        if round.lost > 0 {
-            tracing::info!(
-                lost = round.lost,
-                "candidates were claimed by concurrent requests first"
-            );
-        }
+        round.log_lost();
         let allocation = Allocation::new(listener, round.mine.iter().copied());
 
         // Of duplicate requests for one resource, the first reservation wins; the others give
@@ -738,12 +745,7 @@ impl ListenerRulePriority {
         {
             return Err(self.undo(&claims, &round.fresh, owner, listener, error).await);
         }
-        if round.lost > 0 {
-            tracing::info!(
-                lost = round.lost,
-                "candidates were claimed by concurrent requests first"
-            );
-        }
+        round.log_lost();
         Ok(Allocation::new(listener, round.mine))
     }
 
