@@ -1189,6 +1189,13 @@ pub(crate) async fn second_stack_adopt_refused() {
         ))
         .await;
     assert_eq!(update.status(), "FAILED", "{}", other.logs());
+    // The Reason says it was the function's setting that refused Adopt, not a missing property.
+    assert!(
+        update.reason().contains("not created by this resource")
+            && update.reason().contains("CFN_ALLOW_ADOPT"),
+        "{}",
+        update.reason()
+    );
     assert!(!update.response().to_string().contains(&before.0));
     let after = stored(&parameter_name(&name)).await.unwrap();
     assert_eq!(after, before, "the owner's parameter changed");

@@ -43,17 +43,25 @@ impl Switch {
 
     /// Ok when the switch is on; otherwise the Reason for refusing `property`.
     pub fn require(&self, property: &str) -> Result<(), HandlerError> {
+        match self.refusal() {
+            None => Ok(()),
+            Some(why) => Err(HandlerError::new(format!("{property} is not allowed: {why}"))),
+        }
+    }
+
+    /// `None` when the switch is on; otherwise why not, naming the variable and the support stack
+    /// parameter that sets it (for a Reason that refuses something on the switch's account).
+    pub fn refusal(&self) -> Option<String> {
         match &self.state {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(HandlerError::new(format!(
-                "{property} is not allowed: the function's {} setting is off (support stack parameter {})",
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "the function's {} setting is off (support stack parameter {})",
                 self.variable, self.parameter
-            ))),
-            Err(bad) => Err(HandlerError::new(format!(
-                "{property} is not allowed: the function's {} setting is {bad:?}, expected \"true\" or \"false\" \
-                 (support stack parameter {})",
+            )),
+            Err(bad) => Some(format!(
+                "the function's {} setting is {bad:?}, expected \"true\" or \"false\" (support stack parameter {})",
                 self.variable, self.parameter
-            ))),
+            )),
         }
     }
 }

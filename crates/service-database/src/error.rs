@@ -20,9 +20,13 @@ pub enum Error {
 
     #[error(
         "the password parameter {name} exists and was not created by this resource (owner: {owner}); \
-         choose another PasswordParameterName, or set Adopt to take it over"
+         choose another PasswordParameterName{adopt}"
     )]
-    ParameterNotOurs { name: String, owner: String },
+    ParameterNotOurs {
+        name: String,
+        owner: String,
+        adopt: Adoption,
+    },
 
     #[error("{0}")]
     Tls(String),
@@ -43,22 +47,58 @@ pub enum Error {
 
     #[error(
         "role {role} already exists and was not created by this resource ({found}); it was left untouched. \
-         Choose another RoleName, or set Adopt to take it over"
+         Choose another RoleName{adopt}"
     )]
-    RoleNotOurs { role: String, found: String },
+    RoleNotOurs {
+        role: String,
+        found: String,
+        adopt: Adoption,
+    },
 
     #[error(
         "database {database} already exists and was not created by this resource (owner {owner}, {found}); \
-         it was left untouched. Choose another DatabaseName, or set Adopt to take it over"
+         it was left untouched. Choose another DatabaseName{adopt}"
     )]
     DatabaseNotOurs {
         database: String,
         owner: String,
         found: String,
+        adopt: Adoption,
     },
 
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// Whether a request may take over a role, database or parameter another resource made: `Adopt`
+/// and the function's `CFN_ALLOW_ADOPT` setting together. A not-ours error ends with what to do
+/// about it, so an author whose `Adopt` was refused learns it was the function setting, not the
+/// property, that stopped it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adoption {
+    /// `Adopt` is not set.
+    NotAsked,
+    /// `Adopt` is set and the function allows it.
+    Allowed,
+    /// `Adopt` is set but the function does not allow it: why (the switch's refusal).
+    Refused(String),
+}
+
+impl Adoption {
+    /// May this request take over what is not ours?
+    pub fn allowed(&self) -> bool {
+        matches!(self, Self::Allowed)
+    }
+}
+
+/// The end of a not-ours `Reason`: what `Adopt` can (or, here, cannot) do about it.
+impl std::fmt::Display for Adoption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotAsked | Self::Allowed => f.write_str(", or set Adopt to take it over"),
+            Self::Refused(why) => write!(f, ". Adopt is set but this function does not allow it: {why}"),
+        }
+    }
 }
 
 impl Error {

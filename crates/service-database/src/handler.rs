@@ -7,7 +7,7 @@ use cfn_custom_resource::{
 use ssm_secret::{Created as Stored, DeleteOutcome, Owner, ParameterStore, PasswordPolicy, StoredParameter};
 
 use crate::db::{self, Marker, Session, Target};
-use crate::error::Error;
+use crate::error::{Adoption, Error};
 use crate::properties::{OnDelete, Properties, Validated};
 use crate::tls;
 
@@ -42,19 +42,20 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
         }
         self.keys.check(&p.key_id).await?;
         let id = physical_id(&v)?;
-        self.ensure(&request.info, p, &v).await?;
+        self.ensure(&request.info, p, &v, &self.adoption(p)).await?;
         Ok(Created::new(id).with_data(data(p, &v)))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn update(&self, mut request: Update<Properties>) -> Result<Updated, HandlerError> {
-        if request.properties.adopt && self.allow_adopt.require("Adopt").is_err() {
-            // Served as without Adopt: an Update of what this resource owns goes through, one
-            // that would take over another's role, database or parameter fails as not ours.
-            tracing::warn!("Adopt is set but CFN_ALLOW_ADOPT is off: served as without Adopt");
-            request.properties.adopt = false;
-        }
+    async fn update(&self, request: Update<Properties>) -> Result<Updated, HandlerError> {
         let p = &request.properties;
+        let adopt = self.adoption(p);
+        if let Adoption::Refused(why) = &adopt {
+            // Served as without Adopt: an Update of what this resource owns goes through, one
+            // that would take over another's role, database or parameter fails as not ours, its
+            // Reason saying the function setting refused Adopt.
+            tracing::warn!(%why, "Adopt is set but not allowed: served as without Adopt");
+        }
         let v = p.validate()?;
         self.keys.check(&p.key_id).await?;
         if v.physical_id() != request.physical_id.as_str() {
@@ -62,13 +63,13 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
             // Delete for the old id, which drops (with OnDelete Drop) only what still names it.
             tracing::info!(old = %request.physical_id.as_str(), new = %v.physical_id(), "replacing");
             let id = physical_id(&v)?;
-            self.ensure(&request.info, p, &v).await?;
+            self.ensure(&request.info, p, &v, &adopt).await?;
             return Ok(Updated::replace(id).with_data(data(p, &v)));
         }
         // Decided from real state: the old properties (what failed last time, on a rollback) only
         // say what may have moved, so that PostgreSQL is checked and the error can say why.
         let old = request.old_properties.as_ref();
-        self.converge_password(&request.info, p, &v, old).await?;
+        self.converge_password(&request.info, p, &v, old, &adopt).await?;
         Ok(Updated::keep().with_data(data(p, &v)))
     }
 
@@ -101,8 +102,25 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
 }
 
 impl ServiceDatabase {
+    /// `Adopt` as the function's `CFN_ALLOW_ADOPT` setting lets it act.
+    fn adoption(&self, p: &Properties) -> Adoption {
+        if !p.adopt {
+            return Adoption::NotAsked;
+        }
+        match self.allow_adopt.refusal() {
+            None => Adoption::Allowed,
+            Some(why) => Adoption::Refused(why),
+        }
+    }
+
     /// Create (and replacement): converges on the password parameter, the role and the database.
-    async fn ensure(&self, info: &RequestInfo, p: &Properties, v: &Validated) -> Result<(), HandlerError> {
+    async fn ensure(
+        &self,
+        info: &RequestInfo,
+        p: &Properties,
+        v: &Validated,
+        adopt: &Adoption,
+    ) -> Result<(), HandlerError> {
         let progress = &info.progress;
         let owner = Owner::of(info);
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
@@ -111,7 +129,7 @@ impl ServiceDatabase {
         let admin_password = self.admin_password(p).await?;
 
         progress.set("getting or creating the service password parameter");
-        let password = self.service_password(p, v, &owner).await?;
+        let password = self.service_password(p, v, &owner, adopt).await?;
 
         // The parameter exists now: a Create that fails from here on answers with this id, and
         // CloudFormation's rollback Delete removes what it made.
@@ -127,7 +145,9 @@ impl ServiceDatabase {
                 db::lock_key("role", &v.role),
             ])
             .await?;
-        let outcome = self.ensure_locked(info, p, v, &session, &password, &marker).await;
+        let outcome = self
+            .ensure_locked(info, v, adopt, &session, &password, &marker)
+            .await;
         session.unlock().await;
         outcome?;
 
@@ -142,8 +162,8 @@ impl ServiceDatabase {
     async fn ensure_locked(
         &self,
         info: &RequestInfo,
-        p: &Properties,
         v: &Validated,
+        adopt: &Adoption,
         session: &Session,
         password: &Secret<String>,
         marker: &Marker,
@@ -161,12 +181,14 @@ impl ServiceDatabase {
                 return Err(Error::RoleNotOurs {
                     role: v.role.to_string(),
                     found: "it is a superuser".into(),
+                    adopt: adopt.clone(),
                 });
             }
-            if !role_is_ours && !p.adopt {
+            if !role_is_ours && !adopt.allowed() {
                 return Err(Error::RoleNotOurs {
                     role: v.role.to_string(),
                     found: describe_comment(row.comment.as_deref()),
+                    adopt: adopt.clone(),
                 });
             }
         }
@@ -182,12 +204,13 @@ impl ServiceDatabase {
         };
         if let Some(row) = &database
             && !database_is_ours
-            && !p.adopt
+            && !adopt.allowed()
         {
             return Err(Error::DatabaseNotOurs {
                 database: v.database.to_string(),
                 owner: row.owner.clone(),
                 found: describe_comment(row.comment.as_deref()),
+                adopt: adopt.clone(),
             });
         }
 
@@ -231,6 +254,7 @@ impl ServiceDatabase {
         p: &Properties,
         v: &Validated,
         old: Option<&Properties>,
+        adopt: &Adoption,
     ) -> Result<(), HandlerError> {
         let progress = &info.progress;
         let name = &p.password_parameter_name;
@@ -250,12 +274,13 @@ impl ServiceDatabase {
             }
             other => other?,
         };
-        if stored.owner.as_ref() != Some(&Owner::of(info)) && !p.adopt {
+        if stored.owner.as_ref() != Some(&Owner::of(info)) && !adopt.allowed() {
             return Err(Error::ParameterNotOurs {
                 name: name.clone(),
                 owner: stored
                     .owner
                     .map_or_else(|| "no owner tags".to_string(), |o| o.to_string()),
+                adopt: adopt.clone(),
             }
             .into());
         }
@@ -338,6 +363,7 @@ impl ServiceDatabase {
                     return Err(Error::RoleNotOurs {
                         role: v.role.to_string(),
                         found: describe_comment(row.comment.as_deref()),
+                        adopt: adopt.clone(),
                     });
                 }
                 Some(_) => {}
@@ -492,6 +518,7 @@ impl ServiceDatabase {
         p: &Properties,
         v: &Validated,
         owner: &Owner,
+        adopt: &Adoption,
     ) -> Result<Secret<String>, Error> {
         let name = &p.password_parameter_name;
         let description = description(v);
@@ -514,12 +541,13 @@ impl ServiceDatabase {
             Stored::Existing(existing) => existing,
         };
         if existing.owner.as_ref() != Some(owner) {
-            if !p.adopt {
+            if !adopt.allowed() {
                 return Err(Error::ParameterNotOurs {
                     name: name.clone(),
                     owner: existing
                         .owner
                         .map_or_else(|| "no owner tags".to_string(), |o| o.to_string()),
+                    adopt: adopt.clone(),
                 });
             }
             self.store
