@@ -250,8 +250,8 @@ impl AdminSecret {
             .create_if_absent(name, &value, &properties.key_id, description, &owner)
             .await?
         {
-            ssm_secret::Created::Created(stored) => Ok(stored),
-            ssm_secret::Created::Existing(stored) if stored.owner.as_ref() == Some(&owner) => {
+            ssm_secret::CreateIfAbsent::Created(stored) => Ok(stored),
+            ssm_secret::CreateIfAbsent::Existing(stored) if stored.owner.as_ref() == Some(&owner) => {
                 tracing::info!(
                     parameter = name,
                     version = stored.version,
@@ -259,7 +259,7 @@ impl AdminSecret {
                 );
                 Ok(stored)
             }
-            ssm_secret::Created::Existing(mut stored) if properties.adopt => {
+            ssm_secret::CreateIfAbsent::Existing(mut stored) if properties.adopt => {
                 self.settings.adopt.require("Adopt")?;
                 tracing::warn!(parameter = name, previous_owner = ?stored.owner, "adopting an existing parameter");
                 info.progress.set(format!("adopting SSM parameter {name}"));
@@ -272,9 +272,9 @@ impl AdminSecret {
                 stored.owner = Some(owner);
                 Ok(stored)
             }
-            ssm_secret::Created::Existing(stored) => {
+            ssm_secret::CreateIfAbsent::Existing(stored) => {
                 let whose = match &stored.owner {
-                    Some(other) => format!("it belongs to {other}"),
+                    Some(other) => format!("it belongs to {}", other.describe()),
                     None => "it carries no owner tags".to_string(),
                 };
                 Err(HandlerError::new(format!(

@@ -38,6 +38,7 @@
 pub mod de;
 mod error;
 mod guard;
+mod owner;
 mod request;
 mod response;
 mod secret;
@@ -51,6 +52,7 @@ pub use error::{HandlerError, error_chain};
 pub use guard::{Config, run, run_with_config};
 /// The error type a Lambda `main` returns.
 pub use lambda_runtime::Error as RuntimeError;
+pub use owner::Owner;
 pub use request::{
     Create, Delete, PartialId, Progress, RequestInfo, Update, marker_physical_id, parse_property_map,
 };

@@ -16,18 +16,13 @@ pub const CLAIM_ROOT: &str = "/custom-resource/listener-rule-priority";
 /// `app/` or `net/`, so it never meets a listener's claim path).
 pub const STATE_DIR: &str = "_state";
 
-/// Who holds a claim: the parameter's value, `<stack id>|<logical resource id>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner(String);
+/// Who holds a claim: the parameter's value is the owner's `<stack id>|<logical resource id>`.
+pub use cfn_custom_resource::Owner;
 
-impl Owner {
-    pub fn new(stack_id: &str, logical_resource_id: &str) -> Self {
-        Self(format!("{stack_id}|{logical_resource_id}"))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// The holder a claim's value names. A value without a `|` (not written by this Lambda) still
+/// holds its priority: it reads as a stack id alone, which is what the stale check looks up.
+fn holder(value: &str) -> Owner {
+    Owner::parse(value).unwrap_or_else(|| Owner::new(value, ""))
 }
 
 /// One claim as listed: who holds it and when it was written (epoch seconds).
@@ -139,7 +134,7 @@ impl ListenerClaims {
                     claims.insert(
                         priority,
                         Claim {
-                            owner: Owner(value.to_string()),
+                            owner: holder(value),
                             written,
                         },
                     );
@@ -172,7 +167,7 @@ impl ListenerClaims {
         let put = ssm
             .put_parameter()
             .name(&name)
-            .value(owner.as_str())
+            .value(owner.to_string())
             .r#type(ParameterType::String)
             .overwrite(false)
             .description(description)
@@ -207,10 +202,7 @@ impl ListenerClaims {
     pub async fn owner(&self, ssm: &Client, priority: u32) -> Result<Option<Owner>, Error> {
         let name = self.name(priority);
         match ssm.get_parameter().name(&name).send().await {
-            Ok(out) => Ok(out
-                .parameter()
-                .and_then(|p| p.value())
-                .map(|v| Owner(v.to_string()))),
+            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(holder)),
             Err(e) => {
                 let message = cfn_custom_resource::error_chain(&e);
                 if e.into_service_error().is_parameter_not_found() {
@@ -238,7 +230,7 @@ impl ListenerClaims {
         match self.owner(ssm, priority).await {
             Ok(None) => return Ok(false),
             Ok(Some(holder)) if holder != *owner => {
-                tracing::warn!(priority, claim = %name, holder = holder.as_str(), "the claim belongs to another resource; left alone");
+                tracing::warn!(priority, claim = %name, %holder, "the claim belongs to another resource; left alone");
                 return Ok(false);
             }
             Ok(Some(_)) => {}
@@ -278,7 +270,7 @@ pub struct Reservation {
 impl Reservation {
     fn value(&self) -> String {
         let list: Vec<String> = self.priorities.iter().map(u32::to_string).collect();
-        format!("{}|{}", list.join(","), self.owner.as_str())
+        format!("{}|{}", list.join(","), self.owner)
     }
 
     fn parse(value: &str) -> Option<Self> {
@@ -289,7 +281,7 @@ impl Reservation {
             .collect::<Option<Vec<u32>>>()?;
         Some(Self {
             priorities,
-            owner: Owner(owner.to_string()),
+            owner: Owner::parse(owner)?,
         })
     }
 }
@@ -306,7 +298,7 @@ pub enum Reserved {
 /// FNV-1a, 64 bits: a short, stable, SSM-safe key for a stack and logical id.
 fn key(owner: &Owner) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in owner.as_str().bytes() {
+    for byte in owner.to_string().bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -523,9 +515,15 @@ mod tests {
     #[test]
     fn owners_name_stack_and_logical_id() {
         assert_eq!(
-            Owner::new("arn:stack/s/1", "Priority").as_str(),
+            Owner::new("arn:stack/s/1", "Priority").to_string(),
             "arn:stack/s/1|Priority"
         );
         assert_ne!(Owner::new("s", "A"), Owner::new("s", "B"));
+        // A claim value not of that form still names a holder, by its whole value.
+        assert_eq!(holder("hand-made").stack_id, "hand-made");
+        assert_eq!(
+            holder("arn:stack/s/1|Priority"),
+            Owner::new("arn:stack/s/1", "Priority")
+        );
     }
 }

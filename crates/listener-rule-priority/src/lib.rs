@@ -669,10 +669,7 @@ impl ListenerRulePriority {
                 if round.mine.len() >= want {
                     break;
                 }
-                let stack = holder
-                    .as_str()
-                    .split_once('|')
-                    .map_or(holder.as_str(), |(s, _)| s);
+                let stack = holder.stack_id.as_str();
                 let deleted = match gone.get(stack) {
                     Some(known) => *known,
                     None if aged => false,
@@ -690,7 +687,7 @@ impl ListenerRulePriority {
                 }
                 tracing::warn!(
                     priority,
-                    holder = holder.as_str(),
+                    %holder,
                     reason = if deleted {
                         "its stack is DELETE_COMPLETE"
                     } else {
@@ -788,7 +785,7 @@ impl ListenerRulePriority {
                 Some(holder) => {
                     tracing::warn!(
                         priority,
-                        holder = holder.as_str(),
+                        %holder,
                         "our claim is held by another resource"
                     );
                     return Ok(false);
@@ -804,7 +801,7 @@ impl ListenerRulePriority {
 }
 
 fn owner_of(info: &cfn_custom_resource::RequestInfo) -> Owner {
-    Owner::new(&info.stack_id, &info.logical_resource_id)
+    Owner::of(info)
 }
 
 impl CustomResource for ListenerRulePriority {

@@ -4,7 +4,7 @@ use cfn_custom_resource::settings::Switch;
 use cfn_custom_resource::{
     Create, Created, Data, Delete, HandlerError, PhysicalId, RequestInfo, Secret, Update, Updated,
 };
-use ssm_secret::{Created as Stored, DeleteOutcome, Owner, ParameterStore, PasswordPolicy, StoredParameter};
+use ssm_secret::{CreateIfAbsent, DeleteOutcome, Owner, ParameterStore, PasswordPolicy, StoredParameter};
 
 use crate::db::{self, Marker, Session, Target};
 use crate::error::{Adoption, Error};
@@ -279,7 +279,7 @@ impl ServiceDatabase {
                 name: name.clone(),
                 owner: stored
                     .owner
-                    .map_or_else(|| "no owner tags".to_string(), |o| o.to_string()),
+                    .map_or_else(|| "no owner tags".to_string(), |o| o.describe()),
                 adopt: adopt.clone(),
             }
             .into());
@@ -530,7 +530,7 @@ impl ServiceDatabase {
             .await
             .map_err(|e| store_error(name, &e))?;
         let existing = match stored {
-            Stored::Created(stored) => {
+            CreateIfAbsent::Created(stored) => {
                 // Bound to its token from the start, so a later rollback can find it.
                 self.store
                     .label(name, stored.version, &label)
@@ -538,7 +538,7 @@ impl ServiceDatabase {
                     .map_err(|e| store_error(name, &e))?;
                 return Ok(stored.value);
             }
-            Stored::Existing(existing) => existing,
+            CreateIfAbsent::Existing(existing) => existing,
         };
         if existing.owner.as_ref() != Some(owner) {
             if !adopt.allowed() {
@@ -546,7 +546,7 @@ impl ServiceDatabase {
                     name: name.clone(),
                     owner: existing
                         .owner
-                        .map_or_else(|| "no owner tags".to_string(), |o| o.to_string()),
+                        .map_or_else(|| "no owner tags".to_string(), |o| o.describe()),
                     adopt: adopt.clone(),
                 });
             }

@@ -25,7 +25,7 @@
 //! [`LOGICAL_ID_TAG`]):
 //!
 //! - [`ParameterStore::create_if_absent`]: `PutParameter` with `Overwrite=false` and the owner
-//!   tags; an existing parameter is left untouched and returned as [`Created::Existing`], so a
+//!   tags; an existing parameter is left untouched and returned as [`CreateIfAbsent::Existing`], so a
 //!   caller can tell its own (a retried Create) from someone else's.
 //! - [`ParameterStore::get`]: value (decrypted), version, ARN, KMS key id, description and owner.
 //! - [`ParameterStore::put_new_version`]: `Overwrite=true`; returns the new version.
@@ -46,11 +46,11 @@ mod labels;
 mod password;
 mod store;
 
-pub use cfn_custom_resource::Secret;
+pub use cfn_custom_resource::{Owner, Secret};
 pub use error::{PasswordError, StoreError};
 pub use kms::KeyGuard;
 pub use labels::{History, ROTATION_LABEL_PREFIX, Version, is_rotation_label, rotation_label};
 pub use password::{CharClass, DEFAULT_EXCLUDE, PasswordPolicy, generate, generate_os};
 pub use store::{
-    Created, DeleteOutcome, LOGICAL_ID_TAG, Owner, ParameterStore, STACK_ID_TAG, StoredParameter,
+    CreateIfAbsent, DeleteOutcome, LOGICAL_ID_TAG, ParameterStore, STACK_ID_TAG, StoredParameter,
 };

@@ -2,7 +2,7 @@
 
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
-use cfn_custom_resource::{RequestInfo, Secret};
+use cfn_custom_resource::{Owner, Secret};
 
 use crate::error::StoreError;
 
@@ -11,60 +11,31 @@ pub const STACK_ID_TAG: &str = "custom-resource:stack-id";
 /// The tag holding the owning resource's logical id.
 pub const LOGICAL_ID_TAG: &str = "custom-resource:logical-id";
 
-/// The CloudFormation resource a parameter belongs to: its stack and logical id, kept in the
-/// parameter's tags.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner {
-    pub stack_id: String,
-    pub logical_resource_id: String,
+/// The owner tags of a parameter: [`STACK_ID_TAG`] and [`LOGICAL_ID_TAG`].
+fn owner_tags(owner: &Owner) -> Vec<Tag> {
+    [
+        (STACK_ID_TAG, &owner.stack_id),
+        (LOGICAL_ID_TAG, &owner.logical_resource_id),
+    ]
+    .into_iter()
+    .map(|(key, value)| {
+        Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .expect("key and value are set")
+    })
+    .collect()
 }
 
-impl Owner {
-    /// The resource that sent this request.
-    pub fn of(info: &RequestInfo) -> Self {
-        Self {
-            stack_id: info.stack_id.clone(),
-            logical_resource_id: info.logical_resource_id.clone(),
-        }
-    }
-
-    fn tags(&self) -> Vec<Tag> {
-        [
-            (STACK_ID_TAG, &self.stack_id),
-            (LOGICAL_ID_TAG, &self.logical_resource_id),
-        ]
-        .into_iter()
-        .map(|(key, value)| {
-            Tag::builder()
-                .key(key)
-                .value(value)
-                .build()
-                .expect("key and value are set")
-        })
-        .collect()
-    }
-
-    fn from_tags(tags: &[Tag]) -> Option<Self> {
-        let find = |key: &str| {
-            tags.iter()
-                .find(|t| t.key() == key)
-                .map(|t| t.value().to_string())
-        };
-        Some(Self {
-            stack_id: find(STACK_ID_TAG)?,
-            logical_resource_id: find(LOGICAL_ID_TAG)?,
-        })
-    }
-}
-
-impl std::fmt::Display for Owner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "resource {} of stack {}",
-            self.logical_resource_id, self.stack_id
-        )
-    }
+/// The owner a parameter's tags name; `None` unless both owner tags are there.
+fn owner_from_tags(tags: &[Tag]) -> Option<Owner> {
+    let find = |key: &str| {
+        tags.iter()
+            .find(|t| t.key() == key)
+            .map(|t| t.value().to_string())
+    };
+    Some(Owner::new(find(STACK_ID_TAG)?, find(LOGICAL_ID_TAG)?))
 }
 
 /// A parameter as SSM holds it, with its decrypted value.
@@ -81,9 +52,9 @@ pub struct StoredParameter {
     pub description: Option<String>,
 }
 
-/// What [`ParameterStore::create_if_absent`] found.
+/// What [`ParameterStore::create_if_absent`] did: created the parameter, or found one there.
 #[derive(Clone, Debug)]
-pub enum Created {
+pub enum CreateIfAbsent {
     /// The parameter was created with the given value.
     Created(StoredParameter),
     /// A parameter of that name was already there and is left untouched; check its `owner`.
@@ -115,7 +86,7 @@ impl ParameterStore {
     }
 
     /// Creates a SecureString under `key_id`, tagged with `owner`, unless a parameter of that name
-    /// exists (`Overwrite=false`); an existing one is returned as [`Created::Existing`] unchanged.
+    /// exists (`Overwrite=false`); an existing one is returned as [`CreateIfAbsent::Existing`] unchanged.
     pub async fn create_if_absent(
         &self,
         name: &str,
@@ -123,11 +94,11 @@ impl ParameterStore {
         key_id: &str,
         description: Option<&str>,
         owner: &Owner,
-    ) -> Result<Created, StoreError> {
+    ) -> Result<CreateIfAbsent, StoreError> {
         let put = self
             .secure_put(name, value, key_id, description)
             .overwrite(false)
-            .set_tags(Some(owner.tags()))
+            .set_tags(Some(owner_tags(owner)))
             .send()
             .await;
         match put {
@@ -161,7 +132,7 @@ impl ParameterStore {
                     key_id,
                     "created SSM parameter"
                 );
-                Ok(Created::Created(stored))
+                Ok(CreateIfAbsent::Created(stored))
             }
             Err(error)
                 if error
@@ -172,7 +143,7 @@ impl ParameterStore {
                     name: name.to_string(),
                 })?;
                 tracing::info!(parameter = name, version = stored.version, owner = ?stored.owner, "SSM parameter already exists");
-                Ok(Created::Existing(stored))
+                Ok(CreateIfAbsent::Existing(stored))
             }
             Err(error) => Err(StoreError::aws("PutParameter", name, &error)),
         }
@@ -341,7 +312,7 @@ impl ParameterStore {
             .add_tags_to_resource()
             .resource_type(ResourceTypeForTagging::Parameter)
             .resource_id(name)
-            .set_tags(Some(owner.tags()))
+            .set_tags(Some(owner_tags(owner)))
             .send()
             .await
             .map_err(|error| StoreError::aws("AddTagsToResource", name, &error))?;
@@ -359,7 +330,7 @@ impl ParameterStore {
             .send()
             .await
         {
-            Ok(output) => Ok(Some(Owner::from_tags(output.tag_list()))),
+            Ok(output) => Ok(Some(owner_from_tags(output.tag_list()))),
             Err(error)
                 if error
                     .as_service_error()
