@@ -6,7 +6,7 @@ use cfn_custom_resource::{
 };
 use ssm_secret::{CreateIfAbsent, DeleteOutcome, Owner, ParameterStore, PasswordPolicy, StoredParameter};
 
-use crate::db::{self, Marker, Session, Target};
+use crate::db::{self, DatabaseRow, Marker, RoleRow, Session, Target};
 use crate::error::{Adoption, Error};
 use crate::properties::{OnDelete, Properties, Validated};
 use crate::tls;
@@ -114,6 +114,9 @@ impl ServiceDatabase {
     }
 
     /// Create (and replacement): converges on the password parameter, the role and the database.
+    /// The steps: the two passwords (SSM), then under the lock on the names, [`inspect`] what the
+    /// cluster holds (refusing what is not ours) and [`apply`] what is missing, then check the
+    /// role can use its database's schema `public`.
     async fn ensure(
         &self,
         info: &RequestInfo,
@@ -122,124 +125,36 @@ impl ServiceDatabase {
         adopt: &Adoption,
     ) -> Result<(), HandlerError> {
         let progress = &info.progress;
-        let owner = Owner::of(info);
-        let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
-
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
 
         progress.set("getting or creating the service password parameter");
-        let password = self.service_password(p, v, &owner, adopt).await?;
+        let password = self.service_password(p, v, &Owner::of(info), adopt).await?;
 
         // The parameter exists now: a Create that fails from here on answers with this id, and
         // CloudFormation's rollback Delete removes what it made.
         info.partial_id.publish(physical_id(v)?);
 
-        progress.set(format!("connecting to {}:{}", v.host, v.port));
+        let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
         let target = target(info, p, v)?;
-        let session = target.admin(&p.admin_username, &admin_password).await?;
-        progress.set(format!("waiting for the lock on database {}", v.database));
-        session
-            .lock(vec![
-                db::lock_key("database", &v.database),
-                db::lock_key("role", &v.role),
-            ])
-            .await?;
-        let outcome = self
-            .ensure_locked(info, v, adopt, &session, &password, &marker)
-            .await;
-        session.unlock().await;
-        outcome?;
+        let session = connect(info, &target, p, v, &admin_password).await?;
+        under_lock(info, &session, v, async {
+            let found = inspect(
+                session.role(&v.role).await?,
+                session.database(&v.database).await?,
+                v,
+                &marker,
+                adopt,
+            )?;
+            apply(info, &session, v, &found, &password, &marker).await
+        })
+        .await?;
 
         progress.set(format!("checking schema public of database {}", v.database));
         let client = target
             .connect(&p.admin_username, &admin_password, v.database.as_str())
             .await?;
         db::check_public_schema(&client, &v.database, &v.role).await?;
-        Ok(())
-    }
-
-    async fn ensure_locked(
-        &self,
-        info: &RequestInfo,
-        v: &Validated,
-        adopt: &Adoption,
-        session: &Session,
-        password: &Secret<String>,
-        marker: &Marker,
-    ) -> Result<(), Error> {
-        let progress = &info.progress;
-        // Look before touching anything: what is not ours fails the request untouched.
-        let role = session.role(&v.role).await?;
-        let database = session.database(&v.database).await?;
-        let role_is_ours = match &role {
-            None => true,
-            Some(row) => marker.claims(row.comment.as_deref()),
-        };
-        if let Some(row) = &role {
-            if row.superuser {
-                return Err(Error::RoleNotOurs {
-                    role: v.role.to_string(),
-                    found: "it is a superuser".into(),
-                    adopt: adopt.clone(),
-                });
-            }
-            if !role_is_ours && !adopt.allowed() {
-                return Err(Error::RoleNotOurs {
-                    role: v.role.to_string(),
-                    found: describe_comment(row.comment.as_deref()),
-                    adopt: adopt.clone(),
-                });
-            }
-        }
-        let database_is_ours = match &database {
-            None => true,
-            Some(row) => match Marker::parse(row.comment.as_deref()) {
-                Some(m) => m.same_resource(marker),
-                // Created by us, then interrupted before the comment: owned by our own role.
-                None => {
-                    row.comment.is_none() && role.is_some() && role_is_ours && row.owner == v.role.as_str()
-                }
-            },
-        };
-        if let Some(row) = &database
-            && !database_is_ours
-            && !adopt.allowed()
-        {
-            return Err(Error::DatabaseNotOurs {
-                database: v.database.to_string(),
-                owner: row.owner.clone(),
-                found: describe_comment(row.comment.as_deref()),
-                adopt: adopt.clone(),
-            });
-        }
-
-        if role.is_none() {
-            progress.set(format!("creating role {}", v.role));
-            session.create_role(&v.role, password, marker).await?;
-        } else {
-            // Ours (a retried Create, a replacement) or adopted: its password is the parameter's.
-            progress.set(format!("setting the password of role {}", v.role));
-            session.set_role_password(&v.role, password, marker).await?;
-        }
-        progress.set(format!("granting role {} to the admin user", v.role));
-        session.grant_role_to_admin(&v.role).await?;
-        match &database {
-            None => {
-                progress.set(format!("creating database {}", v.database));
-                session.create_database(&v.database, &v.role).await?;
-            }
-            Some(row) if row.owner != v.role.as_str() => {
-                progress.set(format!(
-                    "making role {} the owner of database {}",
-                    v.role, v.database
-                ));
-                session.set_database_owner(&v.database, &v.role).await?;
-            }
-            Some(_) => {}
-        }
-        progress.set(format!("revoking PUBLIC's access to database {}", v.database));
-        session.isolate_database(&v.database, marker).await?;
         Ok(())
     }
 
@@ -334,17 +249,8 @@ impl ServiceDatabase {
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
-        progress.set(format!("connecting to {}:{}", v.host, v.port));
-        let session = target(info, p, v)?
-            .admin(&p.admin_username, &admin_password)
-            .await?;
-        session
-            .lock(vec![
-                db::lock_key("database", &v.database),
-                db::lock_key("role", &v.role),
-            ])
-            .await?;
-        let outcome = async {
+        let session = connect(info, &target(info, p, v)?, p, v, &admin_password).await?;
+        let outcome = under_lock(info, &session, v, async {
             match session.role(&v.role).await? {
                 None if role_moved => {
                     return Err(Error::Unsupported(format!(
@@ -373,9 +279,8 @@ impl ServiceDatabase {
             write.await?;
             progress.set(format!("setting the password of role {}", v.role));
             session.set_role_password(&v.role, &value, &marker).await
-        }
+        })
         .await;
-        session.unlock().await;
         Ok(outcome?)
     }
 
@@ -408,14 +313,7 @@ impl ServiceDatabase {
             }
             Err(error) => return Err(error.into()),
         };
-        progress.set(format!("waiting for the lock on database {}", v.database));
-        session
-            .lock(vec![
-                db::lock_key("database", &v.database),
-                db::lock_key("role", &v.role),
-            ])
-            .await?;
-        let outcome = async {
+        let outcome = under_lock(info, &session, v, async {
             match session.database(&v.database).await? {
                 None => tracing::info!(database = %v.database, "database already gone"),
                 Some(row) => match Marker::parse(row.comment.as_deref()) {
@@ -450,10 +348,9 @@ impl ServiceDatabase {
                 }
             }
             // The parameter holds the role's password: it goes with the role.
-            Ok::<_, Error>(role_gone)
-        }
+            Ok(role_gone)
+        })
         .await;
-        session.unlock().await;
         if !outcome? {
             tracing::info!(parameter = %p.password_parameter_name, "the role lives on; its password parameter stays");
             return Ok(());
@@ -571,6 +468,138 @@ impl ServiceDatabase {
             .map_err(|e| store_error(name, &e))?;
         Ok(existing.value)
     }
+}
+
+/// The admin's session on the cluster.
+async fn connect(
+    info: &RequestInfo,
+    target: &Target,
+    p: &Properties,
+    v: &Validated,
+    admin_password: &Secret<String>,
+) -> Result<Session, Error> {
+    info.progress.set(format!("connecting to {}:{}", v.host, v.port));
+    target.admin(&p.admin_username, admin_password).await
+}
+
+/// Runs `work` holding the advisory locks on the database's and the role's names: requests for
+/// the same names (a duplicate delivery, a replacement and its rollback) take turns, so each
+/// decides from what the one before it left.
+async fn under_lock<T>(
+    info: &RequestInfo,
+    session: &Session,
+    v: &Validated,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    info.progress
+        .set(format!("waiting for the lock on database {}", v.database));
+    session
+        .lock(vec![
+            db::lock_key("database", &v.database),
+            db::lock_key("role", &v.role),
+        ])
+        .await?;
+    let outcome = work.await;
+    session.unlock().await;
+    outcome
+}
+
+/// The role and database a Create found, once [`inspect`] has let it change them.
+struct Found {
+    role: Option<RoleRow>,
+    database: Option<DatabaseRow>,
+}
+
+/// Decides, before anything is touched, whether this resource may change what the cluster holds
+/// under its names: absent, marked as ours, or (with `Adopt` allowed) anybody's but a superuser.
+/// What is not ours fails the request naming it, and what `Adopt` could do about it.
+fn inspect(
+    role: Option<RoleRow>,
+    database: Option<DatabaseRow>,
+    v: &Validated,
+    marker: &Marker,
+    adopt: &Adoption,
+) -> Result<Found, Error> {
+    let role_is_ours = match &role {
+        None => true,
+        Some(row) => marker.claims(row.comment.as_deref()),
+    };
+    if let Some(row) = &role {
+        if row.superuser {
+            return Err(Error::RoleNotOurs {
+                role: v.role.to_string(),
+                found: "it is a superuser".into(),
+                adopt: adopt.clone(),
+            });
+        }
+        if !role_is_ours && !adopt.allowed() {
+            return Err(Error::RoleNotOurs {
+                role: v.role.to_string(),
+                found: describe_comment(row.comment.as_deref()),
+                adopt: adopt.clone(),
+            });
+        }
+    }
+    let database_is_ours = match &database {
+        None => true,
+        Some(row) => match Marker::parse(row.comment.as_deref()) {
+            Some(m) => m.same_resource(marker),
+            // Created by us, then interrupted before the comment: owned by our own role.
+            None => row.comment.is_none() && role.is_some() && role_is_ours && row.owner == v.role.as_str(),
+        },
+    };
+    if let Some(row) = &database
+        && !database_is_ours
+        && !adopt.allowed()
+    {
+        return Err(Error::DatabaseNotOurs {
+            database: v.database.to_string(),
+            owner: row.owner.clone(),
+            found: describe_comment(row.comment.as_deref()),
+            adopt: adopt.clone(),
+        });
+    }
+    Ok(Found { role, database })
+}
+
+/// Makes the cluster match: the role with the parameter's password, granted to the admin; the
+/// database owned by the role; PUBLIC shut out. Each step is idempotent, so a retried Create
+/// (or a replacement onto names it already holds) only sets what differs.
+async fn apply(
+    info: &RequestInfo,
+    session: &Session,
+    v: &Validated,
+    found: &Found,
+    password: &Secret<String>,
+    marker: &Marker,
+) -> Result<(), Error> {
+    let progress = &info.progress;
+    if found.role.is_none() {
+        progress.set(format!("creating role {}", v.role));
+        session.create_role(&v.role, password, marker).await?;
+    } else {
+        // Ours (a retried Create, a replacement) or adopted: its password is the parameter's.
+        progress.set(format!("setting the password of role {}", v.role));
+        session.set_role_password(&v.role, password, marker).await?;
+    }
+    progress.set(format!("granting role {} to the admin user", v.role));
+    session.grant_role_to_admin(&v.role).await?;
+    match &found.database {
+        None => {
+            progress.set(format!("creating database {}", v.database));
+            session.create_database(&v.database, &v.role).await?;
+        }
+        Some(row) if row.owner != v.role.as_str() => {
+            progress.set(format!(
+                "making role {} the owner of database {}",
+                v.role, v.database
+            ));
+            session.set_database_owner(&v.database, &v.role).await?;
+        }
+        Some(_) => {}
+    }
+    progress.set(format!("revoking PUBLIC's access to database {}", v.database));
+    session.isolate_database(&v.database, marker).await
 }
 
 fn new_password(p: &Properties) -> Result<Secret<String>, Error> {
