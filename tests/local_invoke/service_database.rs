@@ -2,6 +2,7 @@
 //! throwaway PostgreSQL cluster (TLS on, scram-sha-256, `log_statement = 'all'`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterType;
@@ -10,6 +11,7 @@ use local_invoke::postgres::{ADMIN_DATABASE, Postgres, postgres};
 use local_invoke::services::moto;
 use local_invoke::{Exchange, Harness};
 use serde_json::{Value, json};
+use service_database::ident::Identifier;
 
 use crate::trial;
 
@@ -99,6 +101,10 @@ pub fn trials() -> Vec<Trial> {
         trial(
             "service_database::invalid_property_fails_naming_it",
             invalid_property_fails_naming_it,
+        ),
+        trial(
+            "service_database::held_lock_fails_before_the_deadline_naming_it",
+            held_lock_fails_before_the_deadline_naming_it,
         ),
     ]
 }
@@ -1143,6 +1149,81 @@ async fn invalid_property_fails_naming_it() {
         );
     }
     assert!(stored(&parameter_name(&name)).await.is_none());
+}
+
+/// Another session holds the advisory lock on the database's name all along (a concurrent request,
+/// or a person): the Create fails on its own (not the watchdog) before the deadline, its Reason
+/// naming the lock and the deadline; the holder keeps its lock and nothing was made; no session of
+/// the Lambda is left waiting on the lock; once it is free, the retried Create goes through.
+async fn held_lock_fails_before_the_deadline_naming_it() {
+    let f = Fixture::start().await;
+    let name = unique("locked");
+    let key = service_database::db::lock_key("database", &Identifier::new(&name).unwrap());
+    let holder = f.admin().await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+
+    let timeout = Duration::from_secs(8);
+    let props = f.props(&name, json!({}));
+    let sent = Instant::now();
+    let exchange =
+        f.h.call_with_timeout(f.h.events.create(TYPE, LOGICAL_ID, props.clone()), timeout)
+            .await;
+    f.assert_failed(&exchange);
+    let arrived = exchange.puts[0].received_at.duration_since(sent);
+    assert!(
+        arrived < timeout,
+        "FAILED arrived {arrived:?} after the invocation, deadline {timeout:?}"
+    );
+    let reason = exchange.reason();
+    assert!(
+        reason.contains(&format!("waiting for the lock on database {name}"))
+            && reason.contains("Lambda deadline"),
+        "{reason}"
+    );
+
+    let held: i64 = holder
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 1, "the holder lost its lock");
+    assert_eq!(role(f.pg, &name).await, None, "a role was made");
+    assert_eq!(database_count(f.pg, &name).await, 0, "a database was made");
+    // The Lambda closed its connection: the server ends its lock wait (the connection check, or
+    // the lock timeout as a backstop) instead of queueing behind the holder for good.
+    let waiting = || async {
+        holder
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                 AND ((classid::int8 << 32) | objid::int8) = $1",
+                &[&key],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while waiting().await > 0 {
+        assert!(
+            Instant::now() < until,
+            "a session of the Lambda still waits on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    holder
+        .execute("SELECT pg_advisory_unlock_all()", &[])
+        .await
+        .unwrap();
+    let retried = f.create(props).await;
+    f.assert_success(&retried);
+    assert_eq!(database_count(f.pg, &name).await, 1);
 }
 
 /// moto's environment, with `CFN_ALLOW_ADOPT=true` (refusals: `authz`).

@@ -16,6 +16,9 @@ use crate::tls::Transport;
 /// The database the admin connects to for cluster-wide statements (present on RDS and Aurora).
 pub const ADMIN_DATABASE: &str = "postgres";
 
+/// `client_connection_check_interval` of every session, in milliseconds.
+const CONNECTION_CHECK_MS: u32 = 1000;
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Target {
@@ -23,9 +26,11 @@ pub struct Target {
     pub port: u16,
     pub timeout: Duration,
     pub transport: Transport,
-    /// `statement_timeout` and `lock_timeout` of every session: below the deadline watchdog, so
-    /// PostgreSQL gives up (and releases its locks) before the handler is stopped.
-    pub statement_timeout: Duration,
+    /// When PostgreSQL itself gives up: each session's `statement_timeout` and `lock_timeout` are
+    /// the time left until then, as the session starts. A backstop below the deadline watchdog,
+    /// for the server's side: the handler bounds its whole PostgreSQL phase a little earlier and
+    /// closes its connections, which the server may only notice when it next looks.
+    pub give_up_at: tokio::time::Instant,
 }
 
 /// A connection: the client, and the task driving it, which ends (aborted) when this is dropped,
@@ -94,9 +99,20 @@ impl Target {
             }),
             Ok(Ok((client, task))) => {
                 let connection = Connection { client, task };
-                let ms = self.statement_timeout.as_millis().max(1);
+                let ms = self
+                    .give_up_at
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(Duration::from_millis(100))
+                    .as_millis();
+                // client_connection_check_interval (PostgreSQL 14+, skipped before): a statement
+                // or lock wait whose client went away (the handler ran out of time) ends within a
+                // second instead of at its timeout, releasing what it holds.
                 connection
-                    .batch_execute(&format!("SET statement_timeout = {ms}; SET lock_timeout = {ms}"))
+                    .batch_execute(&format!(
+                        "SET statement_timeout = {ms}; SET lock_timeout = {ms}; \
+                         SELECT set_config(name, '{CONNECTION_CHECK_MS}', false) FROM pg_settings \
+                         WHERE name = 'client_connection_check_interval'"
+                    ))
                     .await
                     .map_err(|e| Error::sql("setting the session's timeouts", &e))?;
                 Ok(connection)

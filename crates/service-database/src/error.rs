@@ -66,6 +66,13 @@ pub enum Error {
         adopt: Adoption,
     },
 
+    #[error(
+        "{doing}: not finished before the Lambda deadline, so it was stopped and its database \
+         connections closed (PostgreSQL rolls back the statement under way). Another session may \
+         hold a lock it needs; the request can be retried once it is free"
+    )]
+    Deadline { doing: String },
+
     #[error("{0}")]
     Unsupported(String),
 }

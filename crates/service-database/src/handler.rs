@@ -1,5 +1,7 @@
 //! The `Custom::ServiceDatabase` lifecycle: Create, Update, Delete.
 
+use std::time::Duration;
+
 use cfn_custom_resource::settings::Switch;
 use cfn_custom_resource::{
     Create, Created, Data, Delete, HandlerError, PhysicalId, RequestInfo, Secret, Update, Updated,
@@ -137,24 +139,27 @@ impl ServiceDatabase {
 
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
         let target = target(info, p, v)?;
-        let session = connect(info, &target, p, v, &admin_password).await?;
-        under_lock(info, &session, v, async {
-            let found = inspect(
-                session.role(&v.role).await?,
-                session.database(&v.database).await?,
-                v,
-                &marker,
-                adopt,
-            )?;
-            apply(info, &session, v, &found, &password, &marker).await
+        within_deadline(info, async {
+            let session = connect(info, &target, p, v, &admin_password).await?;
+            under_lock(info, &session, v, async {
+                let found = inspect(
+                    session.role(&v.role).await?,
+                    session.database(&v.database).await?,
+                    v,
+                    &marker,
+                    adopt,
+                )?;
+                apply(info, &session, v, &found, &password, &marker).await
+            })
+            .await?;
+
+            progress.set(format!("checking schema public of database {}", v.database));
+            let client = target
+                .connect(&p.admin_username, &admin_password, v.database.as_str())
+                .await?;
+            db::check_public_schema(&client, &v.database, &v.role).await
         })
         .await?;
-
-        progress.set(format!("checking schema public of database {}", v.database));
-        let client = target
-            .connect(&p.admin_username, &admin_password, v.database.as_str())
-            .await?;
-        db::check_public_schema(&client, &v.database, &v.role).await?;
         Ok(())
     }
 
@@ -249,36 +254,40 @@ impl ServiceDatabase {
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
-        let session = connect(info, &target(info, p, v)?, p, v, &admin_password).await?;
-        let outcome = under_lock(info, &session, v, async {
-            match session.role(&v.role).await? {
-                None if role_moved => {
-                    return Err(Error::Unsupported(format!(
-                        "RoleName cannot change in place (to {}, which does not exist); give the \
+        let target = target(info, p, v)?;
+        let outcome = within_deadline(info, async {
+            let session = connect(info, &target, p, v, &admin_password).await?;
+            under_lock(info, &session, v, async {
+                match session.role(&v.role).await? {
+                    None if role_moved => {
+                        return Err(Error::Unsupported(format!(
+                            "RoleName cannot change in place (to {}, which does not exist); give the \
                          database a new DatabaseName too, which replaces the resource",
-                        v.role
-                    )));
+                            v.role
+                        )));
+                    }
+                    None => {
+                        return Err(Error::Unsupported(format!(
+                            "role {} does not exist; cannot set its password",
+                            v.role
+                        )));
+                    }
+                    Some(row) if !marker.claims(row.comment.as_deref()) => {
+                        return Err(Error::RoleNotOurs {
+                            role: v.role.to_string(),
+                            found: describe_comment(row.comment.as_deref()),
+                            adopt: adopt.clone(),
+                        });
+                    }
+                    Some(_) => {}
                 }
-                None => {
-                    return Err(Error::Unsupported(format!(
-                        "role {} does not exist; cannot set its password",
-                        v.role
-                    )));
-                }
-                Some(row) if !marker.claims(row.comment.as_deref()) => {
-                    return Err(Error::RoleNotOurs {
-                        role: v.role.to_string(),
-                        found: describe_comment(row.comment.as_deref()),
-                        adopt: adopt.clone(),
-                    });
-                }
-                Some(_) => {}
-            }
-            // SSM first: a failure after it leaves the parameter ahead of the role, which the
-            // next Update (or the rollback) sets again.
-            write.await?;
-            progress.set(format!("setting the password of role {}", v.role));
-            session.set_role_password(&v.role, &value, &marker).await
+                // SSM first: a failure after it leaves the parameter ahead of the role, which the
+                // next Update (or the rollback) sets again.
+                write.await?;
+                progress.set(format!("setting the password of role {}", v.role));
+                session.set_role_password(&v.role, &value, &marker).await
+            })
+            .await
         })
         .await;
         Ok(outcome?)
@@ -297,12 +306,9 @@ impl ServiceDatabase {
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, physical_id);
         progress.set("reading the admin password");
         let admin_password = self.admin_password(p).await?;
-        progress.set(format!("connecting to {}:{}", v.host, v.port));
-        let connected = async {
-            target(info, p, v)?
-                .admin(&p.admin_username, &admin_password)
-                .await
-        };
+        let connected = within_deadline(info, async {
+            connect(info, &target(info, p, v)?, p, v, &admin_password).await
+        });
         let session = match connected.await {
             Ok(session) => session,
             Err(error) if after_failed_create => {
@@ -313,7 +319,7 @@ impl ServiceDatabase {
             }
             Err(error) => return Err(error.into()),
         };
-        let outcome = under_lock(info, &session, v, async {
+        let outcome = within_deadline(info, under_lock(info, &session, v, async {
             match session.database(&v.database).await? {
                 None => tracing::info!(database = %v.database, "database already gone"),
                 Some(row) => match Marker::parse(row.comment.as_deref()) {
@@ -349,7 +355,7 @@ impl ServiceDatabase {
             }
             // The parameter holds the role's password: it goes with the role.
             Ok(role_gone)
-        })
+        }))
         .await;
         if !outcome? {
             tracing::info!(parameter = %p.password_parameter_name, "the role lives on; its password parameter stays");
@@ -617,19 +623,47 @@ fn store_error(name: &str, error: &ssm_secret::StoreError) -> Error {
     }
 }
 
-/// What the cluster is and how to reach it. PostgreSQL statements and lock waits end a second
-/// before the deadline watchdog would stop the handler, so a lock wait fails with a clear error.
+/// How long before the deadline watchdog a request's PostgreSQL phase must be over: time to close
+/// its connections and answer FAILED saying which step ran out of time.
+const PHASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long before the watchdog PostgreSQL's own timeouts end a statement or lock wait: after the
+/// phase's bound (which names the step), as a backstop for the server's side.
+const SERVER_MARGIN: Duration = Duration::from_millis(500);
+
+/// Bounds a PostgreSQL phase (connect, lock waits, statements) as a whole: each statement's own
+/// timeout cannot stop a chain of them adding up past the deadline watchdog. When time is up,
+/// `work` is dropped, which closes its connections (their tasks are aborted; the server ends
+/// what they ran, see [`db::Target::give_up_at`]), and the error names the step it was in.
+async fn within_deadline<T>(
+    info: &RequestInfo,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let until = info
+        .watchdog_at
+        .checked_sub(PHASE_MARGIN)
+        .unwrap_or(info.watchdog_at);
+    match tokio::time::timeout_at(until, work).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let doing = info.progress.get();
+            tracing::warn!(step = %doing, "out of time in PostgreSQL; its connections are closed");
+            Err(Error::Deadline { doing })
+        }
+    }
+}
+
+/// What the cluster is and how to reach it.
 fn target(info: &RequestInfo, p: &Properties, v: &Validated) -> Result<Target, Error> {
-    let statement_timeout = info
-        .time_left()
-        .saturating_sub(std::time::Duration::from_secs(1))
-        .max(std::time::Duration::from_millis(100));
     Ok(Target {
         host: v.host.clone(),
         port: v.port,
         timeout: v.connect_timeout,
         transport: tls::transport(p.tls_mode, p.ca_certificate.as_deref())?,
-        statement_timeout,
+        give_up_at: info
+            .watchdog_at
+            .checked_sub(SERVER_MARGIN)
+            .unwrap_or(info.watchdog_at),
     })
 }
 

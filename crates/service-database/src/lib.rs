@@ -44,7 +44,14 @@
 //! 15+ the schema belongs to `pg_database_owner`, so owning the database suffices). The role and
 //! the database are marked as ours with a JSON `COMMENT` naming the stack, logical and physical
 //! id. A role or database that exists and is not ours fails the request untouched, unless
-//! `Adopt`. A retried Create reuses the parameter's password.
+//! `Adopt` (and the function's `CFN_ALLOW_ADOPT` setting allows it). A retried Create reuses the
+//! parameter's password.
+//!
+//! The PostgreSQL part of any request (connect, lock waits, statements) ends as a whole a second
+//! before the deadline watchdog: a lock held elsewhere, or a slow chain of statements, fails the
+//! request with a `Reason` naming the step, and its connections are closed; PostgreSQL's own
+//! `statement_timeout`/`lock_timeout` and `client_connection_check_interval` end the server's
+//! side.
 //!
 //! # Physical id and Data
 //!
