@@ -511,6 +511,7 @@ async fn under_lock<T>(
 }
 
 /// The role and database a Create found, once [`inspect`] has let it change them.
+#[derive(Debug)]
 struct Found {
     role: Option<RoleRow>,
     database: Option<DatabaseRow>,
@@ -714,4 +715,106 @@ fn data(p: &Properties, v: &Validated) -> Data {
         ),
     );
     data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validated() -> Validated {
+        Validated {
+            host: "db.example.com".into(),
+            port: 5432,
+            database: crate::ident::Identifier::new("orders").unwrap(),
+            role: crate::ident::Identifier::new("orders").unwrap(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn ours() -> Marker {
+        Marker::new("arn:stack/a", "Db", "db.example.com:5432/orders")
+    }
+
+    fn comment(marker: &Marker) -> Option<String> {
+        Some(serde_json::to_string(marker).unwrap())
+    }
+
+    fn role(comment: Option<String>) -> Option<RoleRow> {
+        Some(RoleRow {
+            comment,
+            superuser: false,
+            owned_databases: vec![],
+        })
+    }
+
+    fn database(owner: &str, comment: Option<String>) -> Option<DatabaseRow> {
+        Some(DatabaseRow {
+            owner: owner.into(),
+            comment,
+        })
+    }
+
+    #[test]
+    fn absent_or_ours_may_be_changed() {
+        let (v, m) = (validated(), ours());
+        assert!(inspect(None, None, &v, &m, &Adoption::NotAsked).is_ok());
+        let found = inspect(
+            role(comment(&m)),
+            database("orders", comment(&m)),
+            &v,
+            &m,
+            &Adoption::NotAsked,
+        )
+        .unwrap();
+        assert!(found.role.is_some() && found.database.is_some());
+        // Made by us, interrupted before its comment: owned by our role, no comment.
+        assert!(
+            inspect(
+                role(comment(&m)),
+                database("orders", None),
+                &v,
+                &m,
+                &Adoption::NotAsked
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn another_resources_role_or_database_is_refused_naming_adopt() {
+        let (v, m) = (validated(), ours());
+        let theirs = Marker::new("arn:stack/b", "Db", "db.example.com:5432/orders");
+        let refused = Adoption::Refused("the function's CFN_ALLOW_ADOPT setting is off".into());
+        let error = inspect(role(comment(&theirs)), None, &v, &m, &refused).unwrap_err();
+        assert!(matches!(error, Error::RoleNotOurs { .. }), "{error}");
+        assert!(error.to_string().contains("CFN_ALLOW_ADOPT"), "{error}");
+        let error = inspect(None, database("someone", None), &v, &m, &Adoption::NotAsked).unwrap_err();
+        assert!(matches!(error, Error::DatabaseNotOurs { .. }), "{error}");
+        assert!(
+            error.to_string().ends_with("or set Adopt to take it over"),
+            "{error}"
+        );
+        assert!(
+            inspect(
+                role(comment(&theirs)),
+                database("someone", None),
+                &v,
+                &m,
+                &Adoption::Allowed
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_superuser_is_never_taken() {
+        let (v, m) = (validated(), ours());
+        let superuser = Some(RoleRow {
+            comment: comment(&m),
+            superuser: true,
+            owned_databases: vec![],
+        });
+        let error = inspect(superuser, None, &v, &m, &Adoption::Allowed).unwrap_err();
+        assert!(error.to_string().contains("superuser"), "{error}");
+    }
 }
