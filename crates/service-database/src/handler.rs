@@ -181,8 +181,7 @@ impl ServiceDatabase {
         let old_role = old.and_then(|o| o.validate().ok()).map(|o| o.role);
         let role_moved = old_role.as_ref().is_some_and(|r| *r != v.role);
         let parameter_moved = old.is_some_and(|o| o.password_parameter_name != *name);
-        let old_token = old.map(|o| o.rotation_token.clone());
-        let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
+        let token_changed = old.is_some_and(|o| o.rotation_token != p.rotation_token);
         progress.set("reading the password parameter and its versions");
         let stored = match self.password_parameter(name).await {
             Err(Error::Store { detail, .. }) if parameter_moved && detail == "does not exist" => {
@@ -209,46 +208,10 @@ impl ServiceDatabase {
             .history(name)
             .await
             .map_err(|e| store_error(name, &e))?;
-        let labelled = history.labelled(&label);
-        let token_changed = old_token.as_ref().is_some_and(|t| *t != p.rotation_token);
-        let value = match labelled {
-            Some(version) => {
-                tracing::info!(parameter = %name, version = version.version, "RotationToken seen before: its password is the one to hold");
-                version.value.clone()
-            }
-            None if history.has_rotation_labels() || token_changed => {
-                tracing::info!(parameter = %name, "new RotationToken: rotating the password");
-                new_password(p)?
-            }
-            None => stored.value.clone(),
-        };
-        let value_changed = value != stored.value;
-        let description = description(v);
-        let rewrite = value_changed
-            || stored.key_id.as_deref() != Some(p.key_id.as_str())
-            || stored.description.as_deref() != Some(description.as_str());
-        let labelled_version = labelled.map(|l| l.version);
-        let write = async {
-            let mut version = stored.version;
-            if rewrite {
-                progress.set("storing the password as a new parameter version");
-                version = self
-                    .store
-                    .put_new_version(name, &value, &p.key_id, Some(&description))
-                    .await
-                    .map_err(|e| store_error(name, &e))?;
-            }
-            if labelled_version != Some(version) {
-                self.store
-                    .label(name, version, &label)
-                    .await
-                    .map_err(|e| store_error(name, &e))?;
-            }
-            Ok::<_, Error>(())
-        };
-        if !value_changed && !token_changed && !role_moved && !parameter_moved {
+        let plan = plan_password(p, v, &stored, &history, token_changed)?;
+        if !plan.changed && !token_changed && !role_moved && !parameter_moved {
             // The role already holds this password: nothing to do in PostgreSQL.
-            return Ok(write.await?);
+            return Ok(self.store_password(info, p, &plan).await?);
         }
 
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
@@ -258,39 +221,44 @@ impl ServiceDatabase {
         let outcome = within_deadline(info, async {
             let session = connect(info, &target, p, v, &admin_password).await?;
             under_lock(info, &session, v, async {
-                match session.role(&v.role).await? {
-                    None if role_moved => {
-                        return Err(Error::Unsupported(format!(
-                            "RoleName cannot change in place (to {}, which does not exist); give the \
-                         database a new DatabaseName too, which replaces the resource",
-                            v.role
-                        )));
-                    }
-                    None => {
-                        return Err(Error::Unsupported(format!(
-                            "role {} does not exist; cannot set its password",
-                            v.role
-                        )));
-                    }
-                    Some(row) if !marker.claims(row.comment.as_deref()) => {
-                        return Err(Error::RoleNotOurs {
-                            role: v.role.to_string(),
-                            found: describe_comment(row.comment.as_deref()),
-                            adopt: adopt.clone(),
-                        });
-                    }
-                    Some(_) => {}
-                }
+                check_role_to_set(session.role(&v.role).await?, role_moved, v, &marker, adopt)?;
                 // SSM first: a failure after it leaves the parameter ahead of the role, which the
                 // next Update (or the rollback) sets again.
-                write.await?;
+                self.store_password(info, p, &plan).await?;
                 progress.set(format!("setting the password of role {}", v.role));
-                session.set_role_password(&v.role, &value, &marker).await
+                session.set_role_password(&v.role, &plan.value, &marker).await
             })
             .await
         })
         .await;
         Ok(outcome?)
+    }
+
+    /// Puts `plan` in SSM: a new version when it needs one, labelled with the `RotationToken`.
+    async fn store_password(
+        &self,
+        info: &RequestInfo,
+        p: &Properties,
+        plan: &PasswordPlan,
+    ) -> Result<(), Error> {
+        let name = &p.password_parameter_name;
+        let mut version = plan.version;
+        if plan.rewrite {
+            info.progress
+                .set("storing the password as a new parameter version");
+            version = self
+                .store
+                .put_new_version(name, &plan.value, &p.key_id, Some(&plan.description))
+                .await
+                .map_err(|e| store_error(name, &e))?;
+        }
+        if plan.labelled != Some(version) {
+            self.store
+                .label(name, version, &plan.label)
+                .await
+                .map_err(|e| store_error(name, &e))?;
+        }
+        Ok(())
     }
 
     /// Delete with `OnDelete: Drop`: only what is ours and still belongs to this physical id.
@@ -607,6 +575,89 @@ async fn apply(
     }
     progress.set(format!("revoking PUBLIC's access to database {}", v.database));
     session.isolate_database(&v.database, marker).await
+}
+
+/// The password an in-place Update holds, and what SSM needs to hold it.
+struct PasswordPlan {
+    value: Secret<String>,
+    /// Not the parameter's latest value: the role's password changes too.
+    changed: bool,
+    /// A new parameter version is needed (another value, key or description).
+    rewrite: bool,
+    /// The parameter's latest version, labelled unless `rewrite` makes a newer one.
+    version: i64,
+    /// The version the `RotationToken`'s label is on, if any.
+    labelled: Option<i64>,
+    label: String,
+    description: String,
+}
+
+/// The password this `RotationToken` stands for: the version labelled with it (a rollback, or a
+/// duplicate delivery); a new one for a token never seen (or a changed token on a parameter
+/// written before labels); else the parameter's.
+fn plan_password(
+    p: &Properties,
+    v: &Validated,
+    stored: &StoredParameter,
+    history: &ssm_secret::History,
+    token_changed: bool,
+) -> Result<PasswordPlan, Error> {
+    let name = &p.password_parameter_name;
+    let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
+    let labelled = history.labelled(&label);
+    let value = match labelled {
+        Some(version) => {
+            tracing::info!(parameter = %name, version = version.version, "RotationToken seen before: its password is the one to hold");
+            version.value.clone()
+        }
+        None if history.has_rotation_labels() || token_changed => {
+            tracing::info!(parameter = %name, "new RotationToken: rotating the password");
+            new_password(p)?
+        }
+        None => stored.value.clone(),
+    };
+    let changed = value != stored.value;
+    let description = description(v);
+    let rewrite = changed
+        || stored.key_id.as_deref() != Some(p.key_id.as_str())
+        || stored.description.as_deref() != Some(description.as_str());
+    Ok(PasswordPlan {
+        value,
+        changed,
+        rewrite,
+        version: stored.version,
+        labelled: labelled.map(|l| l.version),
+        label,
+        description,
+    })
+}
+
+/// An in-place Update sets the password of its own role only, and never makes one: a role that is
+/// missing or not ours fails the request, saying what to do.
+fn check_role_to_set(
+    role: Option<RoleRow>,
+    role_moved: bool,
+    v: &Validated,
+    marker: &Marker,
+    adopt: &Adoption,
+) -> Result<(), Error> {
+    match role {
+        None if role_moved => Err(Error::Unsupported(format!(
+            "RoleName cannot change in place (to {}, which does not exist); give the \
+             database a new DatabaseName too, which replaces the resource",
+            v.role
+        ))),
+        None => Err(Error::Unsupported(format!(
+            "role {} does not exist; cannot set its password",
+            v.role
+        ))),
+        Some(row) if !marker.claims(row.comment.as_deref()) => Err(Error::RoleNotOurs {
+            role: v.role.to_string(),
+            found: describe_comment(row.comment.as_deref()),
+            adopt: adopt.clone(),
+        }),
+        Some(_) => Ok(()),
+    }
 }
 
 fn new_password(p: &Properties) -> Result<Secret<String>, Error> {
