@@ -118,7 +118,7 @@ impl ServiceDatabase {
     /// Create (and replacement): converges on the password parameter, the role and the database.
     /// The steps: the two passwords (SSM), then under the lock on the names, [`inspect`] what the
     /// cluster holds (refusing what is not ours) and [`apply`] what is missing, then check the
-    /// role can use its database's schema `public`.
+    /// role can use its database's schema `public`; the PostgreSQL part [`within_deadline`].
     async fn ensure(
         &self,
         info: &RequestInfo,
