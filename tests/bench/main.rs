@@ -15,6 +15,10 @@
 //! - the same admin-secret Create by a crhelper + boto3 handler under awslambdaric;
 //! - contention: 64 simultaneous priority allocations on a listener with 500 rules;
 //! - guarantee latency: panic → FAILED, and how long before the deadline a hang's FAILED arrives.
+//!
+//! To iterate on one part, `BENCH_ONLY=listener-rule-priority,contention` runs only the named
+//! sections (a Lambda's name, `python`, `fresh`, `contention`, `guarantee`; the floors always run),
+//! and `BENCH_LOG_DIR=<dir>` keeps each contender's log there (`BENCH_LOG_LEVEL` sets its level).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +42,11 @@ fn main() {
     let code = std::panic::catch_unwind(|| local_invoke::block_on(run())).unwrap_or(101);
     services::shutdown();
     std::process::exit(code);
+}
+
+/// Whether `BENCH_ONLY` (comma-separated section names) asks for `section`; unset: every section.
+fn only(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |list| list.split(',').any(|s| s.trim() == section))
 }
 
 fn percentile(samples: &[Duration], p: f64) -> f64 {
@@ -230,6 +239,9 @@ async fn run() -> i32 {
 
     // --- per binary: init, warm latency, peak RSS, zip size ---------------------------------
     for binary in ["admin-secret", "service-database", "listener-rule-priority"] {
+        if !only(binary) {
+            continue;
+        }
         println!("{binary}: {INIT_STARTS} cold starts ...");
         let path = binary_path(binary, Profile::Release);
         let init = init_times(&path, &env, INIT_STARTS).await;
@@ -302,7 +314,8 @@ async fn run() -> i32 {
 
     // --- the comparison: crhelper + boto3 under awslambdaric ----------------------------------
     let python = repo_root().join("tests/bench/python/bootstrap");
-    if repo_root().join("tests/bench/python/.venv/bin/python").is_file() {
+    if !only("python") {
+    } else if repo_root().join("tests/bench/python/.venv/bin/python").is_file() {
         println!(
             "crhelper + boto3 (awslambdaric): 10 cold starts, {} Creates ...",
             WARM_RUNS / 2
@@ -334,7 +347,13 @@ async fn run() -> i32 {
 
     // A new database each time: CREATE DATABASE copies a template, which dominates.
     println!("service-database: 20 Creates of new databases ...");
-    let fresh = {
+    let fresh = if !only("fresh") {
+        Warm {
+            latencies: Vec::new(),
+            peak_rss_kib: None,
+            failures: Vec::new(),
+        }
+    } else {
         let harness = tls_harness(&binary_path("service-database", Profile::Release), &tls_env).await;
         let stack = harness.events.for_stack("bench-fresh");
         warm(&harness, 5, 20, |i| {
@@ -358,9 +377,12 @@ async fn run() -> i32 {
         "listener-rule-priority: {CONTENDERS} simultaneous Creates against a listener with 500 rules ..."
     );
     let priority = binary_path("listener-rule-priority", Profile::Release);
+    let log_level = std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    let mut contender_env = tls_env.to_vec();
+    contender_env.push(("AWS_LAMBDA_LOG_LEVEL", log_level.as_str()));
     let mut contenders = Vec::new();
-    for _ in 0..CONTENDERS {
-        contenders.push(tls_harness(&priority, &tls_env).await);
+    for _ in 0..if only("contention") { CONTENDERS } else { 0 } {
+        contenders.push(tls_harness(&priority, &contender_env).await);
     }
     for h in &contenders {
         h.runtime_api.wait_for_polls(1, Duration::from_secs(10)).await;
@@ -408,6 +430,12 @@ async fn run() -> i32 {
         println!("  contention: a Create was not granted: {reason}");
     }
     let clashes = distinct.iter().filter(|p| **p <= 500).count();
+    if let Ok(dir) = std::env::var("BENCH_LOG_DIR") {
+        let _ = std::fs::create_dir_all(&dir);
+        for (i, h) in contenders.iter().enumerate() {
+            let _ = std::fs::write(format!("{dir}/contender-{i}.log"), h.lambda.logs());
+        }
+    }
     drop(contenders);
 
     // --- guarantee latency --------------------------------------------------------------------
@@ -419,7 +447,7 @@ async fn run() -> i32 {
     )
     .await;
     let mut panic_latencies = Vec::new();
-    for i in 0..20 {
+    for i in 0..if only("guarantee") { 20 } else { 0 } {
         let event = fault.events.create(
             "Custom::FaultInjection",
             &format!("Panic{i}"),
@@ -435,10 +463,11 @@ async fn run() -> i32 {
         "Hang",
         json!({"Label": "bench", "OnCreate": "hang"}),
     );
-    let hang = fault.call_with_timeout(event, timeout).await;
-    let hang_before_deadline_ms = hang
-        .latency
-        .map(|l| (timeout.saturating_sub(l)).as_secs_f64() * 1000.0);
+    let hang_before_deadline_ms = match only("guarantee") {
+        true => fault.call_with_timeout(event, timeout).await.latency,
+        false => None,
+    }
+    .map(|l| (timeout.saturating_sub(l)).as_secs_f64() * 1000.0);
 
     // --- report -------------------------------------------------------------------------------
     let machine = machine();
@@ -569,7 +598,7 @@ async fn run() -> i32 {
         );
         return 1;
     }
-    if distinct.len() != CONTENDERS || clashes != 0 {
+    if only("contention") && (distinct.len() != CONTENDERS || clashes != 0) {
         return 1;
     }
     0
