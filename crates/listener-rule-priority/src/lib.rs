@@ -88,8 +88,16 @@
 //!   a priority without ever putting a rule there can lose it after the reclaim age, once the
 //!   range is full; its Update then sees the claim held by someone else and replaces.) Stale claims are reclaimed only on the
 //!   fallback path (the range has no free priority otherwise), lowest first, one per priority
-//!   still needed, each by deleting it after checking again that it still names the same holder
-//!   and then claiming it like any candidate (so concurrent reclaimers still get one winner).
+//!   still needed. A stale claim is never deleted (SSM has no conditional delete: a delete could
+//!   drop a claim someone re-made a moment before); it is overwritten (`Overwrite=true`) and the
+//!   version SSM answers with is a compare-and-swap: of the requests that read the stale claim
+//!   at version `v`, exactly one writes version `v + 1` and wins (after checking that version `v`
+//!   still holds the stale value, since a claim deleted and created again restarts at version
+//!   1). A writer of a later version lost: it reads the winner (version `v + 1`) and, if the
+//!   latest value is still its own, writes the winner's value back, so the claim ends naming the
+//!   winner (see [`ListenerClaims::reclaim`]). Left open: the stale holder's own Delete releases
+//!   with a read-then-delete, so a Delete of that very resource racing a reclaim can still drop
+//!   the reclaimed claim.
 //!   `DescribeStacks` is called only there, once per owner stack, and only for claims not already
 //!   stale by age (needs `cloudformation:DescribeStacks`).
 //! - **Delete** releases this resource's claims and its reservation (only if the reservation names
@@ -130,7 +138,7 @@ use cfn_custom_resource::{
 };
 use serde::Deserialize;
 
-pub use claims::{CLAIM_ROOT, Claim, ListenerClaims, Owner, STATE_DIR};
+pub use claims::{CLAIM_ROOT, Claim, Claimed, ListenerClaims, Owner, STATE_DIR};
 pub use error::Error;
 pub use rules::PAGE_SIZE;
 
@@ -656,16 +664,17 @@ impl ListenerRulePriority {
             let age = self.reclaim_age.as_secs() as i64;
             // Claims no rule holds, held by someone else, lowest first; each is stale when it is
             // older than the reclaim age or its owner stack is DELETE_COMPLETE.
-            let unused: Vec<(u32, &Owner, bool)> = existing
+            let unused: Vec<(u32, &claims::Claim, bool)> = existing
                 .iter()
                 .filter(|(p, c)| properties.contains(**p) && !rules.contains(p) && c.owner != *owner)
                 .map(|(p, c)| {
                     let aged = c.written.is_some_and(|w| now.saturating_sub(w) > age);
-                    (*p, &c.owner, aged)
+                    (*p, c, aged)
                 })
                 .collect();
             let mut gone: BTreeMap<&str, bool> = BTreeMap::new();
-            for (priority, holder, aged) in unused {
+            for (priority, stale, aged) in unused {
+                let holder = &stale.owner;
                 if round.mine.len() >= want {
                     break;
                 }
@@ -685,7 +694,9 @@ impl ListenerRulePriority {
                 if !(aged || deleted) {
                     continue;
                 }
-                if !claims.reclaim(&self.ssm, priority, holder).await? {
+                round.tried.insert(priority);
+                if claims.reclaim(&self.ssm, priority, stale, owner).await? == claims::Claimed::Lost {
+                    round.lost += 1;
                     continue;
                 }
                 tracing::warn!(
@@ -700,9 +711,8 @@ impl ListenerRulePriority {
                     "reclaimed a stale claim no rule holds"
                 );
                 round.reclaimed += 1;
-                let mut one = VecDeque::from([priority]);
-                round.tried.remove(&priority);
-                self.claim_from(claims, owner, &mut one, want, round).await?;
+                round.mine.push(priority);
+                round.fresh.push(priority);
             }
         }
 
