@@ -307,21 +307,37 @@ pub fn candidates(min: u32, max: u32, taken: &BTreeSet<u32>) -> impl Iterator<It
 
 /// Which of the `remaining` candidates (in [`candidates`] order) to try next, after `lost`
 /// claims went to concurrent requests: the first one while uncontended, so results are
-/// predictable; after each loss a random one among the next 2, 4, 8, ... (at most 256), so that
-/// many requests racing for the same numbers spread out instead of colliding on every step.
-pub fn spread(lost: usize, remaining: usize, random: u64) -> usize {
-    let window = (1usize << lost.min(8)).min(remaining);
+/// predictable; after the first loss one among the next [`SPREAD_WINDOW`] (64, then 128, then
+/// 256), picked by `seed` (see [`spread_seed`]). A loss means a crowd, of unknown size, raced for
+/// the same number; a window that starts at the crowd's likely size lets most of it land on
+/// distinct numbers in the next round (64 requests: about 95 lost claims in all instead of about
+/// 330 with windows of 2, 4, 8, ...), at the price of gaps the fallback path fills later.
+pub fn spread(lost: usize, remaining: usize, seed: u64) -> usize {
+    let window = match lost {
+        0 => 1,
+        n => (SPREAD_WINDOW << (n - 1).min(2)).min(remaining),
+    };
     if window <= 1 {
         0
     } else {
-        (random % window as u64) as usize
+        (seed % window as u64) as usize
     }
 }
 
-/// A random number for [`spread`]; std's randomly keyed hasher is plenty for spreading out.
-fn random() -> u64 {
-    use std::hash::BuildHasher as _;
-    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+/// The window [`spread`] picks from after the first loss (it doubles twice after that).
+pub const SPREAD_WINDOW: usize = 64;
+
+/// A stable per-resource, per-round seed for [`spread`]: FNV-1a of the owner and the number of
+/// losses, so different resources land on different numbers and a resource that lost again tries
+/// elsewhere. (Duplicates of one resource pick the same numbers; the reservation settles them.)
+pub fn spread_seed(owner: &Owner, lost: usize) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in owner.as_str().bytes().chain(lost.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // FNV's low bits are weak for short inputs that differ at the end: fold the high half in.
+    hash ^ (hash >> 29)
 }
 
 /// What one allocation holds and tried so far.
@@ -335,6 +351,8 @@ struct Round {
     tried: BTreeSet<u32>,
     /// Candidates that concurrent requests claimed first.
     lost: usize,
+    /// The highest of them: its holder raises the hint at least that far.
+    highest_lost: Option<u32>,
     /// Stale claims it reclaimed.
     reclaimed: usize,
 }
@@ -473,11 +491,13 @@ impl ListenerRulePriority {
             "reading the rules of listener {listener} and the hint under {}",
             claims.path()
         ));
+        let started = std::time::Instant::now();
         let (rules, state) = tokio::join!(
             rules::priorities(&self.elbv2, listener),
             claims.state(&self.ssm, owner)
         );
         let (rules, state) = (rules?, state?);
+        let read = started.elapsed();
         let want = properties.count as usize;
 
         // A request for this resource was answered before (a retry, or a duplicate that got
@@ -528,6 +548,7 @@ impl ListenerRulePriority {
         }
         round.log_lost();
         let allocation = Allocation::new(listener, round.mine.iter().copied());
+        let claimed = started.elapsed();
 
         // Of duplicate requests for one resource, the first reservation wins; the others give
         // their claims back and answer with the winner's priorities.
@@ -536,8 +557,11 @@ impl ListenerRulePriority {
             owner: owner.clone(),
         };
         let top = allocation.priorities.last().copied().unwrap_or(0);
+        // Skipped when the hint we read is already at or above ours, or when a concurrent
+        // request holds a higher candidate we lost: it raises the hint past ours itself (a write
+        // each fewer on a crowded listener; the hint is best effort either way).
         let raise_hint = async {
-            if state.hint.is_none_or(|h| h < top) {
+            if state.hint.is_none_or(|h| h < top) && round.highest_lost.is_none_or(|l| l < top) {
                 claims.set_hint(&self.ssm, top).await;
             }
         };
@@ -552,6 +576,14 @@ impl ListenerRulePriority {
             }
         };
         let (reserved, ()) = tokio::join!(reserve, raise_hint);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::info!(
+            read_ms = ms(read),
+            claim_ms = ms(claimed - read),
+            record_ms = ms(started.elapsed() - claimed),
+            lost = round.lost,
+            "create phases: rules + hint read, claims, reservation + hint written"
+        );
         match reserved {
             Ok(claims::Reserved::Won) => Ok(allocation),
             Ok(claims::Reserved::Lost(Some(winner)))
@@ -594,7 +626,7 @@ impl ListenerRulePriority {
         round: &mut Round,
     ) -> Result<(), Error> {
         while round.mine.len() < want && !free.is_empty() {
-            let index = spread(round.lost, free.len(), random());
+            let index = spread(round.lost, free.len(), spread_seed(owner, round.lost));
             let Some(candidate) = free.remove(index) else {
                 break;
             };
@@ -607,6 +639,7 @@ impl ListenerRulePriority {
                 }
                 claims::Claimed::Lost => {
                     round.lost += 1;
+                    round.highest_lost = round.highest_lost.max(Some(candidate));
                     tracing::debug!(
                         priority = candidate,
                         "claimed by someone else meanwhile; trying another"
@@ -995,18 +1028,42 @@ mod tests {
 
     #[test]
     fn spreading_starts_only_after_a_loss() {
-        for random in [0, 1, 7, u64::MAX] {
+        for seed in [0, 1, 7, u64::MAX] {
             assert_eq!(
-                spread(0, 50_000, random),
+                spread(0, 50_000, seed),
                 0,
                 "uncontended: always the first candidate"
             );
-            assert!(spread(1, 50_000, random) < 2);
-            assert!(spread(3, 50_000, random) < 8);
-            assert!(spread(30, 50_000, random) < 256);
-            assert!(spread(30, 3, random) < 3, "never past the candidates left");
-            assert_eq!(spread(5, 1, random), 0);
+            assert!(spread(1, 50_000, seed) < 64);
+            assert!(spread(2, 50_000, seed) < 128);
+            assert!(spread(30, 50_000, seed) < 256);
+            assert!(spread(30, 3, seed) < 3, "never past the candidates left");
+            assert_eq!(spread(5, 1, seed), 0);
         }
+    }
+
+    #[test]
+    fn a_crowd_spreads_over_the_window() {
+        // 64 resources that all lost the first candidate: their next picks should look like 64
+        // uniform draws from 64 (about 40 distinct), and a second loss moves each elsewhere.
+        let owners: Vec<Owner> = (0..64)
+            .map(|i| {
+                Owner::new(
+                    &format!("arn:aws:cloudformation:us-east-1:1:stack/s-{i}/id"),
+                    "Rule",
+                )
+            })
+            .collect();
+        let picks: BTreeSet<usize> = owners
+            .iter()
+            .map(|o| spread(1, 50_000, spread_seed(o, 1)))
+            .collect();
+        assert!(picks.len() >= 32, "{} distinct of 64", picks.len());
+        let moved = owners
+            .iter()
+            .filter(|o| spread(1, 50_000, spread_seed(o, 1)) != spread(2, 50_000, spread_seed(o, 2)))
+            .count();
+        assert!(moved >= 60, "{moved}");
     }
 
     #[test]
