@@ -89,6 +89,10 @@ pub fn trials() -> Vec<Trial> {
             "listener_priority::a_claim_of_a_delete_complete_stack_is_reclaimed_when_full",
             deleted_stack_claim_reclaimed_when_full,
         ),
+        trial(
+            "listener_priority::concurrent_reclaims_of_one_stale_claim_have_one_winner",
+            concurrent_reclaims_have_one_winner,
+        ),
     ]
 }
 
@@ -872,4 +876,86 @@ async fn deleted_stack_claim_reclaimed_when_full() {
         "a stack that is not known to be deleted keeps its claim"
     );
     assert_eq!(held.get(&12), Some(&owner(&harness, "Priority")));
+}
+
+/// Reclaim is a compare-and-swap on the claim's version: of requests taking over the same stale
+/// claim (read at the same version), exactly one wins and the claim ends naming it, whether they
+/// run at once, one after the other, or after the claim was deleted and created afresh.
+async fn concurrent_reclaims_have_one_winner() {
+    use listener_rule_priority::{Claim, Claimed, ListenerClaims, Owner};
+
+    let arn = format!(
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/reclaim-{}/1/2",
+        std::process::id()
+    );
+    let ssm = services::moto().ssm();
+    let claims = ListenerClaims::new(&arn);
+    const STALE: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/gone/x|P";
+    let owners: Vec<Owner> = (0..3)
+        .map(|i| {
+            Owner::new(
+                &format!("arn:aws:cloudformation:us-east-1:123456789012:stack/s{i}/x"),
+                "P",
+            )
+        })
+        .collect();
+    let read = |priority: u32| {
+        let (ssm, claims) = (ssm.clone(), claims.clone());
+        async move {
+            let claim: Claim = claims.read_with_age(&ssm).await.expect("read")[&priority].clone();
+            assert_eq!(claim.owner.as_str(), STALE);
+            claim
+        }
+    };
+
+    // At once, three reclaimers, several times (moto interleaves the requests differently).
+    for priority in 1..=8u32 {
+        put_claim(&arn, priority, STALE).await;
+        let stale = read(priority).await;
+        let results = futures_join3(
+            claims.reclaim(&ssm, priority, &stale, &owners[0]),
+            claims.reclaim(&ssm, priority, &stale, &owners[1]),
+            claims.reclaim(&ssm, priority, &stale, &owners[2]),
+        )
+        .await;
+        let won: Vec<usize> = (0..3)
+            .filter(|i| results[*i].as_ref().expect("reclaim") == &Claimed::Won)
+            .collect();
+        assert_eq!(won.len(), 1, "priority {priority}: winners {won:?}");
+        let holder = claims.owner(&ssm, priority).await.expect("owner");
+        assert_eq!(holder.as_ref(), Some(&owners[won[0]]), "priority {priority}");
+    }
+
+    // One after the other with the same stale read: the second sees the first's write and loses.
+    put_claim(&arn, 20, STALE).await;
+    let stale = read(20).await;
+    assert_eq!(
+        claims.reclaim(&ssm, 20, &stale, &owners[0]).await.unwrap(),
+        Claimed::Won
+    );
+    assert_eq!(
+        claims.reclaim(&ssm, 20, &stale, &owners[1]).await.unwrap(),
+        Claimed::Lost
+    );
+    assert_eq!(claims.owner(&ssm, 20).await.unwrap().as_ref(), Some(&owners[0]));
+
+    // Deleted and claimed afresh after the stale read: versions start again at 1, and the fresh
+    // claim is not taken over even though the reclaimer writes the version after the one it read.
+    put_claim(&arn, 21, STALE).await;
+    let stale = read(21).await;
+    assert_eq!(stale.version, 1);
+    let name = claims.name(21);
+    ssm.delete_parameter().name(&name).send().await.expect("delete");
+    assert_eq!(claims.claim(&ssm, 21, &owners[2]).await.unwrap(), Claimed::Won);
+    assert_eq!(
+        claims.reclaim(&ssm, 21, &stale, &owners[0]).await.unwrap(),
+        Claimed::Lost
+    );
+    assert_eq!(claims.owner(&ssm, 21).await.unwrap().as_ref(), Some(&owners[2]));
+}
+
+/// Runs three futures at once on this task and returns their outputs in order.
+async fn futures_join3<A: std::future::Future>(a: A, b: A, c: A) -> [A::Output; 3] {
+    let (a, b, c) = tokio::join!(a, b, c);
+    [a, b, c]
 }

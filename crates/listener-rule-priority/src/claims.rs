@@ -25,11 +25,13 @@ fn holder(value: &str) -> Owner {
     Owner::parse(value).unwrap_or_else(|| Owner::new(value, ""))
 }
 
-/// One claim as listed: who holds it and when it was written (epoch seconds).
+/// One claim as listed: who holds it, when it was written (epoch seconds) and the parameter
+/// version that was read (what [`ListenerClaims::reclaim`] compares against).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub owner: Owner,
     pub written: Option<i64>,
+    pub version: i64,
 }
 
 /// The claims of one listener, under `<CLAIM_ROOT>/<listener id part>/`.
@@ -136,6 +138,7 @@ impl ListenerClaims {
                         Claim {
                             owner: holder(value),
                             written,
+                            version: parameter.version(),
                         },
                     );
                 }
@@ -148,11 +151,112 @@ impl ListenerClaims {
         Ok(claims)
     }
 
-    /// Deletes a claim that [`ListenerClaims::read_with_age`] found stale, after checking once
-    /// more that it still names the same owner (so a claim someone re-made meanwhile survives,
-    /// short of a write between that check and the delete). Returns whether it was deleted.
-    pub async fn reclaim(&self, ssm: &Client, priority: u32, stale: &Owner) -> Result<bool, Error> {
-        self.release(ssm, priority, stale).await
+    /// Takes over a claim that [`ListenerClaims::read_with_age`] found stale (`stale`, read at
+    /// `stale.version`) for `owner`, without ever deleting it: SSM has no conditional delete, so
+    /// a delete could drop a claim someone re-made a moment before.
+    ///
+    /// The claim is overwritten (`Overwrite=true`) and the version SSM answers with serves as a
+    /// compare-and-swap: every write to a parameter gets the next version, so of all reclaimers
+    /// that read the stale value at version `v`, exactly one writes version `v + 1`. That one
+    /// wins, after checking that version `v` still holds the stale value (a claim deleted and
+    /// re-created meanwhile starts again at version 1). A writer of a later version lost: it
+    /// reads who won (version `v + 1`, or version 1 of a re-created claim) and, if the latest
+    /// value is still its own, writes the winner's value back, so the claim ends naming the
+    /// winner; a loser whose write was already overwritten leaves the restoring to the writer of
+    /// the latest version, which does the same.
+    pub async fn reclaim(
+        &self,
+        ssm: &Client,
+        priority: u32,
+        stale: &Claim,
+        owner: &Owner,
+    ) -> Result<Claimed, Error> {
+        let name = self.name(priority);
+        let fail = |e: &dyn std::error::Error| Error::Claim {
+            priority,
+            name: name.clone(),
+            message: cfn_custom_resource::error_chain(e),
+        };
+        let written = ssm
+            .put_parameter()
+            .name(&name)
+            .value(owner.as_str())
+            .r#type(ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| fail(&e))?
+            .version();
+        if written == 1 {
+            // The claim was gone and this write created it: a create-if-absent claim made after
+            // it fails, and a later reclaimer sees our value where it expected the stale one.
+            return Ok(Claimed::Won);
+        }
+        let before = self.value_at(ssm, priority, stale.version).await?;
+        let same_history = before.as_ref() == Some(&stale.owner);
+        if written == stale.version + 1 && same_history {
+            return Ok(Claimed::Won);
+        }
+        let winner = match same_history {
+            true => self.value_at(ssm, priority, stale.version + 1).await?,
+            false => self.value_at(ssm, priority, 1).await?,
+        };
+        tracing::info!(
+            priority,
+            read_version = stale.version,
+            written_version = written,
+            winner = winner.as_ref().map(Owner::as_str),
+            "another request took over the stale claim first"
+        );
+        match winner {
+            Some(winner) if winner != *owner => {
+                if self.owner(ssm, priority).await?.as_ref() == Some(owner) {
+                    ssm.put_parameter()
+                        .name(&name)
+                        .value(winner.as_str())
+                        .r#type(ParameterType::String)
+                        .overwrite(true)
+                        .send()
+                        .await
+                        .map_err(|e| fail(&e))?;
+                    tracing::info!(
+                        priority,
+                        winner = winner.as_str(),
+                        "gave the claim back to its winner"
+                    );
+                }
+            }
+            // A duplicate of this request won (same value): nothing to restore, but the claim
+            // is the winner's, not this request's, to answer with and to release.
+            Some(_) => {}
+            None => tracing::warn!(priority, "cannot tell who took over the stale claim; left as is"),
+        }
+        Ok(Claimed::Lost)
+    }
+
+    /// The value of the claim on `priority` at parameter version `version`, if that version
+    /// exists.
+    async fn value_at(&self, ssm: &Client, priority: u32, version: i64) -> Result<Option<Owner>, Error> {
+        let name = self.name(priority);
+        match ssm.get_parameter().name(format!("{name}:{version}")).send().await {
+            Ok(out) => Ok(out
+                .parameter()
+                .and_then(|p| p.value())
+                .map(|v| Owner(v.to_string()))),
+            Err(e) => {
+                let message = cfn_custom_resource::error_chain(&e);
+                let service = e.into_service_error();
+                if service.is_parameter_not_found() || service.is_parameter_version_not_found() {
+                    Ok(None)
+                } else {
+                    Err(Error::Claim {
+                        priority,
+                        name,
+                        message,
+                    })
+                }
+            }
+        }
     }
 
     /// Tries to create the claim on `priority` for `owner`. Only one caller can ever create a given
