@@ -37,6 +37,16 @@ pub use runtime_api::{Deadline, Invocation, RuntimeApi, RuntimeOutcome};
 
 /// The process-wide tokio runtime the harness's servers run on. Tests are plain functions that
 /// call [`block_on`].
+/// The `aws_calls=N` the guard logged with the last response a Lambda delivered (text logs):
+/// how many AWS requests that invocation sent, retries included.
+pub fn last_aws_calls(logs: &str) -> u64 {
+    logs.rsplit("aws_calls=")
+        .next()
+        .filter(|_| logs.contains("aws_calls="))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no aws_calls= in the logs:\n{logs}"))
+}
+
 pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {

@@ -23,6 +23,10 @@ pub fn trials() -> Vec<Trial> {
             create_stores_a_secure_string_under_the_key,
         ),
         trial(
+            "admin_secret::a_fresh_secret_is_one_aws_call",
+            a_fresh_secret_is_one_aws_call,
+        ),
+        trial(
             "admin_secret::retried_create_returns_the_same_version_and_value",
             retried_create_returns_the_same_version_and_value,
         ),
@@ -312,6 +316,43 @@ async fn create_stores_a_secure_string_under_the_key() {
     assert_eq!(created.data("Version"), Some("1"));
     assert_ne!(created.response()["NoEcho"], json!(true));
     assert_hidden(&h, &[&created], &[&s.value]);
+}
+
+/// A warm Create of a new secret is one `PutParameter`: the ARN is computed, and the version is
+/// bound to its `RotationToken` by the tag written with it, not by a `LabelParameterVersion`.
+/// (The first Create of a process also checks the key: `DescribeKey` and `ListAliases`.)
+async fn a_fresh_secret_is_one_aws_call() {
+    let h = start().await;
+    let first = unique_name("one-call-a");
+    let warm = h
+        .call(
+            h.events
+                .create(TYPE, "First", props(&first, json!({"RotationToken": "r0"}))),
+        )
+        .await;
+    assert_success(&warm, &h);
+    let name = unique_name("one-call-b");
+    let created = h
+        .call(
+            h.events
+                .create(TYPE, LOGICAL_ID, props(&name, json!({"RotationToken": "r0"}))),
+        )
+        .await;
+    assert_success(&created, &h);
+    let calls = local_invoke::last_aws_calls(&h.logs());
+    assert_eq!(calls, 1, "AWS calls for a warm Create:\n{}", h.logs());
+    assert_eq!(created.data("Version"), Some("1"));
+    let versions = history(&name).await;
+    assert_eq!(versions.len(), 1);
+    assert!(versions[0].2.is_empty(), "no label call: {:?}", versions[0].2);
+    let s = stored(&name).await.unwrap();
+    assert!(
+        s.tags
+            .iter()
+            .any(|(k, v)| k == "custom-resource:created-for" && *v == ssm_secret::rotation_label(Some("r0"))),
+        "the created-for tag binds version 1 to r0: {:?}",
+        s.tags
+    );
 }
 
 async fn retried_create_returns_the_same_version_and_value() {

@@ -70,7 +70,7 @@ pub fn trials() -> Vec<Trial> {
             duplicate_create_at_once,
         ),
         trial(
-            "listener_priority::with_100_claims_a_create_makes_a_bounded_number_of_ssm_calls",
+            "listener_priority::with_100_claims_a_create_makes_a_bounded_number_of_aws_calls",
             hundred_claims_bounded_calls,
         ),
         trial(
@@ -640,14 +640,6 @@ async fn put_claim(listener: &str, priority: u32, value: &str) {
         .expect("PutParameter claim");
 }
 
-/// The `ssm_calls=N` the handler logged for its last Create.
-fn ssm_calls(logs: &str) -> usize {
-    logs.rsplit("ssm_calls=")
-        .next()
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no ssm_calls= in the logs:\n{logs}"))
-}
-
 async fn duplicate_create_at_once() {
     let arn = listener([1, 2, 5]);
     let (first, second) = tokio::join!(start(), start());
@@ -698,25 +690,26 @@ async fn hundred_claims_bounded_calls() {
     let harness = start().await;
     let got = create(&harness, "Priority", json!({"ListenerArn": arn})).await;
     let p = priority(&got);
-    let calls = ssm_calls(&harness.logs());
-    eprintln!("100 claims, no hint: priority {p} in {calls} SSM calls");
+    let calls = local_invoke::last_aws_calls(&harness.logs());
+    eprintln!("100 claims, no hint: priority {p} in {calls} AWS calls");
     assert!(p > 105, "{p} is claimed by someone else");
     assert!(
-        calls <= 20,
-        "{calls} SSM calls for one Create:\n{}",
+        calls <= 21,
+        "{calls} AWS calls for one Create:\n{}",
         harness.logs()
     );
     assert_eq!(hint(&arn).await, Some(p), "the hint follows the claim");
 
-    // With the hint the handler left: GetParameters, the claim, the reservation and the hint.
+    // With the hint the handler left: DescribeRules (one page), GetParameters, the claim, the
+    // reservation and the hint.
     let next = create(&harness, "Next", json!({"ListenerArn": arn})).await;
-    let calls = ssm_calls(&harness.logs());
+    let calls = local_invoke::last_aws_calls(&harness.logs());
     eprintln!(
-        "100 claims, with the hint: priority {} in {calls} SSM calls",
+        "100 claims, with the hint: priority {} in {calls} AWS calls",
         priority(&next)
     );
     assert_eq!(priority(&next), p + 1);
-    assert_eq!(calls, 4, "SSM calls for one Create:\n{}", harness.logs());
+    assert_eq!(calls, 5, "AWS calls for one Create:\n{}", harness.logs());
     assert_eq!(claims(&arn).await.len(), 102);
 }
 
@@ -894,7 +887,7 @@ async fn concurrent_reclaims_have_one_winner() {
     let owners: Vec<Owner> = (0..3)
         .map(|i| {
             Owner::new(
-                &format!("arn:aws:cloudformation:us-east-1:123456789012:stack/s{i}/x"),
+                format!("arn:aws:cloudformation:us-east-1:123456789012:stack/s{i}/x"),
                 "P",
             )
         })
@@ -903,7 +896,7 @@ async fn concurrent_reclaims_have_one_winner() {
         let (ssm, claims) = (ssm.clone(), claims.clone());
         async move {
             let claim: Claim = claims.read_with_age(&ssm).await.expect("read")[&priority].clone();
-            assert_eq!(claim.owner.as_str(), STALE);
+            assert_eq!(claim.owner.to_string(), STALE);
             claim
         }
     };

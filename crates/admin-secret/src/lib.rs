@@ -223,9 +223,14 @@ impl AdminSecret {
         policy: &PasswordPolicy,
         value: Option<Secret<String>>,
     ) -> Result<StoredParameter, HandlerError> {
-        let stored = self.ensure_parameter(info, properties, policy, value).await?;
         let label = ssm_secret::rotation_label(properties.rotation_token.as_deref());
-        self.store.label(&stored.name, stored.version, &label).await?;
+        let (stored, created) = self
+            .ensure_parameter(info, properties, policy, value, &label)
+            .await?;
+        // A parameter this request created is bound to its token by its created-for tag.
+        if !created {
+            self.store.label(&stored.name, stored.version, &label).await?;
+        }
         Ok(stored)
     }
 
@@ -235,7 +240,8 @@ impl AdminSecret {
         properties: &Properties,
         policy: &PasswordPolicy,
         value: Option<Secret<String>>,
-    ) -> Result<StoredParameter, HandlerError> {
+        label: &str,
+    ) -> Result<(StoredParameter, bool), HandlerError> {
         let name = properties.parameter_name.as_str();
         let owner = Owner::of(info);
         let value = match value {
@@ -247,17 +253,17 @@ impl AdminSecret {
         let description = properties.description.as_deref();
         match self
             .store
-            .create_if_absent(name, &value, &properties.key_id, description, &owner)
+            .create_if_absent(name, &value, &properties.key_id, description, &owner, label)
             .await?
         {
-            ssm_secret::CreateIfAbsent::Created(stored) => Ok(stored),
+            ssm_secret::CreateIfAbsent::Created(stored) => Ok((stored, true)),
             ssm_secret::CreateIfAbsent::Existing(stored) if stored.owner.as_ref() == Some(&owner) => {
                 tracing::info!(
                     parameter = name,
                     version = stored.version,
                     "the parameter is already ours (a retried request); reusing it"
                 );
-                Ok(stored)
+                Ok((stored, false))
             }
             ssm_secret::CreateIfAbsent::Existing(mut stored) if properties.adopt => {
                 self.settings.adopt.require("Adopt")?;
@@ -270,7 +276,7 @@ impl AdminSecret {
                 self.store.tag(name, &owner).await?;
                 stored.key_id = Some(properties.key_id.clone());
                 stored.owner = Some(owner);
-                Ok(stored)
+                Ok((stored, false))
             }
             ssm_secret::CreateIfAbsent::Existing(stored) => {
                 let whose = match &stored.owner {
@@ -351,7 +357,8 @@ impl CustomResource for AdminSecret {
         // token never seen, or, for a parameter written before labels, the current one unless
         // the token changed.
         let history = if ours {
-            self.store.history(current_name).await?
+            let created_for = current.as_ref().and_then(|c| c.created_for.as_deref());
+            self.store.history(current_name).await?.created_for(created_for)
         } else {
             ssm_secret::History::default()
         };

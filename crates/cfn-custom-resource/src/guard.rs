@@ -116,8 +116,10 @@ impl<H: CustomResource> Guard<H> {
         async {
             // One answer, then one delivery: the handler, its panic and the watchdog all end in
             // `answer`, so a second response cannot be built.
+            let calls = crate::aws_calls();
             let answer = self.answer(&envelope, payload, deadline).await;
-            self.deliver(&envelope, answer, deadline).await
+            let aws_calls = crate::aws_calls().saturating_sub(calls);
+            self.deliver(&envelope, answer, deadline, aws_calls).await
         }
         .instrument(span)
         .await
@@ -273,6 +275,7 @@ impl<H: CustomResource> Guard<H> {
         envelope: &Envelope,
         answer: Answer,
         deadline: Instant,
+        aws_calls: u64,
     ) -> Result<(), lambda_runtime::Error> {
         let status = if answer.success { "SUCCESS" } else { "FAILED" };
         let physical_id = answer.physical_id.clone();
@@ -287,9 +290,23 @@ impl<H: CustomResource> Guard<H> {
         match self.sender.put(&envelope.response_url, body, give_up_at).await {
             Ok(attempts) => {
                 if answer.success {
-                    tracing::info!(status, physical_id, data_keys, attempts, "response delivered");
+                    tracing::info!(
+                        status,
+                        physical_id,
+                        data_keys,
+                        attempts,
+                        aws_calls,
+                        "response delivered"
+                    );
                 } else {
-                    tracing::warn!(status, physical_id, reason, attempts, "response delivered");
+                    tracing::warn!(
+                        status,
+                        physical_id,
+                        reason,
+                        attempts,
+                        aws_calls,
+                        "response delivered"
+                    );
                 }
                 Ok(())
             }

@@ -129,6 +129,15 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     config.build()
 }
 
+/// HTTP requests sent through [`https_client`] since the process started, retries included. The
+/// guard logs how many an invocation made (`aws_calls` on "response delivered"), so a test or a
+/// reader of the logs can see what a request cost in AWS calls.
+static AWS_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn aws_calls() -> u64 {
+    AWS_CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The AWS SDK's HTTPS client on rustls + ring, for SDK configurations built by hand. It trusts
 /// the compiled-in roots, or the `SSL_CERT_FILE` bundle when that is set, and is built on the
 /// first request: nothing on the way to the first `GET /invocation/next` reads or parses roots.
@@ -150,7 +159,8 @@ impl aws_smithy_runtime_api::client::http::HttpClient for LazyHttpsClient {
     ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
         use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 
-        self.0
+        let inner = self
+            .0
             .get_or_init(|| {
                 install_crypto_provider();
                 let trust = TrustStore::empty()
@@ -166,7 +176,24 @@ impl aws_smithy_runtime_api::client::http::HttpClient for LazyHttpsClient {
                     )
                     .build_https()
             })
-            .http_connector(settings, components)
+            .http_connector(settings, components);
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(Counted(inner))
+    }
+}
+
+/// A connector that counts the requests it sends ([`aws_calls`]).
+#[cfg(feature = "aws")]
+#[derive(Debug)]
+struct Counted(aws_smithy_runtime_api::client::http::SharedHttpConnector);
+
+#[cfg(feature = "aws")]
+impl aws_smithy_runtime_api::client::http::HttpConnector for Counted {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        AWS_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.call(request)
     }
 }
 

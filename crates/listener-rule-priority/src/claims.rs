@@ -180,7 +180,7 @@ impl ListenerClaims {
         let written = ssm
             .put_parameter()
             .name(&name)
-            .value(owner.as_str())
+            .value(owner.to_string())
             .r#type(ParameterType::String)
             .overwrite(true)
             .send()
@@ -205,7 +205,7 @@ impl ListenerClaims {
             priority,
             read_version = stale.version,
             written_version = written,
-            winner = winner.as_ref().map(Owner::as_str),
+            winner = winner.as_ref().map(ToString::to_string),
             "another request took over the stale claim first"
         );
         match winner {
@@ -213,7 +213,7 @@ impl ListenerClaims {
                 if self.owner(ssm, priority).await?.as_ref() == Some(owner) {
                     ssm.put_parameter()
                         .name(&name)
-                        .value(winner.as_str())
+                        .value(winner.to_string())
                         .r#type(ParameterType::String)
                         .overwrite(true)
                         .send()
@@ -221,7 +221,7 @@ impl ListenerClaims {
                         .map_err(|e| fail(&e))?;
                     tracing::info!(
                         priority,
-                        winner = winner.as_str(),
+                        winner = %winner,
                         "gave the claim back to its winner"
                     );
                 }
@@ -239,10 +239,7 @@ impl ListenerClaims {
     async fn value_at(&self, ssm: &Client, priority: u32, version: i64) -> Result<Option<Owner>, Error> {
         let name = self.name(priority);
         match ssm.get_parameter().name(format!("{name}:{version}")).send().await {
-            Ok(out) => Ok(out
-                .parameter()
-                .and_then(|p| p.value())
-                .map(|v| Owner(v.to_string()))),
+            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(holder)),
             Err(e) => {
                 let message = cfn_custom_resource::error_chain(&e);
                 let service = e.into_service_error();

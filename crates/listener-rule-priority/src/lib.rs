@@ -73,8 +73,9 @@
 //!    and when this request lost a candidate above the one it won: that candidate's holder
 //!    raises the hint past ours.
 //!
-//! Calls per Create, whatever the number of claims (the handler logs `ssm_calls=N` and the
-//! time of each phase, `read_ms`, `claim_ms`, `record_ms`):
+//! Calls per Create, whatever the number of claims (the guard logs `aws_calls=N` with every
+//! response, `DescribeRules` pages included; the handler logs the time of each phase, `read_ms`,
+//! `claim_ms`, `record_ms`):
 //!
 //! | | round trips | `DescribeRules` | SSM |
 //! | --- | --- | --- | --- |
@@ -145,8 +146,6 @@ mod rules;
 use std::collections::VecDeque;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cfn_custom_resource::{
@@ -348,7 +347,7 @@ pub const SPREAD_WINDOW: usize = 64;
 /// elsewhere. (Duplicates of one resource pick the same numbers; the reservation settles them.)
 pub fn spread_seed(owner: &Owner, lost: usize) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in owner.as_str().bytes().chain(lost.to_le_bytes()) {
+    for byte in owner.to_string().bytes().chain(lost.to_le_bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -392,8 +391,6 @@ pub struct ListenerRulePriority {
     claim_root: String,
     reclaim_age: Duration,
     cloudformation: Option<aws_sdk_cloudformation::Client>,
-    /// SSM requests sent (attempts, retries included), for the per-request log line.
-    ssm_calls: Arc<AtomicUsize>,
 }
 
 /// How old a claim no listener rule holds must be before the fallback path reclaims it, unless
@@ -401,43 +398,16 @@ pub struct ListenerRulePriority {
 pub const DEFAULT_RECLAIM_AGE: Duration = Duration::from_secs(72 * 3600);
 
 /// Counts the requests a client sends (every attempt).
-#[derive(Debug)]
-struct CountCalls(Arc<AtomicUsize>);
-
-impl aws_sdk_ssm::config::Intercept for CountCalls {
-    fn name(&self) -> &'static str {
-        "CountCalls"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &aws_sdk_ssm::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _components: &aws_sdk_ssm::config::RuntimeComponents,
-        _cfg: &mut aws_sdk_ssm::config::ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
 impl ListenerRulePriority {
     /// Claims live under [`CLAIM_ROOT`] unless [`ListenerRulePriority::with_claim_root`] says
     /// otherwise.
     pub fn new(ssm: aws_sdk_ssm::Client, elbv2: aws_sdk_elasticloadbalancingv2::Client) -> Self {
-        let ssm_calls = Arc::new(AtomicUsize::new(0));
-        let ssm = aws_sdk_ssm::Client::from_conf(
-            ssm.config()
-                .to_builder()
-                .interceptor(CountCalls(Arc::clone(&ssm_calls)))
-                .build(),
-        );
         Self {
             ssm,
             elbv2,
             claim_root: CLAIM_ROOT.to_string(),
             reclaim_age: DEFAULT_RECLAIM_AGE,
             cloudformation: None,
-            ssm_calls,
         }
     }
 
@@ -477,10 +447,6 @@ impl ListenerRulePriority {
                 false
             }
         }
-    }
-
-    fn ssm_calls(&self) -> usize {
-        self.ssm_calls.load(Ordering::Relaxed)
     }
 
     /// Keeps claims under `root` (an SSM path such as `/platform/listener-priorities`), the path
@@ -871,13 +837,11 @@ impl CustomResource for ListenerRulePriority {
         let properties = &request.properties;
         properties.validate()?;
         let owner = owner_of(&request.info);
-        let calls = self.ssm_calls();
         let allocation = self
             .allocate_create(properties, &owner, &request.info.progress)
             .await?;
         tracing::info!(
             priorities = ?allocation.priorities,
-            ssm_calls = self.ssm_calls() - calls,
             "allocated"
         );
         Ok(Created::new(allocation.id()?).with_data(allocation.data()))
@@ -1062,7 +1026,7 @@ mod tests {
         let owners: Vec<Owner> = (0..64)
             .map(|i| {
                 Owner::new(
-                    &format!("arn:aws:cloudformation:us-east-1:1:stack/s-{i}/id"),
+                    format!("arn:aws:cloudformation:us-east-1:1:stack/s-{i}/id"),
                     "Rule",
                 )
             })

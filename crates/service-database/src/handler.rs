@@ -207,7 +207,8 @@ impl ServiceDatabase {
             .store
             .history(name)
             .await
-            .map_err(|e| store_error(name, &e))?;
+            .map_err(|e| store_error(name, &e))?
+            .created_for(stored.created_for.as_deref());
         let plan = plan_password(p, v, &stored, &history, token_changed)?;
         if !plan.changed && !token_changed && !role_moved && !parameter_moved {
             // The role already holds this password: nothing to do in PostgreSQL.
@@ -397,18 +398,13 @@ impl ServiceDatabase {
         let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
         let stored = self
             .store
-            .create_if_absent(name, &candidate, &p.key_id, Some(&description), owner)
+            .create_if_absent(name, &candidate, &p.key_id, Some(&description), owner, &label)
             .await
             .map_err(|e| store_error(name, &e))?;
         let existing = match stored {
-            CreateIfAbsent::Created(stored) => {
-                // Bound to its token from the start, so a later rollback can find it.
-                self.store
-                    .label(name, stored.version, &label)
-                    .await
-                    .map_err(|e| store_error(name, &e))?;
-                return Ok(stored.value);
-            }
+            // Bound to its token from the start by its created-for tag, so a later rollback
+            // can find it.
+            CreateIfAbsent::Created(stored) => return Ok(stored.value),
             CreateIfAbsent::Existing(existing) => existing,
         };
         if existing.owner.as_ref() != Some(owner) {

@@ -11,7 +11,12 @@
 //! delivery) instead of generating another one. Labels hold no secret: they are hashes of
 //! tokens, which are template values.
 //!
-//! A parameter written before labels existed carries none; callers fall back to comparing the
+//! The first version needs no label: the `PutParameter` that creates a parameter also writes the
+//! tag [`crate::CREATED_FOR_TAG`] with its token's label, and [`History::labelled`] counts version
+//! 1 as labelled so when no version carries the label ([`History::created_for`] binds the tag).
+//! A fresh secret is then one SSM call.
+//!
+//! A parameter written before labels existed carries neither; callers fall back to comparing the
 //! old and new tokens for it and label what they keep.
 
 use aws_sdk_ssm::types::ParameterHistory;
@@ -51,22 +56,40 @@ pub struct Version {
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub versions: Vec<Version>,
+    /// The rotation label version 1 was made for (the parameter's [`crate::CREATED_FOR_TAG`]).
+    pub created_for: Option<String>,
 }
 
 impl History {
-    /// The newest version labelled `label`.
+    /// Binds version 1 to the label the parameter was created for (its
+    /// [`crate::StoredParameter::created_for`]).
+    pub fn created_for(mut self, label: Option<&str>) -> Self {
+        self.created_for = label.map(str::to_string);
+        self
+    }
+
+    /// The newest version labelled `label`; else version 1 when the parameter was created for
+    /// `label` (and version 1 is still in the history: SSM keeps the latest 100).
     pub fn labelled(&self, label: &str) -> Option<&Version> {
         self.versions
             .iter()
             .rev()
             .find(|v| v.labels.iter().any(|l| l == label))
+            .or_else(|| {
+                self.versions
+                    .first()
+                    .filter(|v| v.version == 1 && self.created_for.as_deref() == Some(label))
+            })
     }
 
-    /// Whether any version carries a rotation label (false for parameters written before them).
+    /// Whether any version is bound to a token, by a label or by the created-for tag (false for
+    /// parameters written before either).
     pub fn has_rotation_labels(&self) -> bool {
-        self.versions
-            .iter()
-            .any(|v| v.labels.iter().any(|l| is_rotation_label(l)))
+        self.created_for.as_deref().is_some_and(is_rotation_label)
+            || self
+                .versions
+                .iter()
+                .any(|v| v.labels.iter().any(|l| is_rotation_label(l)))
     }
 
     /// The latest version.
@@ -108,7 +131,10 @@ impl ParameterStore {
             }
         }
         versions.sort_by_key(|v| v.version);
-        Ok(History { versions })
+        Ok(History {
+            versions,
+            created_for: None,
+        })
     }
 
     /// Puts `label` on `version` of `name`, moving it off any other version.
@@ -198,6 +224,7 @@ mod tests {
         };
         let history = History {
             versions: vec![v(1, &["rotation-a"]), v(2, &["other"]), v(3, &["rotation-b"])],
+            created_for: None,
         };
         assert_eq!(history.labelled("rotation-a").unwrap().version, 1);
         assert_eq!(history.labelled("rotation-b").unwrap().version, 3);
@@ -206,7 +233,49 @@ mod tests {
         assert_eq!(history.latest().unwrap().version, 3);
         assert!(
             !History {
-                versions: vec![v(1, &["other"])]
+                versions: vec![v(1, &["other"])],
+                created_for: None,
+            }
+            .has_rotation_labels()
+        );
+    }
+
+    #[test]
+    fn version_one_stands_for_the_token_it_was_created_for() {
+        let v = |version, labels: &[&str]| Version {
+            version,
+            value: Secret::new(format!("p{version}")),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+        };
+        let created = rotation_label(Some("r0"));
+        let rotated = rotation_label(Some("r1"));
+        // Created for r0 (tag only), rotated to r1 (labelled).
+        let history = History {
+            versions: vec![v(1, &[]), v(2, &[rotated.as_str()])],
+            created_for: None,
+        }
+        .created_for(Some(&created));
+        assert!(history.has_rotation_labels());
+        assert_eq!(history.labelled(&created).unwrap().version, 1);
+        assert_eq!(history.labelled(&rotated).unwrap().version, 2);
+        assert!(history.labelled(&rotation_label(Some("r2"))).is_none());
+        // A label on a later version wins over the tag (r0 restored as version 3).
+        let restored = History {
+            versions: vec![v(1, &[]), v(2, &[rotated.as_str()]), v(3, &[created.as_str()])],
+            created_for: Some(created.clone()),
+        };
+        assert_eq!(restored.labelled(&created).unwrap().version, 3);
+        // Version 1 aged out of the history: the tag no longer says which version it meant.
+        let aged = History {
+            versions: vec![v(2, &[rotated.as_str()])],
+            created_for: Some(created.clone()),
+        };
+        assert!(aged.labelled(&created).is_none());
+        // No tag and no labels: a parameter from before labels.
+        assert!(
+            !History {
+                versions: vec![v(1, &[])],
+                created_for: None,
             }
             .has_rotation_labels()
         );

@@ -10,32 +10,40 @@ use crate::error::StoreError;
 pub const STACK_ID_TAG: &str = "custom-resource:stack-id";
 /// The tag holding the owning resource's logical id.
 pub const LOGICAL_ID_TAG: &str = "custom-resource:logical-id";
+/// The tag holding the rotation label ([`crate::rotation_label`]) of the token the parameter's
+/// first version was made for. Written by the same `PutParameter` that creates the parameter, it
+/// binds version 1 to its token without a `LabelParameterVersion` call: a fresh secret is one SSM
+/// call ([`crate::History::labelled`] reads it).
+pub const CREATED_FOR_TAG: &str = "custom-resource:created-for";
 
 /// The owner tags of a parameter: [`STACK_ID_TAG`] and [`LOGICAL_ID_TAG`].
 fn owner_tags(owner: &Owner) -> Vec<Tag> {
-    [
-        (STACK_ID_TAG, &owner.stack_id),
-        (LOGICAL_ID_TAG, &owner.logical_resource_id),
+    vec![
+        tag(STACK_ID_TAG, &owner.stack_id),
+        tag(LOGICAL_ID_TAG, &owner.logical_resource_id),
     ]
-    .into_iter()
-    .map(|(key, value)| {
-        Tag::builder()
-            .key(key)
-            .value(value)
-            .build()
-            .expect("key and value are set")
-    })
-    .collect()
 }
 
 /// The owner a parameter's tags name; `None` unless both owner tags are there.
 fn owner_from_tags(tags: &[Tag]) -> Option<Owner> {
-    let find = |key: &str| {
-        tags.iter()
-            .find(|t| t.key() == key)
-            .map(|t| t.value().to_string())
-    };
-    Some(Owner::new(find(STACK_ID_TAG)?, find(LOGICAL_ID_TAG)?))
+    Some(Owner::new(
+        tag_value(tags, STACK_ID_TAG)?,
+        tag_value(tags, LOGICAL_ID_TAG)?,
+    ))
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .expect("key and value are set")
+}
+
+fn tag_value(tags: &[Tag], key: &str) -> Option<String> {
+    tags.iter()
+        .find(|t| t.key() == key)
+        .map(|t| t.value().to_string())
 }
 
 /// A parameter as SSM holds it, with its decrypted value.
@@ -49,6 +57,9 @@ pub struct StoredParameter {
     pub key_id: Option<String>,
     /// Who created it, from its tags; `None` when it carries no owner tags.
     pub owner: Option<Owner>,
+    /// The rotation label version 1 was made for ([`CREATED_FOR_TAG`]), when the parameter was
+    /// created with it.
+    pub created_for: Option<String>,
     pub description: Option<String>,
 }
 
@@ -85,8 +96,10 @@ impl ParameterStore {
         &self.client
     }
 
-    /// Creates a SecureString under `key_id`, tagged with `owner`, unless a parameter of that name
-    /// exists (`Overwrite=false`); an existing one is returned as [`CreateIfAbsent::Existing`] unchanged.
+    /// Creates a SecureString under `key_id`, tagged with `owner` and with `rotation_label` (the
+    /// label of the token this first version is made for, [`CREATED_FOR_TAG`]), unless a
+    /// parameter of that name exists (`Overwrite=false`); an existing one is returned as
+    /// [`CreateIfAbsent::Existing`] unchanged. A created one is a single SSM call.
     pub async fn create_if_absent(
         &self,
         name: &str,
@@ -94,11 +107,14 @@ impl ParameterStore {
         key_id: &str,
         description: Option<&str>,
         owner: &Owner,
+        rotation_label: &str,
     ) -> Result<CreateIfAbsent, StoreError> {
+        let mut tags = owner_tags(owner);
+        tags.push(tag(CREATED_FOR_TAG, rotation_label));
         let put = self
             .secure_put(name, value, key_id, description)
             .overwrite(false)
-            .set_tags(Some(owner_tags(owner)))
+            .set_tags(Some(tags))
             .send()
             .await;
         match put {
@@ -125,6 +141,7 @@ impl ParameterStore {
                     key_id: Some(key_id.to_string()),
                     owner: Some(owner.clone()),
                     description: description.map(str::to_string),
+                    created_for: Some(rotation_label.to_string()),
                 };
                 tracing::info!(
                     parameter = name,
@@ -207,7 +224,7 @@ impl ParameterStore {
             Some(metadata) => metadata,
             None => return Ok(None),
         };
-        let Some(owner) = self.owner(name).await? else {
+        let Some(tags) = self.tags(name).await? else {
             return Ok(None);
         };
         Ok(Some(StoredParameter {
@@ -216,8 +233,9 @@ impl ParameterStore {
             version,
             value,
             key_id,
-            owner,
+            owner: owner_from_tags(&tags),
             description,
+            created_for: tag_value(&tags, CREATED_FOR_TAG),
         }))
     }
 
@@ -322,6 +340,11 @@ impl ParameterStore {
     /// The owner the parameter's tags name (`Some(None)`: no owner tags); `None` when the
     /// parameter does not exist.
     async fn owner(&self, name: &str) -> Result<Option<Option<Owner>>, StoreError> {
+        Ok(self.tags(name).await?.map(|tags| owner_from_tags(&tags)))
+    }
+
+    /// The parameter's tags; `None` when the parameter does not exist.
+    async fn tags(&self, name: &str) -> Result<Option<Vec<Tag>>, StoreError> {
         match self
             .client
             .list_tags_for_resource()
@@ -330,7 +353,7 @@ impl ParameterStore {
             .send()
             .await
         {
-            Ok(output) => Ok(Some(owner_from_tags(output.tag_list()))),
+            Ok(output) => Ok(Some(output.tag_list().to_vec())),
             Err(error)
                 if error
                     .as_service_error()
