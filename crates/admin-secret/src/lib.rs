@@ -36,8 +36,10 @@
 //!   `KeyId` (a new version) and tagged as ours.
 //! - **Update** never changes the password unless `RotationToken` changed or the current password
 //!   does not satisfy the new `Length`/`ExcludeCharacters`/`RequireEachIncludedType`.
-//!   Rotation is reversible and idempotent: every version is labelled with a hash of the token
-//!   it was made for (`ssm_secret::rotation_label`), so an Update whose token was seen before
+//!   Rotation is reversible and idempotent: every version is bound to a hash of the token it
+//!   was made for (`ssm_secret::rotation_label`: a version label, or for the first version the
+//!   `custom-resource:created-for` tag the creating `PutParameter` writes, so a Create is one
+//!   SSM call), so an Update whose token was seen before
 //!   (CloudFormation rolling a rotation back, or a duplicate delivery) puts that token's password
 //!   back as the latest version, or finds it already there, instead of generating another. A
 //!   token never seen generates a new password. The decision reads SSM, not
@@ -215,7 +217,8 @@ impl AdminSecret {
 
     /// Creates the parameter `properties.parameter_name` holding `value` (a fresh password when
     /// `None`), or finds our own, or adopts a foreign one when asked; the version it returns is
-    /// labelled with the `RotationToken` it holds the password for.
+    /// bound to the `RotationToken` it holds the password for (by the created-for tag when this
+    /// request created it, by a label otherwise).
     async fn ensure(
         &self,
         info: &RequestInfo,
