@@ -177,13 +177,7 @@ impl ListenerClaims {
             name: name.clone(),
             message: cfn_custom_resource::error_chain(e),
         };
-        let written = ssm
-            .put_parameter()
-            .name(&name)
-            .value(owner.to_string())
-            .r#type(ParameterType::String)
-            .overwrite(true)
-            .send()
+        let written = overwrite(ssm, &name, owner.to_string())
             .await
             .map_err(|e| fail(&e))?
             .version();
@@ -211,12 +205,7 @@ impl ListenerClaims {
         match winner {
             Some(winner) if winner != *owner => {
                 if self.owner(ssm, priority).await?.as_ref() == Some(owner) {
-                    ssm.put_parameter()
-                        .name(&name)
-                        .value(winner.to_string())
-                        .r#type(ParameterType::String)
-                        .overwrite(true)
-                        .send()
+                    overwrite(ssm, &name, winner.to_string())
                         .await
                         .map_err(|e| fail(&e))?;
                     tracing::info!(
@@ -451,15 +440,7 @@ impl ListenerClaims {
     /// Sets the hint; best effort (a failure is logged: the next request just probes longer).
     pub async fn set_hint(&self, ssm: &Client, hint: u32) {
         let name = self.hint_name();
-        let put = ssm
-            .put_parameter()
-            .name(&name)
-            .value(hint.to_string())
-            .r#type(ParameterType::String)
-            .overwrite(true)
-            .send()
-            .await;
-        match put {
+        match overwrite(ssm, &name, hint.to_string()).await {
             Ok(_) => tracing::debug!(hint, "hint set"),
             Err(e) => tracing::warn!(
                 hint,
@@ -526,12 +507,7 @@ impl ListenerClaims {
     /// Overwrites `owner`'s reservation (a Create that could not use the one it found).
     pub async fn replace_reservation(&self, ssm: &Client, reservation: &Reservation) -> Result<(), Error> {
         let name = self.reservation_name(&reservation.owner);
-        ssm.put_parameter()
-            .name(&name)
-            .value(reservation.value())
-            .r#type(ParameterType::String)
-            .overwrite(true)
-            .send()
+        overwrite(ssm, &name, reservation.value())
             .await
             .map(drop)
             .map_err(|e| Self::state_error(name, e))
@@ -559,6 +535,25 @@ impl ListenerClaims {
             }
         }
     }
+}
+
+/// Writes `value` as the String parameter `name`, whatever it held (`Overwrite=true`): the
+/// hint, a replaced reservation, a reclaimed claim and a claim given back to its winner.
+async fn overwrite(
+    ssm: &Client,
+    name: &str,
+    value: String,
+) -> Result<
+    aws_sdk_ssm::operation::put_parameter::PutParameterOutput,
+    aws_sdk_ssm::error::SdkError<aws_sdk_ssm::operation::put_parameter::PutParameterError>,
+> {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
 }
 
 #[cfg(test)]
