@@ -40,11 +40,22 @@ pub use runtime_api::{Deadline, Invocation, RuntimeApi, RuntimeOutcome};
 /// The `aws_calls=N` the guard logged with the last response a Lambda delivered (text logs):
 /// how many AWS requests that invocation sent, retries included.
 pub fn last_aws_calls(logs: &str) -> u64 {
-    logs.rsplit("aws_calls=")
-        .next()
-        .filter(|_| logs.contains("aws_calls="))
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+    delivered_field(logs, "aws_calls")
+        .pop()
         .unwrap_or_else(|| panic!("no aws_calls= in the logs:\n{logs}"))
+}
+
+/// The numeric field `key` (`aws_calls`, `aws_us`, `handler_us`, `put_us`) of every "response
+/// delivered" line in a Lambda's text logs, oldest first.
+pub fn delivered_field(logs: &str, key: &str) -> Vec<u64> {
+    let needle = format!(" {key}=");
+    logs.lines()
+        .filter(|line| line.contains("response delivered"))
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(&needle)?;
+            rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect()
 }
 
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -62,6 +73,10 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     runtime().block_on(future)
 }
+
+/// How long [`Harness::call`] waits after the Lambda's outcome for a PUT still in flight: the
+/// quiet before the next invocation of a loop of calls (the bench measures its floors after it).
+pub const SETTLE: Duration = Duration::from_millis(20);
 
 /// One Lambda process with its own Runtime API and ResponseURL receiver.
 pub struct Harness {
@@ -187,7 +202,7 @@ impl Harness {
             });
         let elapsed = invocation.elapsed().unwrap_or_default();
         // A PUT answered slowly may still be in the receiver's hands; give it a moment.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(SETTLE).await;
         let mut puts = name.map(|n| self.receiver.puts(&n)).unwrap_or_default();
         puts.drain(..earlier.min(puts.len()));
         let latency = invocation

@@ -341,6 +341,15 @@ async fn a_fresh_secret_is_one_aws_call() {
     assert_success(&created, &h);
     let calls = local_invoke::last_aws_calls(&h.logs());
     assert_eq!(calls, 1, "AWS calls for a warm Create:\n{}", h.logs());
+    // The same line says where the time went: the PutParameter's wait, within the handler's time,
+    // and the response PUT.
+    let logs = h.logs();
+    let last = |key| *local_invoke::delivered_field(&logs, key).last().expect(key);
+    let (aws_us, handler_us, put_us) = (last("aws_us"), last("handler_us"), last("put_us"));
+    assert!(
+        0 < aws_us && aws_us <= handler_us && 0 < put_us,
+        "aws_us={aws_us} handler_us={handler_us} put_us={put_us}:\n{logs}"
+    );
     assert_eq!(created.data("Version"), Some("1"));
     let versions = history(&name).await;
     assert_eq!(versions.len(), 1);

@@ -711,6 +711,15 @@ async fn hundred_claims_bounded_calls() {
     assert_eq!(priority(&next), p + 1);
     assert_eq!(calls, 5, "AWS calls for one Create:\n{}", harness.logs());
     assert_eq!(claims(&arn).await.len(), 102);
+    // Its reads run together (DescribeRules beside GetParameters, the reservation beside the
+    // hint): the time logged as waiting on AWS counts them once, within the handler's own time.
+    let logs = harness.logs();
+    let last = |key| *local_invoke::delivered_field(&logs, key).last().expect(key);
+    let (aws_us, handler_us) = (last("aws_us"), last("handler_us"));
+    assert!(
+        0 < aws_us && aws_us <= handler_us,
+        "aws_us={aws_us} handler_us={handler_us}:\n{logs}"
+    );
 }
 
 async fn exhausted_probe_falls_back_to_the_lowest_gap() {

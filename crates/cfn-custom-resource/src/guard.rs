@@ -116,10 +116,16 @@ impl<H: CustomResource> Guard<H> {
         async {
             // One answer, then one delivery: the handler, its panic and the watchdog all end in
             // `answer`, so a second response cannot be built.
-            let calls = crate::aws_calls();
+            let started = Instant::now();
+            let (calls, waited) = crate::aws_calls();
             let answer = self.answer(&envelope, payload, deadline).await;
-            let aws_calls = crate::aws_calls().saturating_sub(calls);
-            self.deliver(&envelope, answer, deadline, aws_calls).await
+            let (calls_now, waited_now) = crate::aws_calls();
+            let cost = Cost {
+                aws_calls: calls_now.saturating_sub(calls),
+                aws_us: waited_now.saturating_sub(waited),
+                handler_us: started.elapsed().as_micros() as u64,
+            };
+            self.deliver(&envelope, answer, deadline, cost).await
         }
         .instrument(span)
         .await
@@ -275,7 +281,7 @@ impl<H: CustomResource> Guard<H> {
         envelope: &Envelope,
         answer: Answer,
         deadline: Instant,
-        aws_calls: u64,
+        cost: Cost,
     ) -> Result<(), lambda_runtime::Error> {
         let status = if answer.success { "SUCCESS" } else { "FAILED" };
         let physical_id = answer.physical_id.clone();
@@ -287,7 +293,15 @@ impl<H: CustomResource> Guard<H> {
         let give_up_at = deadline
             .checked_sub(self.config.delivery_slack)
             .unwrap_or_else(Instant::now);
-        match self.sender.put(&envelope.response_url, body, give_up_at).await {
+        let sending = Instant::now();
+        let sent = self.sender.put(&envelope.response_url, body, give_up_at).await;
+        let put_us = sending.elapsed().as_micros() as u64;
+        let Cost {
+            aws_calls,
+            aws_us,
+            handler_us,
+        } = cost;
+        match sent {
             Ok(attempts) => {
                 if answer.success {
                     tracing::info!(
@@ -296,6 +310,9 @@ impl<H: CustomResource> Guard<H> {
                         data_keys,
                         attempts,
                         aws_calls,
+                        aws_us,
+                        handler_us,
+                        put_us,
                         "response delivered"
                     );
                 } else {
@@ -305,6 +322,9 @@ impl<H: CustomResource> Guard<H> {
                         reason,
                         attempts,
                         aws_calls,
+                        aws_us,
+                        handler_us,
+                        put_us,
                         "response delivered"
                     );
                 }
@@ -316,6 +336,15 @@ impl<H: CustomResource> Guard<H> {
             }
         }
     }
+}
+
+/// What answering cost, logged with the delivery: AWS requests made, the microseconds during
+/// which one was in flight, and the whole answer (event parsed → answer ready). `handler_us −
+/// aws_us` is the time spent in our own code and the SDK around the calls.
+struct Cost {
+    aws_calls: u64,
+    aws_us: u64,
+    handler_us: u64,
 }
 
 /// What a successful handler returned, phase-independent.

@@ -35,6 +35,7 @@
 //!   string (a bearer credential) is never logged ([`ResponseUrl`]), nor are values wrapped in
 //!   [`Secret`].
 
+mod cost;
 pub mod de;
 mod error;
 mod guard;
@@ -48,6 +49,7 @@ mod trust;
 
 use std::future::Future;
 
+pub use cost::aws_calls;
 pub use error::{HandlerError, error_chain};
 pub use guard::{Config, run, run_with_config};
 /// The error type a Lambda `main` returns.
@@ -129,15 +131,6 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     config.build()
 }
 
-/// HTTP requests sent through [`https_client`] since the process started, retries included. The
-/// guard logs how many an invocation made (`aws_calls` on "response delivered"), so a test or a
-/// reader of the logs can see what a request cost in AWS calls.
-static AWS_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-pub(crate) fn aws_calls() -> u64 {
-    AWS_CALLS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// The AWS SDK's HTTPS client on rustls + ring, for SDK configurations built by hand. It trusts
 /// the compiled-in roots, or the `SSL_CERT_FILE` bundle when that is set, and is built on the
 /// first request: nothing on the way to the first `GET /invocation/next` reads or parses roots.
@@ -181,7 +174,7 @@ impl aws_smithy_runtime_api::client::http::HttpClient for LazyHttpsClient {
     }
 }
 
-/// A connector that counts the requests it sends ([`aws_calls`]).
+/// A connector that counts the requests it sends and the time it waits on them ([`aws_calls`]).
 #[cfg(feature = "aws")]
 #[derive(Debug)]
 struct Counted(aws_smithy_runtime_api::client::http::SharedHttpConnector);
@@ -192,8 +185,13 @@ impl aws_smithy_runtime_api::client::http::HttpConnector for Counted {
         &self,
         request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
     ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
-        AWS_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.0.call(request)
+        let response = self.0.call(request);
+        aws_smithy_runtime_api::client::http::HttpConnectorFuture::new(async move {
+            // Counted from the first poll: a request built but never sent is not waited on. A
+            // future dropped mid-flight (a timeout) still ends its wait.
+            let _in_flight = cost::InFlight::start();
+            response.await
+        })
     }
 }
 
