@@ -3,9 +3,13 @@
 //! next to the floor moto sets and to the handler most teams would write instead.
 //!
 //! Prints one table and writes `target/bench.json`:
-//! - floors, in the same run: one moto PutParameter of a SecureString, one DescribeRules, 64
-//!   DescribeRules of a 500-rule listener one after another (moto serves one request at a time;
-//!   moto's default page holds 50 rules), and 64 full reads of its rules as each Create makes them;
+//! - floors, in the same run: one moto PutParameter of a SecureString, and one DescribeRules then
+//!   one PutParameter, each after the quiet that precedes every warm run (moto answers about twice
+//!   as slowly after 10 ms idle as back to back; both are printed), 64 DescribeRules of a 500-rule
+//!   listener one after another (moto serves one request at a time; moto's default page holds 50
+//!   rules), and 64 full reads of its rules as each Create makes them;
+//! - where each warm median goes, from the "response delivered" log line of our Lambdas: event →
+//!   answer, of which waiting on AWS, and the response PUT;
 //! - init: process start → first `GET .../invocation/next` (median, max over 20 starts), with no
 //!   `SSL_CERT_FILE`, as on Lambda;
 //! - warm latency: invocation handed out → response PUT received (median, p95), the PUT over TLS
@@ -86,6 +90,39 @@ struct Warm {
     latencies: Vec<Duration>,
     peak_rss_kib: Option<u64>,
     failures: Vec<String>,
+    /// What the guard logged for the timed runs ("response delivered"); empty for a Lambda that
+    /// is not ours.
+    cost: Cost,
+}
+
+/// Per timed run, in microseconds: event → answer (`handler_us`), of which waiting on AWS
+/// (`aws_us`), and the response PUT (`put_us`).
+#[derive(Default)]
+struct Cost {
+    handler: Vec<u64>,
+    aws: Vec<u64>,
+    put: Vec<u64>,
+}
+
+fn median_us(samples: &[u64]) -> f64 {
+    let durations: Vec<Duration> = samples.iter().map(|us| Duration::from_micros(*us)).collect();
+    percentile(&durations, 50.0)
+}
+
+/// One line saying where a warm figure's median goes, from the Lambda's own log; `None` when the
+/// Lambda did not log its cost.
+fn breakdown(name: &str, warm: &Warm) -> Option<String> {
+    let Cost { handler, aws, put } = &warm.cost;
+    if handler.is_empty() {
+        return None;
+    }
+    let total = percentile(&warm.latencies, 50.0);
+    let (handler, aws, put) = (median_us(handler), median_us(aws), median_us(put));
+    Some(format!(
+        "{name}: {total:.1} ms = event → answer {handler:.1} ms (waiting on AWS {aws:.1} ms; our code and the SDK around the calls {:.1} ms) + response PUT {put:.1} ms + hand-out and the rest {:.1} ms (medians)",
+        handler - aws,
+        total - handler - put,
+    ))
 }
 
 /// Sends `runs` events built by `event(i)` to one warm process, after `warmups` untimed calls.
@@ -115,10 +152,20 @@ async fn warm(harness: &Harness, warmups: usize, runs: usize, mut event: impl Fn
             latencies.push(latency);
         }
     }
+    let logs = harness.logs();
+    let timed = |key: &str| {
+        let all = local_invoke::delivered_field(&logs, key);
+        all[all.len().saturating_sub(runs)..].to_vec()
+    };
     Warm {
         latencies,
         peak_rss_kib: harness.lambda.peak_rss_kib(),
         failures,
+        cost: Cost {
+            handler: timed("handler_us"),
+            aws: timed("aws_us"),
+            put: timed("put_us"),
+        },
     }
 }
 
@@ -135,10 +182,28 @@ fn zip_size(binary: &str) -> Option<u64> {
         .map(|m| m.len())
 }
 
-async fn timed<T, F: std::future::Future<Output = T>>(f: F) -> Duration {
-    let start = Instant::now();
-    f.await;
-    start.elapsed()
+/// `FLOOR_RUNS` timed calls made by `call(i)`, each after `pause` of quiet (5 more before them,
+/// untimed): each call's time, and how long it waited on moto (the counting HTTP client's figure).
+async fn sample<T, E: std::fmt::Debug, F>(
+    pause: Duration,
+    mut call: impl FnMut(usize) -> F,
+) -> (Vec<Duration>, Vec<u64>)
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut times = Vec::with_capacity(FLOOR_RUNS);
+    let mut waits = Vec::with_capacity(FLOOR_RUNS);
+    for i in 0..FLOOR_RUNS + 5 {
+        tokio::time::sleep(pause).await;
+        let (_, waited) = cfn_custom_resource::aws_calls();
+        let started = Instant::now();
+        call(i).await.expect("floor call");
+        if i >= 5 {
+            times.push(started.elapsed());
+            waits.push(cfn_custom_resource::aws_calls().1 - waited);
+        }
+    }
+    (times, waits)
 }
 
 fn elbv2(endpoint: &str) -> aws_sdk_elasticloadbalancingv2::Client {
@@ -201,25 +266,26 @@ async fn run() -> i32 {
     );
     let ssm = moto.ssm();
     let elb = elbv2(&moto.endpoint);
-    let mut put_times = Vec::new();
-    for i in 0..FLOOR_RUNS + 5 {
-        let t = timed(
-            ssm.put_parameter()
-                .name(format!("/bench/floor/{i}"))
-                .value("x".repeat(32))
-                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-                .key_id(&key)
-                .send(),
-        )
-        .await;
-        if i >= 5 {
-            put_times.push(t);
-        }
-    }
+    let put = |name: String| {
+        ssm.put_parameter()
+            .name(name)
+            .value("x".repeat(32))
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .key_id(&key)
+    };
+    // Back to back, as a loop of calls pays it.
+    let (put_times, put_waits) = sample(Duration::ZERO, |i| put(format!("/bench/floor/{i}")).send()).await;
+    // After the pause each warm run follows (the harness waits `SETTLE` after every invocation):
+    // moto answers a request that comes after ≥ 10 ms of quiet about twice as slowly as one that
+    // follows another at once (measured: 1.75 ms back to back, 2.9 ms after 6 ms, 3.3–3.6 ms
+    // after 10–50 ms), so this, not the back-to-back figure, is the floor of a warm Create.
+    let (idle_put_times, idle_put_waits) = sample(local_invoke::SETTLE, |i| {
+        put(format!("/bench/floor-idle/{i}")).send()
+    })
+    .await;
     // The same call as admin-secret's Create sends it: with the three tags (owner and the token's
     // created-for label), which moto stores and indexes too.
-    let mut tagged_times = Vec::new();
-    for i in 0..FLOOR_RUNS + 5 {
+    let (tagged_times, _) = sample(local_invoke::SETTLE, |i| {
         let tag = |k: &str, v: &str| {
             aws_sdk_ssm::types::Tag::builder()
                 .key(k)
@@ -227,37 +293,35 @@ async fn run() -> i32 {
                 .build()
                 .expect("tag")
         };
-        let t = timed(
-            ssm.put_parameter()
-                .name(format!("/bench/floor-tagged/{i}"))
-                .value("x".repeat(32))
-                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-                .key_id(&key)
-                .overwrite(false)
-                .tags(tag(
-                    "custom-resource:stack-id",
-                    "arn:aws:cloudformation:us-east-1:123456789012:stack/bench/1",
-                ))
-                .tags(tag("custom-resource:logical-id", "Secret"))
-                .tags(tag(
-                    "custom-resource:created-for",
-                    "rotation-00000000000000000000",
-                ))
-                .send(),
-        )
-        .await;
-        if i >= 5 {
-            tagged_times.push(t);
-        }
-    }
+        put(format!("/bench/floor-tagged/{i}"))
+            .overwrite(false)
+            .tags(tag(
+                "custom-resource:stack-id",
+                "arn:aws:cloudformation:us-east-1:123456789012:stack/bench/1",
+            ))
+            .tags(tag("custom-resource:logical-id", "Secret"))
+            .tags(tag(
+                "custom-resource:created-for",
+                "rotation-00000000000000000000",
+            ))
+            .send()
+    })
+    .await;
     let tagged_floor = percentile(&tagged_times, 50.0);
-    let mut describe_times = Vec::new();
-    for i in 0..FLOOR_RUNS + 5 {
-        let t = timed(elb.describe_rules().listener_arn(&claims_listener).send()).await;
-        if i >= 5 {
-            describe_times.push(t);
+    let (describe_times, _) = sample(Duration::ZERO, |_| {
+        elb.describe_rules().listener_arn(&claims_listener).send()
+    })
+    .await;
+    // A priority Create's floor: one DescribeRules then one PutParameter, after the same pause.
+    let (pair_times, _) = sample(local_invoke::SETTLE, |i| {
+        let describe = elb.describe_rules().listener_arn(&claims_listener).send();
+        let put = put(format!("/bench/floor-pair/{i}")).send();
+        async move {
+            describe.await.expect("DescribeRules");
+            put.await
         }
-    }
+    })
+    .await;
     let sequential_started = Instant::now();
     for _ in 0..CONTENDERS {
         elb.describe_rules()
@@ -289,8 +353,10 @@ async fn run() -> i32 {
         }
     }
     let full_describe_ms = full_started.elapsed().as_secs_f64() * 1000.0;
-    let put_floor = percentile(&put_times, 50.0);
+    let put_floor = percentile(&idle_put_times, 50.0);
+    let back_to_back_put = percentile(&put_times, 50.0);
     let describe_floor = percentile(&describe_times, 50.0);
+    let pair_floor = percentile(&pair_times, 50.0);
     // The harness's own cost: a release Lambda whose Create does nothing, the same hand-out and
     // response PUT over TLS as every warm figure below.
     let noop = {
@@ -366,10 +432,7 @@ async fn run() -> i32 {
                 .await;
                 (
                     "Create (claim a priority; 100+ claims on the listener)",
-                    Some((
-                        "DescribeRules + PutParameter".to_string(),
-                        describe_floor + put_floor,
-                    )),
+                    Some(("DescribeRules + PutParameter".to_string(), pair_floor)),
                     warm,
                 )
             }
@@ -425,6 +488,7 @@ async fn run() -> i32 {
             latencies: Vec::new(),
             peak_rss_kib: None,
             failures: Vec::new(),
+            cost: Cost::default(),
         }
     } else {
         let harness = tls_harness(&binary_path("service-database", Profile::Release), &tls_env).await;
@@ -556,7 +620,14 @@ async fn run() -> i32 {
     println!("Machine: {machine}");
     println!();
     println!(
-        "Floors (moto, same run): PutParameter SecureString {put_floor:.1} ms, DescribeRules {describe_floor:.1} ms (medians of {FLOOR_RUNS}); {CONTENDERS} DescribeRules of a 500-rule listener one after another {sequential_describe_ms:.0} ms (first page), {full_describe_ms:.0} ms (every rule, as each Create reads them)"
+        "Floors (moto, same run, medians of {FLOOR_RUNS}), each call after {} ms of quiet as every warm run comes: PutParameter SecureString {put_floor:.1} ms, DescribeRules then PutParameter {pair_floor:.1} ms; back to back (moto already busy): PutParameter {back_to_back_put:.1} ms, DescribeRules {describe_floor:.1} ms; {CONTENDERS} DescribeRules of a 500-rule listener one after another {sequential_describe_ms:.0} ms (first page), {full_describe_ms:.0} ms (every rule, as each Create reads them)",
+        local_invoke::SETTLE.as_millis(),
+    );
+    println!(
+        "The PutParameter floor is {:.1} ms of waiting on moto and {:.1} ms in the SDK (back to back: {:.1} ms waiting); the wait is measured by the counting HTTP client the Lambdas log theirs with",
+        median_us(&idle_put_waits),
+        put_floor - median_us(&idle_put_waits),
+        median_us(&put_waits),
     );
     println!(
         "Floor (harness): a release Lambda whose Create does nothing, hand-out → response PUT over TLS received: {noop_floor:.1} ms (median of {WARM_RUNS})"
@@ -603,6 +674,11 @@ async fn run() -> i32 {
             "floor": row.floor.as_ref().map(|(label, ms)| json!({"what": label, "ms": ms, "ratio": median / ms})),
             "peak_rss_mb": row.warm.peak_rss_kib.map(|k| k as f64 / 1024.0),
             "zip_bytes": row.zip,
+            "cost_ms": (!row.warm.cost.handler.is_empty()).then(|| json!({
+                "handler": median_us(&row.warm.cost.handler),
+                "aws": median_us(&row.warm.cost.aws),
+                "put": median_us(&row.warm.cost.put),
+            })),
         }));
     }
     println!(
@@ -644,6 +720,15 @@ async fn run() -> i32 {
             (median - noop_floor) / tagged_floor,
         );
     }
+    println!("Where the warm medians go (each Lambda's own log: handler_us, aws_us, put_us):");
+    if let Some(line) = breakdown("no-op Create (the harness floor)", &noop) {
+        println!("- {line}");
+    }
+    for row in &rows {
+        if let Some(line) = breakdown(&format!("{} {}", row.name, row.request), &row.warm) {
+            println!("- {line}");
+        }
+    }
     println!(
         "Contention: {CONTENDERS} simultaneous Creates on a listener with 500 rules: {} distinct priorities of {} granted, {} on a live rule, in {:.0} ms ({:.2}× {CONTENDERS} sequential DescribeRules, {:.2}× {CONTENDERS} sequential full reads of the rules)",
         distinct.len(),
@@ -664,7 +749,7 @@ async fn run() -> i32 {
     );
     let report = json!({
         "machine": machine,
-        "floors_ms": {"put_parameter_secure_string": put_floor, "describe_rules": describe_floor, "sequential_describe_rules_500": sequential_describe_ms, "sequential_full_describe_rules_500": full_describe_ms, "noop_create": noop_floor, "put_parameter_tagged": tagged_floor},
+        "floors_ms": {"put_parameter_secure_string": put_floor, "describe_rules": describe_floor, "sequential_describe_rules_500": sequential_describe_ms, "sequential_full_describe_rules_500": full_describe_ms, "noop_create": noop_floor, "put_parameter_tagged": tagged_floor, "put_parameter_back_to_back": back_to_back_put, "describe_rules_then_put_parameter": pair_floor, "quiet_before_each_ms": local_invoke::SETTLE.as_millis() as u64},
         "lambdas": json_rows,
         "service_database_new_database_ms": {"median": percentile(&fresh.latencies, 50.0), "p95": percentile(&fresh.latencies, 95.0), "runs": fresh.latencies.len()},
         "contention": {"contenders": CONTENDERS, "rules": 500, "granted": granted.len(), "distinct": distinct.len(), "on_live_rule": clashes, "wall_ms": contention_ms, "ratio_to_sequential_describe": contention_ms / sequential_describe_ms, "ratio_to_sequential_full_describe": contention_ms / full_describe_ms},
