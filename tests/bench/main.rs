@@ -277,8 +277,8 @@ async fn run() -> i32 {
     let (put_times, put_waits) = sample(Duration::ZERO, |i| put(format!("/bench/floor/{i}")).send()).await;
     // After the pause each warm run follows (the harness waits `SETTLE` after every invocation):
     // moto answers a request that comes after ≥ 10 ms of quiet about twice as slowly as one that
-    // follows another at once (measured: 1.75 ms back to back, 2.9 ms after 6 ms, 3.3–3.6 ms
-    // after 10–50 ms), so this, not the back-to-back figure, is the floor of a warm Create.
+    // follows another at once (the `quiet` line below shows it), so this, not the back-to-back
+    // figure, is the floor of a warm Create.
     let (idle_put_times, idle_put_waits) = sample(local_invoke::SETTLE, |i| {
         put(format!("/bench/floor-idle/{i}")).send()
     })
@@ -308,6 +308,14 @@ async fn run() -> i32 {
     })
     .await;
     let tagged_floor = percentile(&tagged_times, 50.0);
+    let mut quiet = Vec::new();
+    for pause_ms in [1, 3, 10, 50] {
+        let (times, _) = sample(Duration::from_millis(pause_ms), |i| {
+            put(format!("/bench/floor-quiet-{pause_ms}/{i}")).send()
+        })
+        .await;
+        quiet.push(format!("{pause_ms} ms → {:.1} ms", percentile(&times, 50.0)));
+    }
     let (describe_times, _) = sample(Duration::ZERO, |_| {
         elb.describe_rules().listener_arn(&claims_listener).send()
     })
@@ -630,6 +638,10 @@ async fn run() -> i32 {
         median_us(&put_waits),
     );
     println!(
+        "moto's PutParameter after some quiet: 0 ms → {back_to_back_put:.1} ms, {} (medians of {FLOOR_RUNS})",
+        quiet.join(", ")
+    );
+    println!(
         "Floor (harness): a release Lambda whose Create does nothing, hand-out → response PUT over TLS received: {noop_floor:.1} ms (median of {WARM_RUNS})"
     );
     println!();
@@ -681,14 +693,16 @@ async fn run() -> i32 {
             })),
         }));
     }
-    println!(
-        "| service-database | | Create (new database) | {:.1} / {:.1} | | {} | |",
-        percentile(&fresh.latencies, 50.0),
-        percentile(&fresh.latencies, 95.0),
-        fresh
-            .peak_rss_kib
-            .map_or("n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
-    );
+    if only("fresh") {
+        println!(
+            "| service-database | | Create (new database) | {:.1} / {:.1} | | {} | |",
+            percentile(&fresh.latencies, 50.0),
+            percentile(&fresh.latencies, 95.0),
+            fresh
+                .peak_rss_kib
+                .map_or("n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+        );
+    }
     println!();
     if let (Some(py_warm), Some(py_init), Some(ours)) = (
         python_warm,
@@ -729,21 +743,25 @@ async fn run() -> i32 {
             println!("- {line}");
         }
     }
-    println!(
-        "Contention: {CONTENDERS} simultaneous Creates on a listener with 500 rules: {} distinct priorities of {} granted, {} on a live rule, in {:.0} ms ({:.2}× {CONTENDERS} sequential DescribeRules, {:.2}× {CONTENDERS} sequential full reads of the rules)",
-        distinct.len(),
-        granted.len(),
-        clashes,
-        contention_ms,
-        contention_ms / sequential_describe_ms,
-        contention_ms / full_describe_ms,
-    );
-    println!(
-        "Guarantee: panic → FAILED median {:.1} ms (max {:.1} ms); a hang's FAILED arrived {} ms before the deadline (margin 1000 ms)",
-        percentile(&panic_latencies, 50.0),
-        percentile(&panic_latencies, 100.0),
-        hang_before_deadline_ms.map_or("n/a".into(), |ms| format!("{ms:.0}")),
-    );
+    if only("contention") {
+        println!(
+            "Contention: {CONTENDERS} simultaneous Creates on a listener with 500 rules: {} distinct priorities of {} granted, {} on a live rule, in {:.0} ms ({:.2}× {CONTENDERS} sequential DescribeRules, {:.2}× {CONTENDERS} sequential full reads of the rules)",
+            distinct.len(),
+            granted.len(),
+            clashes,
+            contention_ms,
+            contention_ms / sequential_describe_ms,
+            contention_ms / full_describe_ms,
+        );
+    }
+    if only("guarantee") {
+        println!(
+            "Guarantee: panic → FAILED median {:.1} ms (max {:.1} ms); a hang's FAILED arrived {} ms before the deadline (margin 1000 ms)",
+            percentile(&panic_latencies, 50.0),
+            percentile(&panic_latencies, 100.0),
+            hang_before_deadline_ms.map_or("n/a".into(), |ms| format!("{ms:.0}")),
+        );
+    }
     println!(
         "Init: no SSL_CERT_FILE (compiled-in roots, as on Lambda). Warm: response PUT over TLS, SSL_CERT_FILE = the system bundle + the test CA."
     );
