@@ -119,7 +119,7 @@ fn breakdown(name: &str, warm: &Warm) -> Option<String> {
     let total = percentile(&warm.latencies, 50.0);
     let (handler, aws, put) = (median_us(handler), median_us(aws), median_us(put));
     Some(format!(
-        "{name}: {total:.1} ms = event → answer {handler:.1} ms (waiting on AWS {aws:.1} ms; our code and the SDK around the calls {:.1} ms) + response PUT {put:.1} ms + hand-out and the rest {:.1} ms (medians)",
+        "{name}: {total:.1} ms = event → answer {handler:.1} ms (waiting on AWS {aws:.1} ms, the rest {:.1} ms) + response PUT {put:.1} ms + hand-out and the rest {:.1} ms (medians)",
         handler - aws,
         total - handler - put,
     ))
@@ -734,7 +734,9 @@ async fn run() -> i32 {
             (median - noop_floor) / tagged_floor,
         );
     }
-    println!("Where the warm medians go (each Lambda's own log: handler_us, aws_us, put_us):");
+    println!(
+        "Where the warm medians go (each Lambda's own log: handler_us, aws_us, put_us; the handler's rest is our code and the SDK around its calls, and service-database's PostgreSQL session):"
+    );
     if let Some(line) = breakdown("no-op Create (the harness floor)", &noop) {
         println!("- {line}");
     }
