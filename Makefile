@@ -70,7 +70,7 @@ RELEASE_SET := $(addprefix -p ,$(LAMBDAS)) -p fault-injection -p local-invoke
 .PHONY: release-bins release
 release-bins:
 	@echo "release build of the Lambdas, fault-injection and the demo/bench drivers (one cargo build;"
-	@echo "a fresh clone takes about 12 CPU-minutes: some 6 minutes on 2 idle cores; later runs build only what changed)"
+	@echo "a fresh clone takes 8-12 CPU-minutes: 4-7 minutes on 2 idle cores; later runs build only what changed)"
 	$(CARGO) build --release --bins $(RELEASE_SET)
 release: release-bins
 
