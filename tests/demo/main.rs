@@ -379,6 +379,7 @@ async fn run() -> i32 {
         ca_pem: pg.ca_pem.clone(),
         other_ca_pem: pg.other_ca_pem.clone(),
         log_file: pg.log_file.clone(),
+        superuser: None,
     };
     let pg = &pg_as_admin;
 

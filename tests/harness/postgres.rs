@@ -53,6 +53,9 @@ pub struct Postgres {
     pub other_ca_pem: String,
     /// The server log (`log_statement = 'all'`); `None` for a `DATABASE_URL` server.
     pub log_file: Option<PathBuf>,
+    /// The bootstrap superuser (user, password) of a throwaway cluster, for the few tests that
+    /// need what an RDS master cannot do (make a superuser); `None` for a `DATABASE_URL` server.
+    pub superuser: Option<(String, String)>,
 }
 
 /// The shared cluster, started on first use.
@@ -164,6 +167,7 @@ fn external(url: &str) -> Postgres {
         ca_pem: std::fs::read_to_string(&ca_file).expect("read DATABASE_CA_FILE"),
         other_ca_pem: std::fs::read_to_string(other.0).expect("other CA"),
         log_file: None,
+        superuser: None,
     }
 }
 
@@ -334,10 +338,11 @@ fn start() -> Postgres {
         address: "127.0.0.1".into(),
         port,
         admin_user: "postgres".into(),
-        admin_password: superuser_password,
+        admin_password: superuser_password.clone(),
         ca_pem,
         other_ca_pem: std::fs::read_to_string(&other_crt).expect("other-ca.crt"),
         log_file: Some(log_file),
+        superuser: Some(("postgres".into(), superuser_password)),
     };
     // The admin the Lambdas use is no superuser, like an RDS master.
     let admin_user = "cfn_admin".to_string();

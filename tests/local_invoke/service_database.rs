@@ -42,6 +42,10 @@ pub fn trials() -> Vec<Trial> {
             role_not_ours_fails_untouched_unless_adopted,
         ),
         trial(
+            "service_database::a_superuser_role_is_refused_even_with_adopt",
+            a_superuser_role_is_refused_even_with_adopt,
+        ),
+        trial(
             "service_database::database_not_ours_fails_untouched",
             database_not_ours_fails_untouched,
         ),
@@ -551,6 +555,56 @@ async fn role_not_ours_fails_untouched_unless_adopted() {
         "the old password still works"
     );
     service_creates_a_table(f.pg, &name, &service_password(&name).await).await;
+}
+
+/// A superuser named as a service's role, with `Adopt` set and allowed: refused, untouched, and
+/// the Reason does not suggest `Adopt`. (The cluster's own superusers, `postgres` and `rdsadmin`,
+/// are already refused as reserved names; this is any other.)
+async fn a_superuser_role_is_refused_even_with_adopt() {
+    let f = Fixture::start().await;
+    let Some((user, password)) = &f.pg.superuser else {
+        eprintln!("skipped: a DATABASE_URL server gives no superuser to make one with");
+        return;
+    };
+    let root =
+        f.pg.connect(user, password, ADMIN_DATABASE)
+            .await
+            .expect("superuser");
+    let name = unique("super_role");
+    let original = local_invoke::postgres::random_hex(12);
+    // Kept out of the statement log, which tests search for leaked passwords.
+    root.batch_execute("SET log_statement = 'none'").await.unwrap();
+    root.batch_execute(&format!(
+        "CREATE ROLE {name} SUPERUSER LOGIN PASSWORD '{original}'"
+    ))
+    .await
+    .unwrap();
+
+    let refused = f.create(f.props(&name, json!({"Adopt": "true"}))).await;
+    let comment = role_comment(f.pg, &name).await;
+    let keeps_password = f.pg.connect(&name, &original, ADMIN_DATABASE).await.is_ok();
+    let still_superuser: bool = root
+        .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .unwrap()
+        .get(0);
+    let databases = database_count(f.pg, &name).await;
+    root.batch_execute(&format!("DROP ROLE {name}")).await.unwrap();
+
+    f.assert_failed(&refused);
+    let reason = refused.reason();
+    assert!(
+        reason.contains(&format!("role {name} already exists and is a superuser")),
+        "the Reason names the role and why: {reason}"
+    );
+    assert!(
+        reason.contains("Adopt cannot take it over") && !reason.contains("set Adopt"),
+        "the Reason must not suggest Adopt, which was set and cannot help: {reason}"
+    );
+    assert_eq!(comment, None, "the superuser was marked");
+    assert!(keeps_password, "the role keeps its own password");
+    assert!(still_superuser);
+    assert_eq!(databases, 0, "a database was created");
 }
 
 async fn database_not_ours_fails_untouched() {

@@ -56,6 +56,12 @@ pub enum Error {
     },
 
     #[error(
+        "role {role} already exists and is a superuser; it was left untouched, and Adopt cannot take \
+         it over (a service's role never is a superuser). Choose another RoleName"
+    )]
+    RoleIsSuperuser { role: String },
+
+    #[error(
         "database {database} already exists and was not created by this resource (owner {owner}, {found}); \
          it was left untouched. Choose another DatabaseName{adopt}"
     )]

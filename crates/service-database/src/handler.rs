@@ -497,10 +497,8 @@ fn inspect(
     };
     if let Some(row) = &role {
         if row.superuser {
-            return Err(Error::RoleNotOurs {
+            return Err(Error::RoleIsSuperuser {
                 role: v.role.to_string(),
-                found: "it is a superuser".into(),
-                adopt: adopt.clone(),
             });
         }
         if !role_is_ours && !adopt.allowed() {
@@ -862,6 +860,9 @@ mod tests {
             owned_databases: vec![],
         });
         let error = inspect(superuser, None, &v, &m, &Adoption::Allowed).unwrap_err();
-        assert!(error.to_string().contains("superuser"), "{error}");
+        let reason = error.to_string();
+        assert!(reason.contains("is a superuser"), "{reason}");
+        assert!(reason.contains("Adopt cannot take it over"), "{reason}");
+        assert!(!reason.contains("set Adopt"), "Adopt would not help: {reason}");
     }
 }
