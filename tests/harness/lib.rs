@@ -86,6 +86,9 @@ pub struct Harness {
     pub events: EventBuilder,
     /// How long the runtime API gives each invocation (`Lambda-Runtime-Deadline-Ms`).
     pub timeout: Duration,
+    /// How long each call waits after the outcome for a late PUT ([`SETTLE`]); the bench sets it
+    /// to zero to drive a Lambda back to back.
+    pub settle: Duration,
 }
 
 /// What one invocation produced.
@@ -163,6 +166,7 @@ impl Harness {
             lambda,
             events,
             timeout: Duration::from_secs(30),
+            settle: SETTLE,
         }
     }
 
@@ -202,7 +206,7 @@ impl Harness {
             });
         let elapsed = invocation.elapsed().unwrap_or_default();
         // A PUT answered slowly may still be in the receiver's hands; give it a moment.
-        tokio::time::sleep(SETTLE).await;
+        tokio::time::sleep(self.settle).await;
         let mut puts = name.map(|n| self.receiver.puts(&n)).unwrap_or_default();
         puts.drain(..earlier.min(puts.len()));
         let latency = invocation
