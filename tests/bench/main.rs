@@ -386,7 +386,8 @@ async fn run() -> i32 {
     failures.extend(noop.failures.iter().map(|f| format!("no-op: {f}")));
 
     // --- per binary: init, warm latency, peak RSS, zip size ---------------------------------
-    let mut admin_back_to_back: Option<Warm> = None;
+    // Lambdas driven again with no pause between invocations, against the back-to-back floors.
+    let mut back_to_back: Vec<(&str, Warm, &str, f64)> = Vec::new();
     for binary in ["admin-secret", "service-database", "listener-rule-priority"] {
         if !only(binary) {
             continue;
@@ -410,7 +411,8 @@ async fn run() -> i32 {
                 // The same, with no pause between invocations: moto meets the Lambda's
                 // PutParameter about as busy as the back-to-back floor's.
                 harness.settle = Duration::ZERO;
-                admin_back_to_back = Some(self::warm(&harness, 5, WARM_RUNS, |i| create(i, "b2b-")).await);
+                let b2b = self::warm(&harness, 5, WARM_RUNS, |i| create(i, "b2b-")).await;
+                back_to_back.push(("admin-secret Create", b2b, "PutParameter", back_to_back_put));
                 (
                     "Create (new SecureString)",
                     Some(("PutParameter".to_string(), put_floor)),
@@ -436,14 +438,22 @@ async fn run() -> i32 {
             }
             _ => {
                 println!("{binary}: {CLAIMS} claims on the listener first ...");
-                let warm = warm(&harness, CLAIMS, WARM_RUNS / 2, |i| {
+                let create = |i: usize, prefix: &str| {
                     stack.create(
                         "Custom::ListenerRulePriority",
-                        &format!("Rule{i}"),
+                        &format!("{prefix}Rule{i}"),
                         json!({"ListenerArn": claims_listener}),
                     )
-                })
-                .await;
+                };
+                let warm = warm(&harness, CLAIMS, WARM_RUNS / 2, |i| create(i, "")).await;
+                harness.settle = Duration::ZERO;
+                let b2b = self::warm(&harness, 5, WARM_RUNS / 2, |i| create(i, "B2b")).await;
+                back_to_back.push((
+                    "listener-rule-priority Create",
+                    b2b,
+                    "DescribeRules + PutParameter",
+                    describe_floor + back_to_back_put,
+                ));
                 (
                     "Create (claim a priority; 100+ claims on the listener)",
                     Some(("DescribeRules + PutParameter".to_string(), pair_floor)),
@@ -740,18 +750,14 @@ async fn run() -> i32 {
             (median - noop_floor) / tagged_floor,
         );
     }
-    if let Some(b2b) = &admin_back_to_back {
+    for (name, b2b, floor, floor_ms) in &back_to_back {
         let median = percentile(&b2b.latencies, 50.0);
         println!(
-            "admin-secret warm Create back to back (no pause between invocations): {median:.1} ms = {:.2}× PutParameter back to back ({back_to_back_put:.1} ms); its PutParameter waited {:.1} ms (median)",
-            median / back_to_back_put,
+            "{name} back to back (no pause between invocations): {median:.1} ms = {:.2}× {floor} back to back ({floor_ms:.1} ms); waiting on AWS {:.1} ms (median)",
+            median / floor_ms,
             median_us(&b2b.cost.aws),
         );
-        failures.extend(
-            b2b.failures
-                .iter()
-                .map(|f| format!("admin-secret back to back: {f}")),
-        );
+        failures.extend(b2b.failures.iter().map(|f| format!("{name} back to back: {f}")));
     }
     println!(
         "Where the warm medians go (each Lambda's own log: handler_us, aws_us, put_us; the handler's rest is our code and the SDK around its calls, and service-database's PostgreSQL session):"
@@ -764,11 +770,10 @@ async fn run() -> i32 {
             println!("- {line}");
         }
     }
-    if let Some(line) = admin_back_to_back
-        .as_ref()
-        .and_then(|b2b| breakdown("admin-secret Create, back to back", b2b))
-    {
-        println!("- {line}");
+    for (name, b2b, _, _) in &back_to_back {
+        if let Some(line) = breakdown(&format!("{name}, back to back"), b2b) {
+            println!("- {line}");
+        }
     }
     if only("contention") {
         println!(
@@ -794,7 +799,9 @@ async fn run() -> i32 {
     );
     let report = json!({
         "machine": machine,
-        "admin_secret_back_to_back_ms": admin_back_to_back.as_ref().map(|b2b| percentile(&b2b.latencies, 50.0)),
+        "back_to_back": back_to_back.iter().map(|(name, b2b, floor, floor_ms)| json!({
+            "request": name, "median_ms": percentile(&b2b.latencies, 50.0), "floor": floor, "floor_ms": floor_ms,
+        })).collect::<Vec<_>>(),
         "floors_ms": {"put_parameter_secure_string": put_floor, "describe_rules": describe_floor, "sequential_describe_rules_500": sequential_describe_ms, "sequential_full_describe_rules_500": full_describe_ms, "noop_create": noop_floor, "put_parameter_tagged": tagged_floor, "put_parameter_back_to_back": back_to_back_put, "describe_rules_then_put_parameter": pair_floor, "quiet_before_each_ms": local_invoke::SETTLE.as_millis() as u64},
         "lambdas": json_rows,
         "service_database_new_database_ms": {"median": percentile(&fresh.latencies, 50.0), "p95": percentile(&fresh.latencies, 95.0), "runs": fresh.latencies.len()},
