@@ -90,6 +90,14 @@ pub fn trials() -> Vec<Trial> {
             "admin_secret::return_password_sets_no_echo",
             return_password_sets_no_echo,
         ),
+        trial(
+            "admin_secret::rotations_past_ssm_history_then_back_to_the_first_token",
+            rotations_past_ssm_history_then_back_to_the_first_token,
+        ),
+        trial(
+            "admin_secret::an_update_changing_only_service_token_or_timeout_writes_nothing",
+            an_update_changing_only_service_token_or_timeout_writes_nothing,
+        ),
     ]
 }
 
@@ -1091,4 +1099,194 @@ pub(crate) async fn unusable_keys_refused() {
         assert!(created.reason().contains(why), "{key}: {}", created.reason());
         assert_eq!(stored(&name).await, None, "{key}: a parameter was written");
     }
+}
+
+/// Every version of a parameter (all pages) with its value and labels, oldest first.
+async fn full_history(name: &str) -> Vec<(i64, String, Vec<String>)> {
+    let mut versions = Vec::new();
+    let mut next = None;
+    loop {
+        let output = ssm()
+            .get_parameter_history()
+            .name(name)
+            .with_decryption(true)
+            .set_next_token(next)
+            .send()
+            .await
+            .unwrap();
+        versions.extend(output.parameters().iter().map(|p| {
+            (
+                p.version(),
+                p.value().unwrap_or_default().to_string(),
+                p.labels().to_vec(),
+            )
+        }));
+        match output.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_string()),
+            _ => break,
+        }
+    }
+    versions.sort();
+    versions
+}
+
+/// The value of `version` of a parameter, as `{{resolve:ssm-secure:NAME:VERSION}}` reads it.
+async fn value_at(name: &str, version: &str) -> String {
+    ssm()
+        .get_parameter()
+        .name(format!("{name}:{version}"))
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("version {version} of {name} cannot be read back: {e:?}"))
+        .parameter
+        .unwrap()
+        .value
+        .unwrap()
+}
+
+/// SSM keeps 100 versions and refuses a 101st while the oldest is labelled (moto too). 150
+/// rotations (r1..r150) all succeed; CloudFormation rolling the last back restores r149's
+/// password; an Update back to r1, whose version SSM has deleted, answers SUCCESS with a new
+/// password bound to r1 (a duplicate of it makes no other). After every step `Data.Version`
+/// reads back the latest value, which the cluster's pinned dynamic reference then holds.
+async fn rotations_past_ssm_history_then_back_to_the_first_token() {
+    const ROTATIONS: usize = 150;
+    let h = start().await;
+    let name = unique_name("history-limit");
+    let token = |n: usize| props(&name, json!({"RotationToken": format!("r{n}")}));
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, token(0))).await;
+    assert_success(&created, &h);
+    let mut passwords = vec![stored(&name).await.unwrap().value];
+    let mut exchanges = vec![created];
+    let agree = |exchange: &Exchange, latest: &Stored| {
+        assert_eq!(
+            exchange.data("Version"),
+            Some(latest.version.to_string().as_str()),
+            "Data.Version is not the latest version"
+        );
+    };
+    for n in 1..=ROTATIONS {
+        let rotated = h
+            .call(h.events.update(TYPE, LOGICAL_ID, &name, token(n), token(n - 1)))
+            .await;
+        assert_eq!(rotated.status(), "SUCCESS", "rotation {n}: {}", rotated.reason());
+        let latest = stored(&name).await.unwrap();
+        agree(&rotated, &latest);
+        assert_eq!(
+            value_at(&name, rotated.data("Version").unwrap()).await,
+            latest.value
+        );
+        assert!(
+            !passwords.contains(&latest.value),
+            "rotation {n} reused a password"
+        );
+        passwords.push(latest.value);
+        exchanges.push(rotated);
+    }
+    let versions = full_history(&name).await;
+    assert_eq!(versions.len(), 100, "SSM keeps the 100 newest versions");
+    assert_eq!(versions.last().unwrap().0, ROTATIONS as i64 + 1);
+    assert!(versions.iter().all(|(_, _, labels)| labels.len() <= 10));
+
+    // CloudFormation rolls rotation 150 back: r149's password is the latest again.
+    let rolled_back = h
+        .call(
+            h.events
+                .update(TYPE, LOGICAL_ID, &name, token(ROTATIONS - 1), token(ROTATIONS)),
+        )
+        .await;
+    assert_success(&rolled_back, &h);
+    let latest = stored(&name).await.unwrap();
+    assert_eq!(
+        latest.value,
+        passwords[ROTATIONS - 1],
+        "the rollback did not restore r149"
+    );
+    agree(&rolled_back, &latest);
+    assert_eq!(
+        value_at(&name, rolled_back.data("Version").unwrap()).await,
+        latest.value
+    );
+
+    // Back to the token of rotation 1, whose version aged out of SSM long ago.
+    let first_token = h
+        .events
+        .update(TYPE, LOGICAL_ID, &name, token(1), token(ROTATIONS - 1));
+    let back = h.call(first_token.clone()).await;
+    assert_success(&back, &h);
+    let restored = stored(&name).await.unwrap();
+    agree(&back, &restored);
+    assert!(
+        !passwords.contains(&restored.value),
+        "r1's password was gone from SSM, so the token gets a new one"
+    );
+    assert!(
+        full_history(&name)
+            .await
+            .last()
+            .unwrap()
+            .2
+            .contains(&ssm_secret::rotation_label(Some("r1"))),
+        "the new password is bound to r1"
+    );
+    let again = h.call(events_retry(&first_token)).await;
+    assert_success(&again, &h);
+    assert_eq!(
+        again.data("Version"),
+        back.data("Version"),
+        "a duplicate made another password"
+    );
+    assert_eq!(stored(&name).await.unwrap().value, restored.value);
+    assert!(restored.key_id.as_deref() == Some(KEY) && owned_by(&restored, &h.events.stack_id));
+
+    exchanges.extend([rolled_back, back, again]);
+    passwords.push(restored.value);
+    let refs: Vec<&Exchange> = exchanges.iter().collect();
+    let secrets: Vec<&str> = passwords.iter().map(String::as_str).collect();
+    assert_hidden(&h, &refs, &secrets);
+}
+
+/// An Update whose only change is CloudFormation's own (`ServiceToken`, `ServiceTimeout`) writes
+/// no version, moves no label and changes no tag: on a fresh parameter (version 1, bound by its
+/// created-for tag) and on a rotated one (a label on the latest version).
+async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
+    let h = start().await;
+    let name = unique_name("no-op-update");
+    let r1 = props(&name, json!({"RotationToken": "r1", "Description": "admin"}));
+    let r2 = props(&name, json!({"RotationToken": "r2", "Description": "admin"}));
+    let created = h.call(h.events.create(TYPE, LOGICAL_ID, r1.clone())).await;
+    assert_success(&created, &h);
+    let mut exchanges = vec![created];
+    for (current, previous) in [(r1.clone(), r1.clone()), (r2.clone(), r1.clone())] {
+        if current != previous {
+            let rotated = h
+                .call(
+                    h.events
+                        .update(TYPE, LOGICAL_ID, &name, current.clone(), previous),
+                )
+                .await;
+            assert_success(&rotated, &h);
+            exchanges.push(rotated);
+        }
+        let before = (full_history(&name).await, stored(&name).await.unwrap());
+        let mut event = h
+            .events
+            .update(TYPE, LOGICAL_ID, &name, current.clone(), current.clone());
+        event["ResourceProperties"]["ServiceToken"] =
+            json!("arn:aws:lambda:us-east-1:123456789012:function:admin-secret-v2");
+        event["ResourceProperties"]["ServiceTimeout"] = json!("600");
+        let unchanged = h.call(event).await;
+        assert_success(&unchanged, &h);
+        let after = (full_history(&name).await, stored(&name).await.unwrap());
+        assert_eq!(after, before, "an Update that changes nothing wrote to SSM");
+        assert_eq!(
+            unchanged.data("Version"),
+            Some(before.1.version.to_string().as_str())
+        );
+        exchanges.push(unchanged);
+    }
+    let value = stored(&name).await.unwrap().value;
+    let refs: Vec<&Exchange> = exchanges.iter().collect();
+    assert_hidden(&h, &refs, &[&value]);
 }

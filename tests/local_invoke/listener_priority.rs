@@ -21,6 +21,10 @@ const CLAIM_ROOT: &str = "/custom-resource/listener-rule-priority";
 pub fn trials() -> Vec<Trial> {
     vec![
         trial(
+            "listener_priority::an_update_changing_only_service_token_or_timeout_writes_nothing",
+            an_update_changing_only_service_token_or_timeout_writes_nothing,
+        ),
+        trial(
             "listener_priority::empty_listener_gets_the_range_minimum",
             empty_listener_gets_the_range_minimum,
         ),
@@ -960,4 +964,69 @@ async fn concurrent_reclaims_have_one_winner() {
 async fn futures_join3<A: std::future::Future>(a: A, b: A, c: A) -> [A::Output; 3] {
     let (a, b, c) = tokio::join!(a, b, c);
     [a, b, c]
+}
+
+/// Every SSM parameter the handler keeps for a listener (its claims and its `_state`), as
+/// (name, version, value).
+async fn listener_parameters(listener: &str) -> Vec<(String, i64, String)> {
+    let ssm = services::moto().ssm();
+    let id = listener.split_once(":listener/").expect("listener arn").1;
+    let mut out = Vec::new();
+    for path in [format!("{CLAIM_ROOT}/{id}"), format!("{CLAIM_ROOT}/_state/{id}")] {
+        let mut token = None;
+        loop {
+            let page = ssm
+                .get_parameters_by_path()
+                .path(&path)
+                .recursive(true)
+                .set_next_token(token)
+                .send()
+                .await
+                .expect("GetParametersByPath");
+            out.extend(page.parameters().iter().map(|p| {
+                (
+                    p.name().unwrap_or_default().to_string(),
+                    p.version(),
+                    p.value().unwrap_or_default().to_string(),
+                )
+            }));
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// An Update whose only change is CloudFormation's own (`ServiceToken`, `ServiceTimeout`) keeps
+/// the priority and writes no claim, no hint, nothing.
+async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
+    let arn = listener([1, 2, 5]);
+    let harness = start().await;
+    let properties = json!({"ListenerArn": arn, "MinPriority": "1", "MaxPriority": "50000"});
+    let created = create(&harness, "Priority", properties.clone()).await;
+    let id = created.physical_id().to_string();
+    let before = listener_parameters(&arn).await;
+    assert!(!before.is_empty(), "the Create wrote its claim");
+    let mut event = harness.events.update(
+        RESOURCE_TYPE,
+        "Priority",
+        &id,
+        properties.clone(),
+        properties.clone(),
+    );
+    event["ResourceProperties"]["ServiceToken"] =
+        json!("arn:aws:lambda:us-east-1:123456789012:function:listener-rule-priority-v2");
+    event["ResourceProperties"]["ServiceTimeout"] = json!("600");
+    let updated = harness.call(event).await;
+    assert_success(&updated, &harness.logs());
+    assert_eq!(updated.physical_id(), id);
+    assert_eq!(priority(&updated), priority(&created));
+    assert_eq!(
+        listener_parameters(&arn).await,
+        before,
+        "an Update that changes nothing wrote to SSM"
+    );
 }

@@ -44,6 +44,13 @@
 //!   back as the latest version, or finds it already there, instead of generating another. A
 //!   token never seen generates a new password. The decision reads SSM, not
 //!   `OldResourceProperties`; those are consulted only for a parameter written before labels.
+//!   SSM keeps a parameter's 100 newest versions and refuses a new one while the oldest is
+//!   labelled: before each new version, the rotation labels leave the version about to age out,
+//!   so the 101st and every later rotation succeed. An Update back to a token whose version has
+//!   aged out (more than 99 versions ago) answers SUCCESS with a new password, bound to that
+//!   token from then on: the old one is no longer in SSM, and the cluster's
+//!   `{{resolve:ssm-secure:NAME:VERSION}}` follows `Data.Version` to it. An Update that changes
+//!   nothing (only `ServiceToken` or `ServiceTimeout`) reads SSM and writes nothing.
 //!   A new `ParameterName` replaces the resource: a new parameter (carrying the current
 //!   password) and a new physical id; CloudFormation then sends a Delete for the old one.
 //!   Otherwise a changed password, `KeyId` or `Description` puts a new version of the same
@@ -274,7 +281,13 @@ impl AdminSecret {
                 info.progress.set(format!("adopting SSM parameter {name}"));
                 stored.version = self
                     .store
-                    .put_new_version(name, &stored.value, &properties.key_id, description)
+                    .put_new_version(
+                        name,
+                        &stored.value,
+                        &properties.key_id,
+                        description,
+                        &ssm_secret::History::default(),
+                    )
                     .await?;
                 self.store.tag(name, &owner).await?;
                 stored.key_id = Some(properties.key_id.clone());
@@ -456,7 +469,7 @@ impl CustomResource for AdminSecret {
             };
             stored.version = self
                 .store
-                .put_new_version(current_name, &value, &properties.key_id, description)
+                .put_new_version(current_name, &value, &properties.key_id, description, &history)
                 .await?;
             stored.value = value;
         } else {

@@ -48,6 +48,17 @@ pub enum StoreError {
          rotation-* labels from its history with UnlabelParameterVersion and retry"
     )]
     Label { name: String, label: String },
+    #[error(
+        "SSM parameter {name} has 100 versions and its oldest, version {version}, carries labels that are \
+         not this resource's ({labels}); SSM writes no new version until they are moved: move them to a newer \
+         version (LabelParameterVersion) or remove them (UnlabelParameterVersion), then retry",
+        labels = .labels.join(", ")
+    )]
+    AgeingLabel {
+        name: String,
+        version: i64,
+        labels: Vec<String>,
+    },
 }
 
 impl StoreError {

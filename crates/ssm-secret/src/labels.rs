@@ -18,6 +18,18 @@
 //!
 //! A parameter written before labels existed carries neither; callers fall back to comparing the
 //! old and new tokens for it and label what they keep.
+//!
+//! # SSM's 100 versions
+//!
+//! SSM keeps the [`MAX_VERSIONS`] newest versions of a parameter: writing one more deletes the
+//! oldest, and SSM refuses the write (`ParameterMaxVersionLimitExceeded`) while that oldest
+//! version carries any label. So before a new version is written
+//! ([`ParameterStore::put_new_version`]), the rotation labels leave the versions about to age out
+//! ([`History::ageing_out`]); a label that is not ours there fails the write with a Reason naming
+//! it, before anything is written. A token whose version aged out is a token no longer seen: an
+//! Update back to it (a rollback after more than 99 later versions) answers SUCCESS with a new
+//! password, bound to that token from then on, since the old password is gone from SSM. A
+//! rotation therefore never runs out of history, whatever the count.
 
 use aws_sdk_ssm::types::ParameterHistory;
 use cfn_custom_resource::Secret;
@@ -25,6 +37,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
 use crate::store::ParameterStore;
+
+/// How many versions of a parameter SSM keeps: writing one more deletes the oldest.
+pub const MAX_VERSIONS: usize = 100;
 
 /// The prefix of every rotation label (SSM labels may not start with `aws`, `ssm` or a digit).
 pub const ROTATION_LABEL_PREFIX: &str = "rotation-";
@@ -96,12 +111,23 @@ impl History {
     pub fn latest(&self) -> Option<&Version> {
         self.versions.last()
     }
+
+    /// The versions SSM deletes when one more version is written (it keeps [`MAX_VERSIONS`]),
+    /// oldest first: they must carry no label by then.
+    pub fn ageing_out(&self) -> &[Version] {
+        let excess = (self.versions.len() + 1).saturating_sub(MAX_VERSIONS);
+        &self.versions[..excess.min(self.versions.len())]
+    }
 }
 
 impl ParameterStore {
     /// Every version of `name` with its decrypted value and labels (`GetParameterHistory` with
     /// decryption, all pages); empty when there is no such parameter.
     pub async fn history(&self, name: &str) -> Result<History, StoreError> {
+        self.read_history(name, true).await
+    }
+
+    async fn read_history(&self, name: &str, decrypt: bool) -> Result<History, StoreError> {
         let mut versions = Vec::new();
         let mut next_token = None;
         loop {
@@ -109,7 +135,7 @@ impl ParameterStore {
                 .client()
                 .get_parameter_history()
                 .name(name)
-                .with_decryption(true)
+                .with_decryption(decrypt)
                 .set_next_token(next_token)
                 .send()
                 .await
@@ -135,6 +161,48 @@ impl ParameterStore {
             versions,
             created_for: None,
         })
+    }
+
+    /// Every version of `name` with its labels, values left encrypted (`GetParameterHistory`
+    /// without decryption, all pages): enough to make room for a new version. Empty when there is
+    /// no such parameter.
+    pub(crate) async fn labels_history(&self, name: &str) -> Result<History, StoreError> {
+        self.read_history(name, false).await
+    }
+
+    /// Takes our rotation labels off the versions that writing one more version would delete
+    /// ([`History::ageing_out`]), so SSM can drop them. A label that is not ours on such a version
+    /// is left and fails the write, naming it: SSM would refuse it anyway.
+    pub(crate) async fn make_room(&self, name: &str, history: &History) -> Result<(), StoreError> {
+        for old in history.ageing_out() {
+            let (ours, foreign): (Vec<&String>, Vec<&String>) =
+                old.labels.iter().partition(|l| is_rotation_label(l));
+            if !foreign.is_empty() {
+                return Err(StoreError::AgeingLabel {
+                    name: name.to_string(),
+                    version: old.version,
+                    labels: foreign.into_iter().cloned().collect(),
+                });
+            }
+            if ours.is_empty() {
+                continue;
+            }
+            self.client()
+                .unlabel_parameter_version()
+                .name(name)
+                .parameter_version(old.version)
+                .set_labels(Some(ours.iter().map(|l| l.to_string()).collect()))
+                .send()
+                .await
+                .map_err(|error| StoreError::aws("UnlabelParameterVersion", name, &error))?;
+            tracing::info!(
+                parameter = name,
+                version = old.version,
+                labels = ours.len(),
+                "took rotation labels off the oldest version, which the next write deletes"
+            );
+        }
+        Ok(())
     }
 
     /// Puts `label` on `version` of `name`, moving it off any other version.

@@ -28,7 +28,9 @@
 //!   tags; an existing parameter is left untouched and returned as [`CreateIfAbsent::Existing`], so a
 //!   caller can tell its own (a retried Create) from someone else's.
 //! - [`ParameterStore::get`]: value (decrypted), version, ARN, KMS key id, description and owner.
-//! - [`ParameterStore::put_new_version`]: `Overwrite=true`; returns the new version.
+//! - [`ParameterStore::put_new_version`]: `Overwrite=true`; returns the new version. Before it
+//!   writes, our rotation labels leave the versions SSM is about to delete, so the history never
+//!   runs out (SSM keeps [`MAX_VERSIONS`]; see the `labels` module).
 //! - [`ParameterStore::tag`]: sets the owner tags (SSM refuses tags with `Overwrite=true`).
 //! - [`ParameterStore::delete_if_owned`]: deletes only a parameter whose tags name the owner.
 //!
@@ -49,7 +51,7 @@ mod store;
 pub use cfn_custom_resource::{Owner, Secret};
 pub use error::{PasswordError, StoreError};
 pub use kms::KeyGuard;
-pub use labels::{History, ROTATION_LABEL_PREFIX, Version, is_rotation_label, rotation_label};
+pub use labels::{History, MAX_VERSIONS, ROTATION_LABEL_PREFIX, Version, is_rotation_label, rotation_label};
 pub use password::{CharClass, DEFAULT_EXCLUDE, PasswordPolicy, generate, generate_os};
 pub use store::{
     CreateIfAbsent, DeleteOutcome, LOGICAL_ID_TAG, ParameterStore, STACK_ID_TAG, StoredParameter,

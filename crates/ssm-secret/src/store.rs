@@ -5,6 +5,7 @@ use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 use cfn_custom_resource::{Owner, Secret};
 
 use crate::error::StoreError;
+use crate::labels::History;
 
 /// The tag holding the owning stack's id.
 pub const STACK_ID_TAG: &str = "custom-resource:stack-id";
@@ -166,14 +167,14 @@ impl ParameterStore {
         }
     }
 
-    /// Only the decrypted value (one GetParameter): for reading a secret someone else owns, such as
-    /// the cluster's admin password. `None` when there is no such parameter.
-    pub async fn value(&self, name: &str) -> Result<Option<Secret<String>>, StoreError> {
+    /// Only the decrypted value and its version (one GetParameter): for reading a secret someone
+    /// else owns, such as the cluster's admin password. `None` when there is no such parameter.
+    pub async fn value_and_version(&self, name: &str) -> Result<Option<(Secret<String>, i64)>, StoreError> {
         let Some(parameter) = self.fetch(name).await? else {
             return Ok(None);
         };
         let value = parameter.value().ok_or_else(|| incomplete(name, "its value"))?;
-        Ok(Some(Secret::new(value.to_string())))
+        Ok(Some((Secret::new(value.to_string()), parameter.version())))
     }
 
     /// `GetParameter` with decryption; `None` when there is no such parameter.
@@ -302,19 +303,45 @@ impl ParameterStore {
     /// Puts `value` as a new version (`Overwrite=true`) of a SecureString under `key_id`; returns
     /// the new version. Tags are kept (SSM does not take tags with `Overwrite=true`; see
     /// [`ParameterStore::tag`]).
+    ///
+    /// `history` is the parameter's history as the caller read it (empty when it read none):
+    /// first the rotation labels leave the versions the write will delete (see the `labels`
+    /// module), so the 101st and every later version can be written. A history that was stale (a
+    /// concurrent write) shows as `ParameterMaxVersionLimitExceeded`: the labels are then read
+    /// again, moved off, and the write retried once.
     pub async fn put_new_version(
         &self,
         name: &str,
         value: &Secret<String>,
         key_id: &str,
         description: Option<&str>,
+        history: &History,
     ) -> Result<i64, StoreError> {
-        let output = self
-            .secure_put(name, value, key_id, description)
-            .overwrite(true)
-            .send()
-            .await
-            .map_err(|error| StoreError::aws("PutParameter", name, &error))?;
+        self.make_room(name, history).await?;
+        let put = || {
+            self.secure_put(name, value, key_id, description)
+                .overwrite(true)
+                .send()
+        };
+        let output = match put().await {
+            Ok(output) => output,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_parameter_max_version_limit_exceeded()) =>
+            {
+                tracing::info!(
+                    parameter = name,
+                    "SSM holds 100 versions and the oldest is labelled; moving our labels off and writing again"
+                );
+                let fresh = self.labels_history(name).await?;
+                self.make_room(name, &fresh).await?;
+                put()
+                    .await
+                    .map_err(|error| StoreError::aws("PutParameter", name, &error))?
+            }
+            Err(error) => return Err(StoreError::aws("PutParameter", name, &error)),
+        };
         tracing::info!(
             parameter = name,
             version = output.version(),
