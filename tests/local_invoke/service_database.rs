@@ -110,6 +110,26 @@ pub fn trials() -> Vec<Trial> {
             "service_database::held_lock_fails_before_the_deadline_naming_it",
             held_lock_fails_before_the_deadline_naming_it,
         ),
+        trial(
+            "service_database::rotations_past_ssm_history_then_back_to_the_first_token",
+            rotations_past_ssm_history_then_back_to_the_first_token,
+        ),
+        trial(
+            "service_database::an_update_changing_only_service_token_or_timeout_writes_nothing",
+            an_update_changing_only_service_token_or_timeout_writes_nothing,
+        ),
+        trial(
+            "service_database::admin_from_secrets_manager_through_a_rotation_window",
+            admin_from_secrets_manager_through_a_rotation_window,
+        ),
+        trial(
+            "service_database::admin_from_ssm_falls_back_to_the_previous_version",
+            admin_from_ssm_falls_back_to_the_previous_version,
+        ),
+        trial(
+            "service_database::admin_credential_in_both_forms_fails_naming_both",
+            admin_credential_in_both_forms_fails_naming_both,
+        ),
     ]
 }
 
@@ -1376,4 +1396,357 @@ pub(crate) async fn aws_managed_key_arn_refused() {
     assert!(created.reason().contains("AWS-managed"), "{}", created.reason());
     assert_eq!(stored(&parameter_name(&name)).await, None);
     assert_eq!(database_count(f.pg, &name).await, 0);
+}
+
+// ---- accounts after years: SSM's 100 versions, RDS-managed admin secrets, no-op Updates ----
+
+/// Every version of a parameter (all pages): (version, value, labels), oldest first.
+async fn full_history(name: &str) -> Vec<(i64, String, Vec<String>)> {
+    let mut versions = Vec::new();
+    let mut next = None;
+    loop {
+        let output = ssm()
+            .get_parameter_history()
+            .name(name)
+            .with_decryption(true)
+            .set_next_token(next)
+            .send()
+            .await
+            .unwrap();
+        versions.extend(output.parameters().iter().map(|p| {
+            (
+                p.version(),
+                p.value().unwrap_or_default().to_string(),
+                p.labels().to_vec(),
+            )
+        }));
+        match output.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_string()),
+            _ => break,
+        }
+    }
+    versions.sort();
+    versions
+}
+
+/// The role logs in to its database with `password` (and can use it).
+async fn logs_in(f: &Fixture, name: &str, password: &str, step: &str) {
+    if let Err(e) = f.pg.connect(name, password, name).await {
+        panic!("{step}: the service cannot log in with SSM's latest password: {e:?}");
+    }
+}
+
+/// 150 rotations (r1..r150) of a service password, past SSM's 100 versions: each one SUCCESS,
+/// SSM's latest value the role's password; CloudFormation rolling the last back restores r149's;
+/// an Update back to r1, whose version aged out, answers SUCCESS with a new password bound to r1.
+async fn rotations_past_ssm_history_then_back_to_the_first_token() {
+    const ROTATIONS: usize = 150;
+    let f = Fixture::start().await;
+    let name = unique("history_limit");
+    let token = |n: usize| {
+        f.props(
+            &name,
+            json!({"RotationToken": format!("r{n}"), "OnDelete": "Drop"}),
+        )
+    };
+    let created = f.create(token(0)).await;
+    f.assert_success(&created);
+    let id = created.physical_id().to_string();
+    let mut passwords = vec![service_password(&name).await];
+    let mut exchanges = vec![created];
+    for n in 1..=ROTATIONS {
+        let rotated = f.update(&id, token(n), token(n - 1)).await;
+        assert_eq!(rotated.status(), "SUCCESS", "rotation {n}: {}", rotated.reason());
+        let latest = service_password(&name).await;
+        assert!(!passwords.contains(&latest), "rotation {n} reused a password");
+        // Logging in costs a SCRAM exchange: check every 25th, and around SSM's limit.
+        if n % 25 == 0 || (99..=102).contains(&n) {
+            logs_in(&f, &name, &latest, &format!("rotation {n}")).await;
+        }
+        passwords.push(latest);
+        exchanges.push(rotated);
+    }
+    let versions = full_history(&parameter_name(&name)).await;
+    assert_eq!(versions.len(), 100, "SSM keeps the 100 newest versions");
+    assert_eq!(versions.last().unwrap().0, ROTATIONS as i64 + 1);
+
+    let rolled_back = f.update(&id, token(ROTATIONS - 1), token(ROTATIONS)).await;
+    f.assert_success(&rolled_back);
+    assert_eq!(service_password(&name).await, passwords[ROTATIONS - 1]);
+    logs_in(&f, &name, &passwords[ROTATIONS - 1], "rollback of rotation 150").await;
+
+    let back = f.update(&id, token(1), token(ROTATIONS - 1)).await;
+    f.assert_success(&back);
+    let restored = service_password(&name).await;
+    assert!(
+        !passwords.contains(&restored),
+        "r1's password was gone, so r1 gets a new one"
+    );
+    logs_in(&f, &name, &restored, "back to r1").await;
+    let refused =
+        f.pg.connect(&name, &passwords[ROTATIONS - 1], &name)
+            .await
+            .expect_err("r149's password still works after the Update back to r1");
+    assert_eq!(sqlstate(&refused), "28P01", "{refused:?}");
+
+    let deleted = f.delete(&id, token(1)).await;
+    f.assert_success(&deleted);
+    assert_eq!(database_count(f.pg, &name).await, 0);
+    exchanges.extend([rolled_back, back, deleted]);
+    passwords.push(restored);
+    let refs: Vec<&Exchange> = exchanges.iter().collect();
+    let secrets: Vec<&str> = passwords.iter().map(String::as_str).collect();
+    f.assert_hidden(&refs, &secrets);
+}
+
+/// An Update whose only change is CloudFormation's own (`ServiceToken`, `ServiceTimeout`) writes
+/// no SSM version or label, and sends PostgreSQL nothing (no statement names the role in the
+/// server log), both on a fresh resource and on a rotated one.
+async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
+    let f = Fixture::start().await;
+    let name = unique("no_op");
+    let r1 = f.props(&name, json!({"RotationToken": "r1"}));
+    let r2 = f.props(&name, json!({"RotationToken": "r2"}));
+    let created = f.create(r1.clone()).await;
+    f.assert_success(&created);
+    let id = created.physical_id().to_string();
+    let mut exchanges = vec![created];
+    for (current, previous) in [(r1.clone(), r1.clone()), (r2.clone(), r1.clone())] {
+        if current != previous {
+            let rotated = f.update(&id, current.clone(), previous).await;
+            f.assert_success(&rotated);
+            exchanges.push(rotated);
+        }
+        let before = full_history(&parameter_name(&name)).await;
+        let log_before = f.pg.log().map(|log| log.len());
+        let mut event =
+            f.h.events
+                .update(TYPE, LOGICAL_ID, &id, current.clone(), current.clone());
+        event["ResourceProperties"]["ServiceToken"] =
+            json!("arn:aws:lambda:us-east-1:123456789012:function:service-database-v2");
+        event["ResourceProperties"]["ServiceTimeout"] = json!("600");
+        let unchanged = f.h.call(event).await;
+        f.assert_success(&unchanged);
+        assert_eq!(unchanged.physical_id(), id);
+        assert_eq!(
+            full_history(&parameter_name(&name)).await,
+            before,
+            "an Update that changes nothing wrote to SSM"
+        );
+        match (f.pg.log(), log_before) {
+            (Some(log), Some(start)) => {
+                let since = &log[start.min(log.len())..];
+                assert!(
+                    !since.contains(&name),
+                    "an Update that changes nothing sent PostgreSQL a statement naming the role:\n{since}"
+                );
+            }
+            _ => eprintln!(
+                "the server log is not readable here (DATABASE_URL): the no-statement check is skipped"
+            ),
+        }
+        logs_in(&f, &name, &service_password(&name).await, "no-op update").await;
+        exchanges.push(unchanged);
+    }
+    let refs: Vec<&Exchange> = exchanges.iter().collect();
+    f.assert_hidden(&refs, &[&service_password(&name).await]);
+}
+
+/// A SCRAM-SHA-256 verifier as a SQL literal: what the server log may see instead of a password.
+fn verifier(password: &str) -> String {
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    format!("'{}'", verifier.replace('\'', "''"))
+}
+
+/// A login role like an RDS master (LOGIN CREATEDB CREATEROLE, no superuser) whose password a
+/// test may change, as RDS does when it rotates: the shared admin is left alone.
+async fn rotatable_admin(pg: &Postgres, password: &str) -> String {
+    let user = unique("admin");
+    let admin = pg.admin(ADMIN_DATABASE).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{user}\" LOGIN CREATEDB CREATEROLE PASSWORD {}",
+            verifier(password)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("create the rotatable admin: {}", sqlstate(&e)));
+    user
+}
+
+/// Sets a role's password as RDS would on rotation (the shared admin has CREATEROLE).
+async fn set_password(pg: &Postgres, user: &str, password: &str) {
+    pg.admin(ADMIN_DATABASE)
+        .await
+        .batch_execute(&format!("ALTER ROLE \"{user}\" PASSWORD {}", verifier(password)))
+        .await
+        .unwrap_or_else(|e| panic!("set the admin's password: {}", sqlstate(&e)));
+}
+
+/// A Secrets Manager secret in moto shaped as RDS makes its managed master secret; returns its
+/// ARN. `rotate` puts a new AWSCURRENT (the old one becomes AWSPREVIOUS), as a rotation does.
+fn secret(action: &str, id: &str, username: &str, password: &str) -> String {
+    const SCRIPT: &str = r#"
+import json, sys, boto3
+action, secret_id, username, password = sys.argv[1:5]
+sm = boto3.client("secretsmanager")
+value = json.dumps({"engine": "postgres", "username": username, "password": password})
+if action == "create":
+    print(sm.create_secret(Name=secret_id, SecretString=value)["ARN"])
+else:
+    print(sm.put_secret_value(SecretId=secret_id, SecretString=value)["ARN"])
+"#;
+    moto()
+        .python(SCRIPT, &[action, id, username, password])
+        .trim()
+        .to_string()
+}
+
+/// Properties in the Secrets Manager form: `AdminSecretArn` instead of the SSM pair.
+fn secret_props(f: &Fixture, name: &str, arn: &str) -> Value {
+    let mut p = f.props(name, json!({"AdminSecretArn": arn, "OnDelete": "Drop"}));
+    let map = p.as_object_mut().unwrap();
+    map.remove("AdminUsername");
+    map.remove("AdminPasswordParameterName");
+    p
+}
+
+/// `AdminSecretArn` (RDS's managed master secret): a service database is made with AWSCURRENT;
+/// during a rotation (AWSCURRENT moved, the cluster still on the old password, now AWSPREVIOUS)
+/// a second one is made too; once the cluster has the new password a third; and when neither
+/// stage logs in, FAILED names both stages tried, never a value.
+async fn admin_from_secrets_manager_through_a_rotation_window() {
+    let f = Fixture::start().await;
+    let old = format!("Old-Admin-{}", local_invoke::postgres::random_hex(12));
+    let new = format!("New-Admin-{}", local_invoke::postgres::random_hex(12));
+    let user = rotatable_admin(f.pg, &old).await;
+    let secret_id = format!("rds!cluster-{}", unique("sm"));
+    let arn = secret("create", &secret_id, &user, &old);
+    assert!(arn.starts_with("arn:aws:secretsmanager:"), "{arn}");
+
+    let first = unique("sm_first");
+    let created = f.create(secret_props(&f, &first, &arn)).await;
+    f.assert_success(&created);
+    logs_in(&f, &first, &service_password(&first).await, "first service").await;
+
+    // RDS rotates: the secret moves first, the cluster follows.
+    secret("rotate", &secret_id, &user, &new);
+    let second = unique("sm_second");
+    let during = f.create(secret_props(&f, &second, &arn)).await;
+    f.assert_success(&during);
+    logs_in(
+        &f,
+        &second,
+        &service_password(&second).await,
+        "service made during the rotation",
+    )
+    .await;
+    assert!(
+        f.h.logs().contains("logged in with an earlier admin credential"),
+        "the rotation window was not exercised"
+    );
+
+    set_password(f.pg, &user, &new).await;
+    let third = unique("sm_third");
+    let after = f.create(secret_props(&f, &third, &arn)).await;
+    f.assert_success(&after);
+    logs_in(
+        &f,
+        &third,
+        &service_password(&third).await,
+        "service made after the rotation",
+    )
+    .await;
+
+    // Neither stage is the cluster's password: FAILED, naming what was tried.
+    let unknown = format!("Unknown-Admin-{}", local_invoke::postgres::random_hex(12));
+    set_password(f.pg, &user, &unknown).await;
+    let fourth = unique("sm_fourth");
+    let refused = f.create(secret_props(&f, &fourth, &arn)).await;
+    f.assert_failed(&refused);
+    let reason = refused.reason();
+    assert!(
+        reason.contains(&format!("stage AWSCURRENT of secret {arn}"))
+            && reason.contains(&format!("stage AWSPREVIOUS of secret {arn}"))
+            && reason.contains("password authentication failed"),
+        "{reason}"
+    );
+    assert_eq!(database_count(f.pg, &fourth).await, 0);
+
+    // The Deletes (OnDelete Drop) log in with the secret too.
+    set_password(f.pg, &user, &new).await;
+    let mut exchanges = vec![created, during, after, refused];
+    for (name, id) in [(&first, 0), (&second, 1), (&third, 2)] {
+        let deleted = f
+            .delete(exchanges[id].physical_id(), secret_props(&f, name, &arn))
+            .await;
+        f.assert_success(&deleted);
+        assert_eq!(database_count(f.pg, name).await, 0);
+        exchanges.push(deleted);
+    }
+    let refs: Vec<&Exchange> = exchanges.iter().collect();
+    f.assert_hidden(&refs, &[&old, &new, &unknown]);
+}
+
+/// The SSM form while the cluster stack's own rotation is in flight: SSM's latest admin version
+/// is newer than the cluster's password, so the login is retried with the previous version; two
+/// versions ahead, FAILED names both versions tried.
+async fn admin_from_ssm_falls_back_to_the_previous_version() {
+    let f = Fixture::start().await;
+    let applied = format!("Applied-Admin-{}", local_invoke::postgres::random_hex(12));
+    let pending = format!("Pending-Admin-{}", local_invoke::postgres::random_hex(12));
+    let later = format!("Later-Admin-{}", local_invoke::postgres::random_hex(12));
+    let user = rotatable_admin(f.pg, &applied).await;
+    let parameter = format!("/local-invoke/service-database/{}/admin", unique("rotating"));
+    put_parameter(&parameter, &applied).await;
+    put_parameter(&parameter, &pending).await;
+    let admin = json!({"AdminUsername": user, "AdminPasswordParameterName": parameter, "OnDelete": "Drop"});
+
+    let name = unique("ssm_previous");
+    let created = f.create(f.props(&name, admin.clone())).await;
+    f.assert_success(&created);
+    logs_in(
+        &f,
+        &name,
+        &service_password(&name).await,
+        "made with the previous admin version",
+    )
+    .await;
+
+    put_parameter(&parameter, &later).await;
+    let refused_name = unique("ssm_refused");
+    let refused = f.create(f.props(&refused_name, admin.clone())).await;
+    f.assert_failed(&refused);
+    let reason = refused.reason();
+    assert!(
+        reason.contains(&format!("version 3 of SSM parameter {parameter}"))
+            && reason.contains(&format!("version 2 (the previous) of SSM parameter {parameter}")),
+        "{reason}"
+    );
+    // RDS applies the newest version at last; the Delete (OnDelete Drop) logs in with it.
+    set_password(f.pg, &user, &later).await;
+    let deleted = f.delete(created.physical_id(), f.props(&name, admin)).await;
+    f.assert_success(&deleted);
+    assert_eq!(database_count(f.pg, &name).await, 0);
+    f.assert_hidden(&[&created, &refused, &deleted], &[&applied, &pending, &later]);
+}
+
+/// Both admin forms at once, or half of the SSM form: FAILED before any call, naming both forms.
+async fn admin_credential_in_both_forms_fails_naming_both() {
+    let f = Fixture::start().await;
+    let name = unique("both_forms");
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-x-AbCdEf";
+    let both = f.props(&name, json!({"AdminSecretArn": arn}));
+    let mut half = f.props(&name, json!({}));
+    half.as_object_mut().unwrap().remove("AdminUsername");
+    for props in [both, half] {
+        let exchange = f.create(props).await;
+        f.assert_failed(&exchange);
+        let reason = exchange.reason();
+        assert!(
+            reason.contains("AdminSecretArn alone")
+                && reason.contains("AdminUsername with AdminPasswordParameterName"),
+            "{reason}"
+        );
+        assert_eq!(stored(&parameter_name(&name)).await, None, "a parameter was made");
+    }
 }

@@ -96,6 +96,10 @@ impl Target {
                 port: self.port,
                 user: user.to_string(),
                 detail: postgres_detail(&error),
+                // 28P01 invalid_password, 28000 invalid_authorization_specification.
+                rejected: error
+                    .as_db_error()
+                    .is_some_and(|db| db.code().code().starts_with("28")),
             }),
             Ok(Ok((client, task))) => {
                 let connection = Connection { client, task };

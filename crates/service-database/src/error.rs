@@ -37,6 +37,46 @@ pub enum Error {
         port: u16,
         user: String,
         detail: String,
+        /// The server refused the credential (SQLSTATE class 28): another one may do.
+        rejected: bool,
+    },
+
+    #[error(
+        "cannot log in to {host}:{port} as the admin: the server refused every admin credential tried \
+         ({tried}): {detail}. Check that the admin credential holds the cluster's master password"
+    )]
+    AdminLoginRefused {
+        host: String,
+        port: u16,
+        tried: String,
+        detail: String,
+    },
+
+    #[error(
+        "the admin secret {0} does not exist (or has no AWSCURRENT version); fix AdminSecretArn (the \
+         cluster's MasterUserSecret.SecretArn)"
+    )]
+    AdminSecretMissing(String),
+
+    #[error("the admin secret {secret} has no {stage} version")]
+    AdminSecretStageMissing { secret: String, stage: String },
+
+    #[error("GetSecretValue of admin secret {secret} (stage {stage}) failed: {detail}{hint}", hint = secrets_hint(.code.as_deref()))]
+    SecretsManager {
+        secret: String,
+        stage: String,
+        code: Option<String>,
+        detail: String,
+    },
+
+    #[error(
+        "the admin secret {secret} (stage {stage}) cannot be used: {why}; it must hold JSON with string \
+         fields \"username\" and \"password\", as RDS's managed master secret does"
+    )]
+    AdminSecretShape {
+        secret: String,
+        stage: String,
+        why: &'static str,
     },
 
     #[error("cannot connect to {host}:{port}: no answer within ConnectTimeoutSeconds ({seconds} s)")]
@@ -114,7 +154,23 @@ impl std::fmt::Display for Adoption {
     }
 }
 
+fn secrets_hint(code: Option<&str>) -> &'static str {
+    match code {
+        Some("AccessDeniedException") => {
+            "; allow the function's role secretsmanager:GetSecretValue on this secret and kms:Decrypt on its key"
+        }
+        Some("DecryptionFailure") => "; allow the function's role kms:Decrypt on the secret's KMS key",
+        Some("ThrottlingException" | "InternalServiceError") => "; retry",
+        _ => "",
+    }
+}
+
 impl Error {
+    /// Whether the server refused the credential (so another one may do).
+    pub fn is_rejected_login(&self) -> bool {
+        matches!(self, Self::Connect { rejected: true, .. })
+    }
+
     /// A SQL step failed; `error` is a tokio-postgres error (its chain holds the server's message).
     pub fn sql(doing: impl Into<String>, error: &tokio_postgres::Error) -> Self {
         Self::Sql {

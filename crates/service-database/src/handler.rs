@@ -8,14 +8,17 @@ use cfn_custom_resource::{
 };
 use ssm_secret::{CreateIfAbsent, DeleteOutcome, Owner, ParameterStore, PasswordPolicy, StoredParameter};
 
+use crate::admin::{AdminCredential, AdminCredentials};
 use crate::db::{self, DatabaseRow, Marker, RoleRow, Session, Target};
 use crate::error::{Adoption, Error};
 use crate::properties::{OnDelete, Properties, Validated};
 use crate::tls;
 
-/// The handler: holds the SSM client, built once per process.
+/// The handler: holds the SSM and Secrets Manager clients, built once per process.
 pub struct ServiceDatabase {
     store: ParameterStore,
+    /// The admin credential, read on every invocation.
+    admin: AdminCredentials,
     /// `KeyId` must be an enabled customer-managed key.
     keys: ssm_secret::KeyGuard,
     /// `CFN_ALLOW_ADOPT`: may `Adopt` take over a role, database or parameter not ours.
@@ -23,9 +26,16 @@ pub struct ServiceDatabase {
 }
 
 impl ServiceDatabase {
-    pub fn new(ssm: aws_sdk_ssm::Client, kms: aws_sdk_kms::Client, allow_adopt: Switch) -> Self {
+    pub fn new(
+        ssm: aws_sdk_ssm::Client,
+        kms: aws_sdk_kms::Client,
+        secrets: aws_sdk_secretsmanager::Client,
+        allow_adopt: Switch,
+    ) -> Self {
+        let store = ParameterStore::new(ssm);
         Self {
-            store: ParameterStore::new(ssm),
+            admin: AdminCredentials::new(store.clone(), secrets),
+            store,
             keys: ssm_secret::KeyGuard::new(kms),
             allow_adopt,
         }
@@ -127,8 +137,8 @@ impl ServiceDatabase {
         adopt: &Adoption,
     ) -> Result<(), HandlerError> {
         let progress = &info.progress;
-        progress.set("reading the admin password");
-        let admin_password = self.admin_password(p).await?;
+        progress.set("reading the admin credential");
+        let admin = self.admin.current(&v.admin).await?;
 
         progress.set("getting or creating the service password parameter");
         let password = self.service_password(p, v, &Owner::of(info), adopt).await?;
@@ -140,7 +150,7 @@ impl ServiceDatabase {
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
         let target = target(info, p, v)?;
         within_deadline(info, async {
-            let session = connect(info, &target, p, v, &admin_password).await?;
+            let (session, admin) = self.admin_session(info, &target, v, admin).await?;
             under_lock(info, &session, v, async {
                 let found = inspect(
                     session.role(&v.role).await?,
@@ -155,7 +165,7 @@ impl ServiceDatabase {
 
             progress.set(format!("checking schema public of database {}", v.database));
             let client = target
-                .connect(&p.admin_username, &admin_password, v.database.as_str())
+                .connect(&admin.username, &admin.password, v.database.as_str())
                 .await?;
             db::check_public_schema(&client, &v.database, &v.role).await
         })
@@ -212,20 +222,20 @@ impl ServiceDatabase {
         let plan = plan_password(p, v, &stored, &history, token_changed)?;
         if !plan.changed && !token_changed && !role_moved && !parameter_moved {
             // The role already holds this password: nothing to do in PostgreSQL.
-            return Ok(self.store_password(info, p, &plan).await?);
+            return Ok(self.store_password(info, p, &plan, &history).await?);
         }
 
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
-        progress.set("reading the admin password");
-        let admin_password = self.admin_password(p).await?;
+        progress.set("reading the admin credential");
+        let admin = self.admin.current(&v.admin).await?;
         let target = target(info, p, v)?;
         let outcome = within_deadline(info, async {
-            let session = connect(info, &target, p, v, &admin_password).await?;
+            let (session, _) = self.admin_session(info, &target, v, admin).await?;
             under_lock(info, &session, v, async {
                 check_role_to_set(session.role(&v.role).await?, role_moved, v, &marker, adopt)?;
                 // SSM first: a failure after it leaves the parameter ahead of the role, which the
                 // next Update (or the rollback) sets again.
-                self.store_password(info, p, &plan).await?;
+                self.store_password(info, p, &plan, &history).await?;
                 progress.set(format!("setting the password of role {}", v.role));
                 session.set_role_password(&v.role, &plan.value, &marker).await
             })
@@ -241,6 +251,7 @@ impl ServiceDatabase {
         info: &RequestInfo,
         p: &Properties,
         plan: &PasswordPlan,
+        history: &ssm_secret::History,
     ) -> Result<(), Error> {
         let name = &p.password_parameter_name;
         let mut version = plan.version;
@@ -249,7 +260,7 @@ impl ServiceDatabase {
                 .set("storing the password as a new parameter version");
             version = self
                 .store
-                .put_new_version(name, &plan.value, &p.key_id, Some(&plan.description))
+                .put_new_version(name, &plan.value, &p.key_id, Some(&plan.description), history)
                 .await
                 .map_err(|e| store_error(name, &e))?;
         }
@@ -273,13 +284,13 @@ impl ServiceDatabase {
     ) -> Result<(), HandlerError> {
         let progress = &info.progress;
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, physical_id);
-        progress.set("reading the admin password");
-        let admin_password = self.admin_password(p).await?;
+        progress.set("reading the admin credential");
+        let admin = self.admin.current(&v.admin).await?;
         let connected = within_deadline(info, async {
-            connect(info, &target(info, p, v)?, p, v, &admin_password).await
+            self.admin_session(info, &target(info, p, v)?, v, admin).await
         });
         let session = match connected.await {
-            Ok(session) => session,
+            Ok((session, _)) => session,
             Err(error) if after_failed_create => {
                 // The Create most likely failed for the same reason, before making anything in
                 // the cluster; a role it did make is ours and a new Create sets its password.
@@ -364,12 +375,51 @@ impl ServiceDatabase {
         Ok(())
     }
 
-    async fn admin_password(&self, p: &Properties) -> Result<Secret<String>, Error> {
-        let name = &p.admin_password_parameter_name;
-        match self.store.value(name).await.map_err(|e| store_error(name, &e))? {
-            Some(value) => Ok(value),
-            None => Err(Error::AdminPasswordMissing(name.clone())),
+    /// The admin's session: with `first`, and when the server refuses it, with the credentials a
+    /// rotation in flight may have left the cluster on ([`AdminCredentials::fallbacks`]). Returns
+    /// the credential that logged in, for the request's other connections.
+    async fn admin_session(
+        &self,
+        info: &RequestInfo,
+        target: &Target,
+        v: &Validated,
+        first: AdminCredential,
+    ) -> Result<(Session, AdminCredential), Error> {
+        info.progress.set(format!("connecting to {}:{}", v.host, v.port));
+        let mut refused = match target.admin(&first.username, &first.password).await {
+            Ok(session) => return Ok((session, first)),
+            Err(error) if error.is_rejected_login() => error,
+            Err(error) => return Err(error),
+        };
+        tracing::warn!(credential = %first.origin, "the server refused the admin credential; trying what a rotation in flight may have left");
+        let mut tried = vec![first.origin.clone()];
+        for candidate in self.admin.fallbacks(&v.admin, &first).await? {
+            info.progress.set(format!(
+                "connecting to {}:{} with {}",
+                v.host, v.port, candidate.origin
+            ));
+            match target.admin(&candidate.username, &candidate.password).await {
+                Ok(session) => {
+                    tracing::warn!(credential = %candidate.origin, "logged in with an earlier admin credential: the cluster has not applied the newest one yet");
+                    return Ok((session, candidate));
+                }
+                Err(error) if error.is_rejected_login() => {
+                    tried.push(candidate.origin.clone());
+                    refused = error;
+                }
+                Err(error) => return Err(error),
+            }
         }
+        let detail = match refused {
+            Error::Connect { detail, .. } => detail,
+            other => other.to_string(),
+        };
+        Err(Error::AdminLoginRefused {
+            host: v.host.clone(),
+            port: v.port,
+            tried: tried.join(", "),
+            detail,
+        })
     }
 
     async fn password_parameter(&self, name: &str) -> Result<StoredParameter, Error> {
@@ -427,7 +477,13 @@ impl ServiceDatabase {
             // A replacement (or adoption): the parameter now serves this physical id.
             version = self
                 .store
-                .put_new_version(name, &existing.value, &p.key_id, Some(&description))
+                .put_new_version(
+                    name,
+                    &existing.value,
+                    &p.key_id,
+                    Some(&description),
+                    &ssm_secret::History::default(),
+                )
                 .await
                 .map_err(|e| store_error(name, &e))?;
         }
@@ -438,18 +494,6 @@ impl ServiceDatabase {
             .map_err(|e| store_error(name, &e))?;
         Ok(existing.value)
     }
-}
-
-/// The admin's session on the cluster.
-async fn connect(
-    info: &RequestInfo,
-    target: &Target,
-    p: &Properties,
-    v: &Validated,
-    admin_password: &Secret<String>,
-) -> Result<Session, Error> {
-    info.progress.set(format!("connecting to {}:{}", v.host, v.port));
-    target.admin(&p.admin_username, admin_password).await
 }
 
 /// Runs `work` holding the advisory locks on the database's and the role's names: requests for
@@ -768,6 +812,10 @@ mod tests {
 
     fn validated() -> Validated {
         Validated {
+            admin: crate::properties::AdminSource::Ssm {
+                username: "postgres".into(),
+                parameter: "/admin".into(),
+            },
             host: "db.example.com".into(),
             port: 5432,
             database: crate::ident::Identifier::new("orders").unwrap(),

@@ -10,8 +10,9 @@
 //! | --- | --- | --- | --- |
 //! | `ClusterEndpoint` | yes | | host name of the cluster's writer |
 //! | `Port` | | 5432 | |
-//! | `AdminUsername` | yes | | the master user (CREATEDB, CREATEROLE; need not be a superuser) |
-//! | `AdminPasswordParameterName` | yes | | SSM parameter holding its password (read with decryption) |
+//! | `AdminUsername` | one form | | the master user (CREATEDB, CREATEROLE; need not be a superuser) |
+//! | `AdminPasswordParameterName` | one form | | SSM parameter holding its password (read with decryption) |
+//! | `AdminSecretArn` | the other form | | Secrets Manager secret with JSON `username` and `password` (RDS's managed master secret) |
 //! | `DatabaseName` | yes | | see *Names* |
 //! | `RoleName` | | `DatabaseName` | the service's login role, see *Names* |
 //! | `PasswordParameterName` | yes | | SSM SecureString for the service's password |
@@ -23,6 +24,16 @@
 //! | `RotationToken` | | | any change sets a new password |
 //! | `OnDelete` | | `Retain` | `Retain` or `Drop` |
 //! | `Adopt` | | false | take over an existing role, database or parameter not made by this resource |
+//!
+//! The admin credential comes in exactly one of two forms: `AdminUsername` with
+//! `AdminPasswordParameterName` (an SSM SecureString, such as `Custom::AdminSecret`'s), or
+//! `AdminSecretArn` alone (a cluster created with `ManageMasterUserPassword`). Neither, both or
+//! half of the first fails the request with a Reason naming both forms. It is read on every
+//! invocation, never cached. When the server refuses it (a rotation in flight: SSM's latest
+//! version not yet applied by RDS, or RDS rotating its managed secret), the previous SSM version,
+//! or the secret's `AWSCURRENT` read again and then its `AWSPREVIOUS`, is tried before the request
+//! fails with a Reason naming each credential tried (version or stage, never a value); see
+//! [`admin`].
 //!
 //! # Names
 //!
@@ -64,7 +75,12 @@
 //! A change of `ClusterEndpoint`, `Port` or `DatabaseName` is a replacement: the new database is
 //! created and gets the new physical id (the password parameter, if the same, now names it). A
 //! changed `RotationToken` puts a new password in SSM (a new version) and sets the role's
-//! verifier to match. A changed `KeyId` re-stores the password under the new key. `RoleName` and
+//! verifier to match. A changed `KeyId` re-stores the password under the new key. Rotation is
+//! reversible: each version is bound to its `RotationToken` (`ssm_secret`'s rotation labels), so
+//! an Update back to a token seen before restores that password, and SSM's 100-version limit
+//! never stops a rotation (labels leave the versions about to age out; a token whose version has
+//! aged out gets a new password, bound to it). An Update that changes nothing (only
+//! `ServiceToken` or `ServiceTimeout`) reads SSM and writes nothing, in SSM or PostgreSQL. `RoleName` and
 //! `PasswordParameterName` cannot change in place (FAILED, saying so). Nothing else touches data.
 //!
 //! # Delete
@@ -81,6 +97,7 @@
 //! Passwords are [`cfn_custom_resource::Secret`]s: they never reach a log line, a `Reason` or an
 //! error.
 
+pub mod admin;
 pub mod db;
 pub mod error;
 mod handler;
@@ -90,4 +107,6 @@ pub mod tls;
 
 pub use error::Error;
 pub use handler::ServiceDatabase;
-pub use properties::{CONNECT_TIMEOUT_SECONDS, OnDelete, PASSWORD_LENGTH, Properties, TlsMode, Validated};
+pub use properties::{
+    AdminSource, CONNECT_TIMEOUT_SECONDS, OnDelete, PASSWORD_LENGTH, Properties, TlsMode, Validated,
+};

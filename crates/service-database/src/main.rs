@@ -9,6 +9,7 @@ async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
     let handler = ServiceDatabase::new(
         aws_sdk_ssm::Client::new(&config),
         aws_sdk_kms::Client::new(&config),
+        aws_sdk_secretsmanager::Client::new(&config),
         cfn_custom_resource::settings::allow_adopt(),
     );
     cfn_custom_resource::run(handler).await

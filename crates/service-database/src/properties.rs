@@ -17,8 +17,15 @@ pub struct Properties {
         deserialize_with = "cfn_custom_resource::de::number"
     )]
     pub port: u16,
-    pub admin_username: String,
-    pub admin_password_parameter_name: String,
+    /// With `AdminPasswordParameterName`: the SSM form of the admin credential.
+    #[serde(default)]
+    pub admin_username: Option<String>,
+    #[serde(default)]
+    pub admin_password_parameter_name: Option<String>,
+    /// The Secrets Manager form: a secret holding JSON `username` and `password` (RDS's managed
+    /// master secret has this shape).
+    #[serde(default)]
+    pub admin_secret_arn: Option<String>,
     pub database_name: String,
     #[serde(default)]
     pub role_name: Option<String>,
@@ -97,9 +104,25 @@ pub const PASSWORD_LENGTH: std::ops::RangeInclusive<usize> = 16..=128;
 /// `ConnectTimeoutSeconds` limits.
 pub const CONNECT_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=120;
 
+/// Where the admin credential comes from: exactly one of the two forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminSource {
+    /// `AdminUsername` + `AdminPasswordParameterName` (an SSM SecureString, e.g.
+    /// `Custom::AdminSecret`'s).
+    Ssm { username: String, parameter: String },
+    /// `AdminSecretArn`: a Secrets Manager secret with JSON `username` and `password`.
+    SecretsManager { secret_id: String },
+}
+
+/// The Reason for properties that give neither or both admin credential forms.
+const ADMIN_FORMS: &str = "give the admin credential in exactly one form: AdminUsername with \
+     AdminPasswordParameterName (an SSM SecureString), or AdminSecretArn alone (a Secrets Manager \
+     secret with JSON username and password, such as RDS's managed master secret)";
+
 /// Properties after validation: names checked, defaults applied.
 #[derive(Debug, Clone)]
 pub struct Validated {
+    pub admin: AdminSource,
     pub host: String,
     pub port: u16,
     pub database: Identifier,
@@ -139,20 +162,16 @@ impl Properties {
             })?,
             None => database.clone(),
         };
-        if self.admin_username.is_empty() {
-            return Err(Error::Property {
-                name: "AdminUsername",
-                reason: "must not be empty".into(),
-            });
-        }
-        if self.admin_username == role.as_str() {
+        let admin = self.admin_source()?;
+        if let AdminSource::Ssm { username, .. } = &admin
+            && username == role.as_str()
+        {
             return Err(Error::Property {
                 name: "RoleName",
                 reason: format!("{role} is the admin user; a service needs its own role"),
             });
         }
         for (name, value) in [
-            ("AdminPasswordParameterName", &self.admin_password_parameter_name),
             ("PasswordParameterName", &self.password_parameter_name),
             ("KeyId", &self.key_id),
         ] {
@@ -163,7 +182,9 @@ impl Properties {
                 });
             }
         }
-        if self.admin_password_parameter_name == self.password_parameter_name {
+        if let AdminSource::Ssm { parameter, .. } = &admin
+            && *parameter == self.password_parameter_name
+        {
             return Err(Error::Property {
                 name: "PasswordParameterName",
                 reason: "must differ from AdminPasswordParameterName".into(),
@@ -192,12 +213,67 @@ impl Properties {
             });
         }
         Ok(Validated {
+            admin,
             host: host.to_string(),
             port: self.port,
             database,
             role,
             connect_timeout: Duration::from_secs(self.connect_timeout_seconds),
         })
+    }
+}
+
+/// A property's value, trimmed, when it is there and not empty.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl Properties {
+    /// The admin credential's form; neither or both (or an empty value) fails naming both forms.
+    fn admin_source(&self) -> Result<AdminSource, Error> {
+        let empty = |name: &'static str, value: &Option<String>| match value {
+            Some(v) if v.trim().is_empty() => Err(Error::Property {
+                name,
+                reason: format!("is empty; {ADMIN_FORMS}"),
+            }),
+            _ => Ok(()),
+        };
+        empty("AdminUsername", &self.admin_username)?;
+        empty("AdminPasswordParameterName", &self.admin_password_parameter_name)?;
+        empty("AdminSecretArn", &self.admin_secret_arn)?;
+        match (
+            given(&self.admin_username),
+            given(&self.admin_password_parameter_name),
+            given(&self.admin_secret_arn),
+        ) {
+            (Some(username), Some(parameter), None) => Ok(AdminSource::Ssm {
+                username: username.to_string(),
+                parameter: parameter.to_string(),
+            }),
+            (None, None, Some(secret_id)) => Ok(AdminSource::SecretsManager {
+                secret_id: secret_id.to_string(),
+            }),
+            (_, _, Some(_)) => Err(Error::Property {
+                name: "AdminSecretArn",
+                reason: format!(
+                    "is given together with AdminUsername or AdminPasswordParameterName; {ADMIN_FORMS}"
+                ),
+            }),
+            (Some(_), None, None) => Err(Error::Property {
+                name: "AdminPasswordParameterName",
+                reason: format!("is missing; {ADMIN_FORMS}"),
+            }),
+            (None, Some(_), None) => Err(Error::Property {
+                name: "AdminUsername",
+                reason: format!("is missing; {ADMIN_FORMS}"),
+            }),
+            (None, None, None) => Err(Error::Property {
+                name: "AdminSecretArn",
+                reason: format!(
+                    "(or AdminUsername with AdminPasswordParameterName) is missing; {ADMIN_FORMS}"
+                ),
+            }),
+        }
     }
 }
 
@@ -274,6 +350,76 @@ mod tests {
         p["AdminUsername"] = json!("orders");
         let p: Properties = serde_json::from_value(p).unwrap();
         assert!(p.validate().unwrap_err().to_string().contains("admin user"));
+    }
+
+    #[test]
+    fn exactly_one_admin_credential_form() {
+        let secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-1-AbCdEf";
+        let mut p = minimal();
+        let map = p.as_object_mut().unwrap();
+        map.remove("AdminUsername");
+        map.remove("AdminPasswordParameterName");
+        map.insert("AdminSecretArn".into(), json!(secret));
+        let v = serde_json::from_value::<Properties>(p)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            v.admin,
+            AdminSource::SecretsManager {
+                secret_id: secret.into()
+            }
+        );
+        let v = serde_json::from_value::<Properties>(minimal())
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            v.admin,
+            AdminSource::Ssm {
+                username: "postgres".into(),
+                parameter: "/platform/db/admin".into()
+            }
+        );
+        let cases: [(&[&str], serde_json::Value, &str); 5] = [
+            (
+                &[],
+                json!({"AdminSecretArn": secret}),
+                "`AdminSecretArn` is given together",
+            ),
+            (
+                &["AdminUsername", "AdminPasswordParameterName"],
+                json!({}),
+                "`AdminSecretArn` (or",
+            ),
+            (
+                &["AdminPasswordParameterName"],
+                json!({}),
+                "`AdminPasswordParameterName` is missing",
+            ),
+            (&["AdminUsername"], json!({}), "`AdminUsername` is missing"),
+            (&[], json!({"AdminUsername": " "}), "`AdminUsername` is empty"),
+        ];
+        for (remove, add, expected) in cases {
+            let mut p = minimal();
+            let map = p.as_object_mut().unwrap();
+            for key in remove {
+                map.remove(*key);
+            }
+            for (key, value) in add.as_object().unwrap() {
+                map.insert(key.clone(), value.clone());
+            }
+            let reason = serde_json::from_value::<Properties>(p)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(reason.contains(expected), "{reason}");
+            assert!(
+                reason.contains("AdminSecretArn alone") && reason.contains("AdminUsername with"),
+                "names both forms: {reason}"
+            );
+        }
     }
 
     #[test]
