@@ -18,6 +18,7 @@
 //! (`make test` does).
 
 pub mod events;
+pub mod faults;
 pub mod fixtures;
 mod lambda;
 pub mod postgres;
@@ -83,6 +84,8 @@ pub struct Harness {
     pub runtime_api: RuntimeApi,
     pub receiver: Receiver,
     pub lambda: Lambda,
+    /// The executable [`Harness::lambda`] runs, for [`Harness::restart`].
+    pub executable: std::path::PathBuf,
     pub events: EventBuilder,
     /// How long the runtime API gives each invocation (`Lambda-Runtime-Deadline-Ms`).
     pub timeout: Duration,
@@ -164,6 +167,7 @@ impl Harness {
             runtime_api,
             receiver,
             lambda,
+            executable: executable.to_path_buf(),
             events,
             timeout: Duration::from_secs(30),
             settle: SETTLE,
@@ -219,6 +223,62 @@ impl Harness {
             outcome,
             elapsed,
         }
+    }
+
+    /// Starts a new process of the same executable with `env`, as Lambda does after an
+    /// execution environment died; the runtime API, the receiver and the event builder stay.
+    /// The old process's logs are returned; the old process is killed if it still runs.
+    pub fn restart(&mut self, env: &[(&str, &str)]) -> String {
+        let old = std::mem::replace(
+            &mut self.lambda,
+            Lambda::spawn(&self.executable, &self.runtime_api.address(), env),
+        );
+        old.logs()
+    }
+
+    /// Delivers `event` and waits until the Lambda reports or its process dies. `Some` with the
+    /// exchange when it reported; `None` when the process died first (a crash test killed it).
+    pub async fn call_unless_killed(&mut self, event: serde_json::Value) -> Option<Exchange> {
+        let invocation = self.runtime_api.invoke(event.clone(), self.timeout).await;
+        let until = tokio::time::Instant::now() + self.timeout + Duration::from_secs(10);
+        loop {
+            if invocation.outcome(Duration::from_millis(5)).await.is_some() {
+                break;
+            }
+            if !self.lambda.is_running() {
+                return None;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "no outcome and no crash; logs:\n{}",
+                self.lambda.logs()
+            );
+        }
+        tokio::time::sleep(self.settle).await;
+        let name = event
+            .get("ResponseURL")
+            .and_then(|u| u.as_str())
+            .and_then(|u| self.receiver.name_of(u));
+        let puts = name.map(|n| self.receiver.puts(&n)).unwrap_or_default();
+        Some(Exchange {
+            latency: None,
+            puts,
+            outcome: invocation
+                .outcome(Duration::from_millis(1))
+                .await
+                .expect("reported"),
+            elapsed: invocation.elapsed().unwrap_or_default(),
+        })
+    }
+
+    /// Every PUT to `event`'s ResponseURL so far, across processes and deliveries.
+    pub fn all_puts_for(&self, event: &serde_json::Value) -> Vec<RecordedPut> {
+        event
+            .get("ResponseURL")
+            .and_then(|u| u.as_str())
+            .and_then(|u| self.receiver.name_of(u))
+            .map(|n| self.receiver.puts(&n))
+            .unwrap_or_default()
     }
 
     /// Everything the Lambda printed so far (stdout and stderr).

@@ -98,6 +98,18 @@ pub fn trials() -> Vec<Trial> {
             "admin_secret::an_update_changing_only_service_token_or_timeout_writes_nothing",
             an_update_changing_only_service_token_or_timeout_writes_nothing,
         ),
+        trial(
+            "admin_secret::faults::a_sequence_at_25_percent_injected_aws_faults",
+            a_sequence_at_25_percent_injected_aws_faults,
+        ),
+        trial(
+            "admin_secret::faults::exhausted_retries_name_the_call",
+            exhausted_retries_name_the_call,
+        ),
+        trial(
+            "admin_secret::faults::killed_after_each_aws_call_then_redelivered",
+            killed_after_each_aws_call_then_redelivered,
+        ),
     ]
 }
 
@@ -1289,4 +1301,198 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
     let value = stored(&name).await.unwrap().value;
     let refs: Vec<&Exchange> = exchanges.iter().collect();
     assert_hidden(&h, &refs, &[&value]);
+}
+
+// ---- faults: throttling, 5xx, dropped connections, a process killed mid-request ----
+
+/// The Lambda behind a fault proxy in front of moto, with `rate` of its AWS requests faulted on
+/// the schedule `seed` gives.
+async fn start_faulty(seed: u64, rate: f64) -> (Harness, local_invoke::faults::FaultProxy) {
+    keys();
+    let proxy = local_invoke::faults::FaultProxy::start(&moto().endpoint, seed, rate).await;
+    let h = Harness::start("admin-secret", &proxy.env()).await;
+    (h, proxy)
+}
+
+/// One PUT, and it is a SUCCESS.
+fn answered_once(exchange: &Exchange, what: &str, h: &Harness) {
+    assert_eq!(
+        exchange.puts.len(),
+        1,
+        "{what}: {} responses",
+        exchange.puts.len()
+    );
+    assert_eq!(
+        exchange.status(),
+        "SUCCESS",
+        "{what}: {}\nlogs:\n{}",
+        exchange.reason(),
+        h.logs()
+    );
+}
+
+/// Create, a duplicate Create, a rotation, its rollback and Delete, with a quarter of the AWS
+/// requests throttled, answered 500/503, dropped before or after moto acted, or delayed: every
+/// request is answered once, with SUCCESS (the SDK's retries absorb the faults), and the state
+/// is what the sequence asks for.
+async fn a_sequence_at_25_percent_injected_aws_faults() {
+    for seed in [11, 12, 13] {
+        let (h, proxy) = start_faulty(seed, 0.25).await;
+        let name = unique_name(&format!("faults-{seed}"));
+        let r1 = props(&name, json!({"RotationToken": "r1"}));
+        let r2 = props(&name, json!({"RotationToken": "r2"}));
+        let create = h.events.create(TYPE, LOGICAL_ID, r1.clone());
+        let created = h.call(create.clone()).await;
+        answered_once(&created, "Create", &h);
+        let p1 = stored(&name).await.unwrap();
+        let duplicate = h.call(events_retry(&create)).await;
+        answered_once(&duplicate, "duplicate Create", &h);
+        assert_eq!(stored(&name).await.unwrap().value, p1.value);
+        let rotated = h
+            .call(h.events.update(TYPE, LOGICAL_ID, &name, r2.clone(), r1.clone()))
+            .await;
+        answered_once(&rotated, "rotation", &h);
+        let p2 = stored(&name).await.unwrap();
+        assert_ne!(p2.value, p1.value);
+        let rolled_back = h
+            .call(h.events.update(TYPE, LOGICAL_ID, &name, r1.clone(), r2))
+            .await;
+        answered_once(&rolled_back, "rollback", &h);
+        let back = stored(&name).await.unwrap();
+        assert_eq!(back.value, p1.value, "the rollback did not restore r1's password");
+        assert_eq!(
+            rolled_back.data("Version"),
+            Some(back.version.to_string().as_str())
+        );
+        let deleted = h.call(h.events.delete(TYPE, LOGICAL_ID, &name, r1)).await;
+        answered_once(&deleted, "Delete", &h);
+        assert!(stored(&name).await.is_none(), "the parameter survived its Delete");
+        let seen = proxy.seen();
+        let faulted = seen.iter().filter(|s| s.fault.is_some()).count();
+        eprintln!(
+            "seed {seed}: {faulted} of {} AWS requests faulted: {:?}",
+            seen.len(),
+            seen.iter().filter_map(|s| s.fault).collect::<Vec<_>>()
+        );
+        assert!(faulted > 0, "seed {seed}: the proxy injected nothing");
+        assert_hidden(
+            &h,
+            &[&created, &duplicate, &rotated, &rolled_back, &deleted],
+            &[&p1.value, &p2.value],
+        );
+    }
+}
+
+/// When every attempt is throttled, or every attempt meets a 503, the FAILED Reason names the
+/// call and what happened to it.
+async fn exhausted_retries_name_the_call() {
+    use local_invoke::faults::Fault;
+    for (fault, says) in [
+        (Fault::Throttle, "throttled"),
+        (Fault::Status(503), "unavailable"),
+    ] {
+        let (h, proxy) = start_faulty(1, 0.0).await;
+        let name = unique_name("exhausted");
+        // The key check (DescribeKey, ListAliases) passes and is remembered; then every attempt
+        // of the next Create's one call, PutParameter, meets the fault.
+        let created = h
+            .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
+            .await;
+        answered_once(&created, "a clean Create", &h);
+        let name2 = unique_name("exhausted-create");
+        proxy.script(std::iter::repeat_n(
+            fault,
+            cfn_custom_resource::DEFAULT_MAX_ATTEMPTS as usize,
+        ));
+        let failed = h
+            .call(h.events.create(TYPE, LOGICAL_ID, props(&name2, json!({}))))
+            .await;
+        assert_eq!(failed.puts.len(), 1);
+        assert_eq!(failed.status(), "FAILED", "{:?}", failed.response());
+        let reason = failed.reason();
+        assert!(
+            reason.contains("PutParameter of SSM parameter")
+                && reason.contains(says)
+                && reason.contains("on every attempt"),
+            "{reason}"
+        );
+        assert!(stored(&name2).await.is_none());
+    }
+}
+
+/// For Create, a rotation Update and Delete: the process is killed (SIGKILL) once moto has acted
+/// on its `k`th AWS request and before the answer reaches it, for every `k` the request makes;
+/// then a new process gets the same event (same RequestId and ResponseURL), as Lambda retries.
+/// Each re-delivery answers SUCCESS, the only response to that event, with one parameter whose
+/// latest version is `Data.Version` (and none after Delete).
+async fn killed_after_each_aws_call_then_redelivered() {
+    let mut points = 0;
+    for phase in ["Create", "Update", "Delete"] {
+        let mut k = 1;
+        loop {
+            let (mut h, proxy) = start_faulty(k as u64, 0.0).await;
+            let env = proxy.env();
+            let name = unique_name(&format!("crash-{phase}-{k}"));
+            let r1 = props(&name, json!({"RotationToken": "r1"}));
+            let r2 = props(&name, json!({"RotationToken": "r2"}));
+            let p1 = if phase == "Create" {
+                None
+            } else {
+                let created = h.call(h.events.create(TYPE, LOGICAL_ID, r1.clone())).await;
+                answered_once(&created, "setup Create", &h);
+                // A new process, as after a crash: the key check is not remembered.
+                h.restart(&env);
+                Some(stored(&name).await.unwrap())
+            };
+            let event = match phase {
+                "Create" => h.events.create(TYPE, LOGICAL_ID, r1.clone()),
+                "Update" => h.events.update(TYPE, LOGICAL_ID, &name, r2.clone(), r1.clone()),
+                _ => h.events.delete(TYPE, LOGICAL_ID, &name, r1.clone()),
+            };
+            proxy.kill_at(k, h.lambda.pid());
+            if let Some(finished) = h.call_unless_killed(event.clone()).await {
+                // Fewer than k AWS requests: every crash point of this phase was tried.
+                answered_once(&finished, phase, &h);
+                assert!(k > 1, "{phase} made no AWS request");
+                break;
+            }
+            h.restart(&env);
+            let again = h.call(events_retry(&event)).await;
+            answered_once(
+                &again,
+                &format!("{phase} re-delivered after a kill at AWS request {k}"),
+                &h,
+            );
+            assert_eq!(
+                h.all_puts_for(&event).len(),
+                1,
+                "{phase} {k}: one response in all"
+            );
+            let now = stored(&name).await;
+            match phase {
+                "Delete" => assert!(now.is_none(), "{phase} {k}: the parameter survived"),
+                _ => {
+                    let now = now.unwrap_or_else(|| panic!("{phase} {k}: no parameter"));
+                    assert_eq!(again.data("Version"), Some(now.version.to_string().as_str()));
+                    assert!(owned_by(&now, &h.events.stack_id), "{phase} {k}: not tagged ours");
+                    assert_eq!(now.key_id.as_deref(), Some(KEY));
+                    if let Some(p1) = &p1 {
+                        assert_ne!(
+                            now.value, p1.value,
+                            "{phase} {k}: the rotation kept r1's password"
+                        );
+                        let latest = full_history(&name).await.pop().unwrap();
+                        assert!(
+                            latest.2.contains(&ssm_secret::rotation_label(Some("r2"))),
+                            "{phase} {k}: the latest version is not bound to r2"
+                        );
+                    }
+                }
+            }
+            points += 1;
+            k += 1;
+        }
+    }
+    eprintln!("admin-secret: {points} crash points, each re-delivered to SUCCESS");
+    assert!(points >= 6, "only {points} crash points");
 }

@@ -9,7 +9,12 @@ async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
     let mut loader = cfn_custom_resource::aws_config().await.into_builder();
     // Claims are many small writes: ride out SSM throttling unless AWS_MAX_ATTEMPTS says otherwise.
     if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
-        loader.set_retry_config(Some(RetryConfig::standard().with_max_attempts(10)));
+        loader.set_retry_config(Some(
+            RetryConfig::standard()
+                .with_max_attempts(10)
+                .with_initial_backoff(cfn_custom_resource::RETRY_INITIAL_BACKOFF)
+                .with_max_backoff(cfn_custom_resource::RETRY_MAX_BACKOFF),
+        ));
     }
     let config = loader.build();
     let mut handler = ListenerRulePriority::new(

@@ -96,7 +96,13 @@ fn hint(code: Option<&str>, action: &str) -> String {
         Some("ParameterMaxVersionLimitExceeded") => {
             "; the parameter has 100 versions, the oldest of which is labelled; remove the label".to_string()
         }
-        Some("TooManyUpdates" | "ThrottlingException") => "; too many concurrent changes, retry".to_string(),
+        Some("TooManyUpdates") => "; too many concurrent changes to the parameter, retry".to_string(),
+        Some("ThrottlingException" | "Throttling") => {
+            "; SSM throttled the call on every attempt (AWS_MAX_ATTEMPTS); retry the stack operation".to_string()
+        }
+        Some("ServiceUnavailable" | "InternalFailure" | "InternalServerError") => {
+            "; SSM was unavailable on every attempt (AWS_MAX_ATTEMPTS); retry the stack operation".to_string()
+        }
         Some("HierarchyLevelLimitExceededException" | "ValidationException" | "ParameterPatternMismatchException") => {
             "; check the parameter name (letters, digits, .-_/, at most 15 levels, not starting with aws or ssm) and the description (at most 1024 characters)"
                 .to_string()
