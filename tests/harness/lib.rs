@@ -226,9 +226,12 @@ impl Harness {
     }
 
     /// Starts a new process of the same executable with `env`, as Lambda does after an
-    /// execution environment died; the runtime API, the receiver and the event builder stay.
-    /// The old process's logs are returned; the old process is killed if it still runs.
-    pub fn restart(&mut self, env: &[(&str, &str)]) -> String {
+    /// execution environment died; the receiver and the event builder stay. The process gets a
+    /// runtime API of its own: a killed process's `/next` poll may still be pending in the old one,
+    /// which would hand the next event to a dead connection. Returns the old process's logs (it
+    /// is killed if it still runs).
+    pub async fn restart(&mut self, env: &[(&str, &str)]) -> String {
+        self.runtime_api = RuntimeApi::start().await;
         let old = std::mem::replace(
             &mut self.lambda,
             Lambda::spawn(&self.executable, &self.runtime_api.address(), env),

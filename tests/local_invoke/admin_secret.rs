@@ -1441,7 +1441,7 @@ async fn killed_after_each_aws_call_then_redelivered() {
                 let created = h.call(h.events.create(TYPE, LOGICAL_ID, r1.clone())).await;
                 answered_once(&created, "setup Create", &h);
                 // A new process, as after a crash: the key check is not remembered.
-                h.restart(&env);
+                h.restart(&env).await;
                 Some(stored(&name).await.unwrap())
             };
             let event = match phase {
@@ -1456,7 +1456,7 @@ async fn killed_after_each_aws_call_then_redelivered() {
                 assert!(k > 1, "{phase} made no AWS request");
                 break;
             }
-            h.restart(&env);
+            h.restart(&env).await;
             let again = h.call(events_retry(&event)).await;
             answered_once(
                 &again,

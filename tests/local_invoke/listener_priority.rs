@@ -21,6 +21,14 @@ const CLAIM_ROOT: &str = "/custom-resource/listener-rule-priority";
 pub fn trials() -> Vec<Trial> {
     vec![
         trial(
+            "listener_priority::faults::a_sequence_at_25_percent_injected_aws_faults",
+            a_sequence_at_25_percent_injected_aws_faults,
+        ),
+        trial(
+            "listener_priority::faults::killed_after_each_aws_call_then_redelivered",
+            killed_after_each_aws_call_then_redelivered,
+        ),
+        trial(
             "listener_priority::an_update_changing_only_service_token_or_timeout_writes_nothing",
             an_update_changing_only_service_token_or_timeout_writes_nothing,
         ),
@@ -1029,4 +1037,202 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
         before,
         "an Update that changes nothing wrote to SSM"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults: throttling, 5xx, dropped connections, a process killed mid-request
+
+async fn start_faulty(seed: u64, rate: f64) -> (Harness, local_invoke::faults::FaultProxy) {
+    let proxy = local_invoke::faults::FaultProxy::start(&services::moto().endpoint, seed, rate).await;
+    let harness = Harness::start(BINARY, &proxy.env()).await;
+    (harness, proxy)
+}
+
+/// The claims this resource holds on a listener.
+async fn claims_of(listener: &str, owner: &str) -> Vec<u32> {
+    claims(listener)
+        .await
+        .into_iter()
+        .filter(|(_, holder)| holder == owner)
+        .map(|(priority, _)| priority)
+        .collect()
+}
+
+/// Create, a duplicate Create, an Update that keeps the priority and one that replaces it
+/// (Count 2), the cleanup Delete of the old id and the Delete of the new, with a quarter of the
+/// AWS requests faulted: each answered once with SUCCESS, one claim per priority held, none left.
+async fn a_sequence_at_25_percent_injected_aws_faults() {
+    for seed in [21, 22, 23] {
+        let arn = listener([1, 2, 5]);
+        let (harness, proxy) = start_faulty(seed, 0.25).await;
+        let logs = || harness.logs();
+        let once = |x: &Exchange, what: &str| {
+            assert_eq!(x.puts.len(), 1, "seed {seed} {what}: {} responses", x.puts.len());
+            assert_success(x, &logs());
+        };
+        let one = json!({"ListenerArn": arn});
+        let two = json!({"ListenerArn": arn, "Count": "2"});
+        let mine = owner(&harness, "Priority");
+        let create = harness.events.create(RESOURCE_TYPE, "Priority", one.clone());
+        let created = harness.call(create.clone()).await;
+        once(&created, "Create");
+        let id = created.physical_id().to_string();
+        let duplicate = harness.call(local_invoke::EventBuilder::retry(&create)).await;
+        once(&duplicate, "duplicate Create");
+        assert_eq!(duplicate.physical_id(), id);
+        assert_eq!(claims_of(&arn, &mine).await, vec![priority(&created)]);
+        let kept = harness
+            .call(
+                harness
+                    .events
+                    .update(RESOURCE_TYPE, "Priority", &id, one.clone(), one.clone()),
+            )
+            .await;
+        once(&kept, "kept Update");
+        assert_eq!(kept.physical_id(), id);
+        let replaced = harness
+            .call(
+                harness
+                    .events
+                    .update(RESOURCE_TYPE, "Priority", &id, two.clone(), one.clone()),
+            )
+            .await;
+        once(&replaced, "replacing Update");
+        let new_id = replaced.physical_id().to_string();
+        assert_ne!(new_id, id);
+        assert_eq!(
+            claims_of(&arn, &mine).await.len(),
+            3,
+            "the old claim and two new ones"
+        );
+        let cleanup = harness
+            .call(harness.events.delete(RESOURCE_TYPE, "Priority", &id, one))
+            .await;
+        once(&cleanup, "cleanup Delete");
+        assert_eq!(claims_of(&arn, &mine).await.len(), 2);
+        let deleted = harness
+            .call(harness.events.delete(RESOURCE_TYPE, "Priority", &new_id, two))
+            .await;
+        once(&deleted, "Delete");
+        assert_eq!(
+            claims_of(&arn, &mine).await,
+            Vec::<u32>::new(),
+            "claims survived their Delete"
+        );
+        let seen = proxy.seen();
+        let faulted = seen.iter().filter(|s| s.fault.is_some()).count();
+        eprintln!("seed {seed}: {faulted} of {} AWS requests faulted", seen.len());
+        assert!(faulted > 0, "seed {seed}: the proxy injected nothing");
+    }
+}
+
+/// Create, a replacing Update and Delete, each killed once moto has acted on its k-th AWS
+/// request (for every k), then re-delivered to a new process: SUCCESS, the only response, and the
+/// resource holds exactly the claims its answer names; after Delete it holds none. A claim the
+/// killed attempt wrote is recognised as this resource's own.
+async fn killed_after_each_aws_call_then_redelivered() {
+    let mut points = 0;
+    for phase in ["Create", "Update", "Delete"] {
+        let mut k = 1;
+        loop {
+            let arn = listener([1, 2, 5]);
+            let (mut harness, proxy) = start_faulty(k as u64, 0.0).await;
+            let env = proxy.env();
+            let one = json!({"ListenerArn": arn});
+            let two = json!({"ListenerArn": arn, "Count": "2"});
+            let mine = owner(&harness, "Priority");
+            let setup = if phase == "Create" {
+                None
+            } else {
+                let created = create(&harness, "Priority", one.clone()).await;
+                harness.restart(&env).await;
+                Some(created.physical_id().to_string())
+            };
+            let event = match (phase, &setup) {
+                ("Create", _) => harness.events.create(RESOURCE_TYPE, "Priority", one.clone()),
+                ("Update", Some(id)) => {
+                    harness
+                        .events
+                        .update(RESOURCE_TYPE, "Priority", id, two.clone(), one.clone())
+                }
+                (_, Some(id)) => harness.events.delete(RESOURCE_TYPE, "Priority", id, one.clone()),
+                _ => unreachable!(),
+            };
+            proxy.kill_at(k, harness.lambda.pid());
+            if let Some(finished) = harness.call_unless_killed(event.clone()).await {
+                assert_success(&finished, &harness.logs());
+                assert!(k > 1, "{phase} made no AWS request");
+                break;
+            }
+            harness.restart(&env).await;
+            let again = harness.call(local_invoke::EventBuilder::retry(&event)).await;
+            let what = format!("{phase} re-delivered after a kill at AWS request {k}");
+            assert_eq!(
+                harness.all_puts_for(&event).len(),
+                1,
+                "{what}: one response in all"
+            );
+            assert_success(&again, &harness.logs());
+            let held = claims_of(&arn, &mine).await;
+            match phase {
+                "Create" => assert_eq!(held, vec![priority(&again)], "{what}: claims {held:?}"),
+                "Update" => {
+                    // The old id's claim stays until CloudFormation deletes the old id.
+                    let mut named: Vec<u32> = again
+                        .data("Priorities")
+                        .unwrap()
+                        .split(',')
+                        .map(|p| p.parse().unwrap())
+                        .collect();
+                    named.extend(
+                        setup
+                            .as_deref()
+                            .and_then(|id| id.rsplit('/').next()?.parse::<u32>().ok()),
+                    );
+                    named.sort();
+                    assert_eq!(held, named, "{what}: claims {held:?}");
+                    let cleanup = harness
+                        .call(harness.events.delete(
+                            RESOURCE_TYPE,
+                            "Priority",
+                            setup.as_ref().unwrap(),
+                            one.clone(),
+                        ))
+                        .await;
+                    assert_success(&cleanup, &harness.logs());
+                    let deleted = harness
+                        .call(harness.events.delete(
+                            RESOURCE_TYPE,
+                            "Priority",
+                            again.physical_id(),
+                            two.clone(),
+                        ))
+                        .await;
+                    assert_success(&deleted, &harness.logs());
+                    let left = claims_of(&arn, &mine).await;
+                    assert!(
+                        left.is_empty(),
+                        "{what}: after both Deletes claims {left:?} leaked"
+                    );
+                }
+                _ => assert!(held.is_empty(), "{what}: claims {held:?} leaked"),
+            }
+            if phase == "Create" {
+                let deleted = harness
+                    .call(
+                        harness
+                            .events
+                            .delete(RESOURCE_TYPE, "Priority", again.physical_id(), one.clone()),
+                    )
+                    .await;
+                assert_success(&deleted, &harness.logs());
+                let left = claims_of(&arn, &mine).await;
+                assert!(left.is_empty(), "{what}: after its Delete claims {left:?} leaked");
+            }
+            points += 1;
+            k += 1;
+        }
+    }
+    eprintln!("listener-rule-priority: {points} crash points, each re-delivered to SUCCESS");
+    assert!(points >= 6, "only {points} crash points");
 }

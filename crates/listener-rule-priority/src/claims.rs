@@ -269,7 +269,20 @@ impl ListenerClaims {
                 let message = cfn_custom_resource::error_chain(&e);
                 let service = e.into_service_error();
                 if service.is_parameter_already_exists() {
-                    Ok(Claimed::Lost)
+                    // Ours when it names this resource: written by an earlier attempt of this
+                    // request that was killed (or whose answer was lost, and the SDK retried),
+                    // or by a duplicate delivery running at the same moment. Taking it for
+                    // someone else's would leak it: no answer of ours would ever name it.
+                    match self.owner(ssm, priority).await? {
+                        Some(holder) if holder == *owner => {
+                            tracing::info!(
+                                priority,
+                                "the claim already names this resource (an earlier attempt wrote it)"
+                            );
+                            Ok(Claimed::Won)
+                        }
+                        _ => Ok(Claimed::Lost),
+                    }
                 } else if service.is_too_many_updates() {
                     // Someone is writing the same name right now: whoever's value is there won.
                     tokio::time::sleep(Duration::from_millis(200)).await;

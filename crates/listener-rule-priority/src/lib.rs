@@ -50,7 +50,10 @@
 //!    range, the hint) (or `MinPriority`) up to `MaxPriority`, skipping rule priorities. Each is
 //!    claimed with `PutParameter` (`Overwrite=false`). SSM creates a name at most once, so of any
 //!    number of concurrent writers exactly one wins a given priority; the others get
-//!    `ParameterAlreadyExists` and move on. The first try is always the first candidate, so an
+//!    `ParameterAlreadyExists`, read the claim, and move on unless it names this very resource:
+//!    then it is this resource's own, written by an earlier attempt that was killed after the
+//!    write, or whose answer was lost and retried by the SDK, or by a duplicate delivery running
+//!    at the same moment (one read more per loss; without it such a claim would leak). The first try is always the first candidate, so an
 //!    uncontended Create gets the lowest free priority above the highest rule and the hint. A
 //!    loss means a crowd of unknown size raced for the same number, so the next try is one of
 //!    the next 64 candidates (128 after a second loss, 256 after that), picked by a hash of the
@@ -577,7 +580,9 @@ impl ListenerRulePriority {
                     theirs = ?winner.priorities,
                     "a duplicate of this request reserved first; releasing ours and answering with theirs"
                 );
-                for &priority in &round.fresh {
+                // Not the ones it answers with: a duplicate running at the same moment finds the
+                // claims the other wrote and counts them as its own (both name this resource).
+                for &priority in round.fresh.iter().filter(|p| !winner.priorities.contains(p)) {
                     if let Err(error) = claims.release(&self.ssm, priority, owner).await {
                         tracing::warn!(priority, "cannot release a duplicate claim: {error}");
                     }
