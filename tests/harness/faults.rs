@@ -318,6 +318,126 @@ fn unavailable(json: bool, status: u16) -> Response<Full<Bytes>> {
     }
 }
 
+/// What [`PgProxy`] does when the client's `n`th chunk arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgFault {
+    /// Kill the Lambda (SIGKILL) once the chunk has reached the server.
+    Kill(u32),
+    /// Close both sides of that connection once the chunk has reached the server, as a
+    /// failover (or `pg_terminate_backend`) ends a session mid-statement.
+    Sever,
+}
+
+struct PgState {
+    /// Client chunks seen (every connection, in arrival order).
+    chunks: usize,
+    at: Option<(usize, PgFault)>,
+    connections: usize,
+}
+
+/// A TCP proxy in front of PostgreSQL that counts what the client sends (TLS passes through
+/// untouched, so a chunk is roughly one round trip: a handshake flight or a statement) and can
+/// kill the client or sever the session at the `n`th chunk.
+#[derive(Clone)]
+pub struct PgProxy {
+    pub port: u16,
+    state: Arc<Mutex<PgState>>,
+    _task: Arc<AbortOnDrop>,
+}
+
+impl PgProxy {
+    pub async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the PostgreSQL proxy");
+        let port = listener.local_addr().expect("local addr").port();
+        let state = Arc::new(Mutex::new(PgState {
+            chunks: 0,
+            at: None,
+            connections: 0,
+        }));
+        let s = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                s.lock().unwrap().connections += 1;
+                let s = s.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = pipe(client, server, s).await;
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            state,
+            _task: Arc::new(AbortOnDrop(task.abort_handle())),
+        }
+    }
+
+    /// Applies `fault` at the client's `n`th chunk from now (1-based).
+    pub fn at(&self, n: usize, fault: PgFault) {
+        let mut state = self.state.lock().unwrap();
+        let rank = state.chunks + n;
+        state.at = Some((rank, fault));
+    }
+
+    /// Client chunks seen so far.
+    pub fn chunks(&self) -> usize {
+        self.state.lock().unwrap().chunks
+    }
+}
+
+async fn pipe(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    state: Arc<Mutex<PgState>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let down = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = client_read.read(&mut buffer).await?;
+        if n == 0 {
+            break;
+        }
+        server_write.write_all(&buffer[..n]).await?;
+        let fault = {
+            let mut s = state.lock().unwrap();
+            s.chunks += 1;
+            let rank = s.chunks;
+            s.at.filter(|(at, _)| *at == rank).map(|(_, fault)| fault)
+        };
+        match fault {
+            Some(PgFault::Kill(pid)) => {
+                // Give the server a moment to act on the chunk, as it would before a crash.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+                break;
+            }
+            Some(PgFault::Sever) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                down.abort();
+                return Ok(());
+            }
+            None => {}
+        }
+    }
+    let _ = server_write.shutdown().await;
+    let _ = down.await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

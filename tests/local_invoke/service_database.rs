@@ -130,6 +130,22 @@ pub fn trials() -> Vec<Trial> {
             "service_database::admin_credential_in_both_forms_fails_naming_both",
             admin_credential_in_both_forms_fails_naming_both,
         ),
+        trial(
+            "service_database::faults::a_sequence_at_25_percent_injected_aws_faults",
+            a_sequence_at_25_percent_injected_aws_faults,
+        ),
+        trial(
+            "service_database::faults::killed_after_each_aws_call_then_redelivered",
+            killed_after_each_aws_call_then_redelivered,
+        ),
+        trial(
+            "service_database::faults::killed_inside_the_postgres_phase_then_redelivered",
+            killed_inside_the_postgres_phase_then_redelivered,
+        ),
+        trial(
+            "service_database::faults::a_session_ended_mid_create_is_finished_by_the_next",
+            a_session_ended_mid_create_is_finished_by_the_next,
+        ),
     ]
 }
 
@@ -1749,4 +1765,244 @@ async fn admin_credential_in_both_forms_fails_naming_both() {
         );
         assert_eq!(stored(&parameter_name(&name)).await, None, "a parameter was made");
     }
+}
+
+// ---- faults: throttling, 5xx, dropped connections, a killed process, a failover ----
+
+/// A fixture whose Lambda reaches moto through a fault proxy.
+async fn faulty(seed: u64, rate: f64) -> (Fixture, local_invoke::faults::FaultProxy) {
+    let proxy = local_invoke::faults::FaultProxy::start(&moto().endpoint, seed, rate).await;
+    let endpoint: &'static str = Box::leak(proxy.endpoint.clone().into_boxed_str());
+    let f = Fixture::start_with(&[("AWS_ENDPOINT_URL", endpoint)]).await;
+    (f, proxy)
+}
+
+/// The environment the fixture's Lambda was started with, for a restart.
+fn faulty_env(proxy: &local_invoke::faults::FaultProxy) -> Vec<(&str, &str)> {
+    let mut env = allowing_adopt();
+    env.push(("AWS_ENDPOINT_URL", proxy.endpoint.as_str()));
+    env
+}
+
+/// One response, SUCCESS.
+fn answered_once(f: &Fixture, exchange: &Exchange, what: &str) {
+    assert_eq!(
+        exchange.puts.len(),
+        1,
+        "{what}: {} responses",
+        exchange.puts.len()
+    );
+    assert_eq!(
+        exchange.status(),
+        "SUCCESS",
+        "{what}: {}\nlogs:\n{}",
+        exchange.reason(),
+        f.h.logs()
+    );
+}
+
+/// The database, its role and its password parameter, each exactly once, the password logging
+/// in; or (`gone`) none of them.
+async fn converged(f: &Fixture, name: &str, gone: bool, what: &str) {
+    let (db, role_row, parameter) = (
+        database_count(f.pg, name).await,
+        role(f.pg, name).await,
+        stored(&parameter_name(name)).await,
+    );
+    if gone {
+        assert_eq!(
+            (db, role_row.is_some(), parameter.is_some()),
+            (0, false, false),
+            "{what}: left behind"
+        );
+        return;
+    }
+    assert_eq!(db, 1, "{what}: databases");
+    assert_eq!(role_row, Some((true, false, false, false)), "{what}: role");
+    let (password, _, _) = parameter.unwrap_or_else(|| panic!("{what}: no password parameter"));
+    service_creates_a_table(f.pg, name, &password).await;
+}
+
+/// Create, a duplicate Create, a rotation, its rollback and Delete (OnDelete Drop) with a quarter
+/// of the AWS requests faulted: each answered once with SUCCESS; the role's password is SSM's
+/// after each step, and nothing is left after Delete.
+async fn a_sequence_at_25_percent_injected_aws_faults() {
+    for seed in [31, 32, 33] {
+        let (f, proxy) = faulty(seed, 0.25).await;
+        let name = unique("faults");
+        let r1 = f.props(&name, json!({"RotationToken": "r1", "OnDelete": "Drop"}));
+        let r2 = f.props(&name, json!({"RotationToken": "r2", "OnDelete": "Drop"}));
+        let create = f.h.events.create(TYPE, LOGICAL_ID, r1.clone());
+        let created = f.h.call(create.clone()).await;
+        answered_once(&f, &created, "Create");
+        let id = created.physical_id().to_string();
+        let p1 = service_password(&name).await;
+        let duplicate = f.h.call(create.clone()).await;
+        answered_once(&f, &duplicate, "duplicate Create");
+        assert_eq!(service_password(&name).await, p1);
+        let rotated = f.update(&id, r2.clone(), r1.clone()).await;
+        answered_once(&f, &rotated, "rotation");
+        let p2 = service_password(&name).await;
+        assert_ne!(p2, p1);
+        converged(&f, &name, false, "after the rotation").await;
+        let rolled_back = f.update(&id, r1.clone(), r2).await;
+        answered_once(&f, &rolled_back, "rollback");
+        assert_eq!(service_password(&name).await, p1);
+        converged(&f, &name, false, "after the rollback").await;
+        let deleted = f.delete(&id, r1).await;
+        answered_once(&f, &deleted, "Delete");
+        converged(&f, &name, true, "after Delete").await;
+        let faulted = proxy.seen().iter().filter(|s| s.fault.is_some()).count();
+        eprintln!("seed {seed}: {faulted} of {} AWS requests faulted", proxy.count());
+        assert!(faulted > 0, "seed {seed}: the proxy injected nothing");
+        f.assert_hidden(
+            &[&created, &duplicate, &rotated, &rolled_back, &deleted],
+            &[&p1, &p2],
+        );
+    }
+}
+
+/// Create, a rotation Update and Delete (OnDelete Drop), each killed once moto has acted on its
+/// k-th AWS request (for every k), then re-delivered to a new process: one SUCCESS in all, one
+/// database, one role, one parameter whose password logs in; nothing after Delete.
+async fn killed_after_each_aws_call_then_redelivered() {
+    let mut points = 0;
+    for phase in ["Create", "Update", "Delete"] {
+        let mut k = 1;
+        loop {
+            let (mut f, proxy) = faulty(k as u64, 0.0).await;
+            let env = faulty_env(&proxy);
+            let name = unique(&format!("crash_{}_{k}", phase.to_lowercase()));
+            let r1 = f.props(&name, json!({"RotationToken": "r1", "OnDelete": "Drop"}));
+            let r2 = f.props(&name, json!({"RotationToken": "r2", "OnDelete": "Drop"}));
+            let id = if phase == "Create" {
+                None
+            } else {
+                let created = f.create(r1.clone()).await;
+                answered_once(&f, &created, "setup Create");
+                f.h.restart(&env).await;
+                Some(created.physical_id().to_string())
+            };
+            let event = match (phase, &id) {
+                ("Create", _) => f.h.events.create(TYPE, LOGICAL_ID, r1.clone()),
+                ("Update", Some(id)) => f.h.events.update(TYPE, LOGICAL_ID, id, r2.clone(), r1.clone()),
+                (_, Some(id)) => f.h.events.delete(TYPE, LOGICAL_ID, id, r1.clone()),
+                _ => unreachable!(),
+            };
+            proxy.kill_at(k, f.h.lambda.pid());
+            if let Some(finished) = f.h.call_unless_killed(event.clone()).await {
+                answered_once(&f, &finished, phase);
+                assert!(k > 1, "{phase} made no AWS request");
+                break;
+            }
+            f.h.restart(&env).await;
+            let again = f.h.call(event.clone()).await;
+            let what = format!("{phase} re-delivered after a kill at AWS request {k}");
+            answered_once(&f, &again, &what);
+            assert_eq!(f.h.all_puts_for(&event).len(), 1, "{what}: one response in all");
+            converged(&f, &name, phase == "Delete", &what).await;
+            points += 1;
+            k += 1;
+        }
+    }
+    eprintln!("service-database: {points} AWS crash points, each re-delivered to SUCCESS");
+    assert!(points >= 6, "only {points} crash points");
+}
+
+/// Fixture properties pointing at `port` (a proxy in front of the throwaway cluster).
+fn through(f: &Fixture, name: &str, port: u16, extra: Value) -> Value {
+    let mut p = f.props(name, extra);
+    p["Port"] = json!(port.to_string());
+    p
+}
+
+/// A Create killed at each point of its PostgreSQL phase (after the k-th thing the client sends:
+/// the TLS and SCRAM flights, each statement), then re-delivered: SUCCESS, one database and role,
+/// and the SSM password logs in. The physical id names the proxy's port; the checks read the
+/// cluster itself.
+async fn killed_inside_the_postgres_phase_then_redelivered() {
+    use local_invoke::faults::{PgFault, PgProxy};
+    let upstream: std::net::SocketAddr = format!("{}:{}", postgres().address, postgres().port)
+        .parse()
+        .unwrap();
+    // How many chunks a clean Create sends.
+    let (f, proxy) = faulty(0, 0.0).await;
+    let pg = PgProxy::start(upstream).await;
+    let clean = unique("phase_clean");
+    let created = f
+        .create(through(&f, &clean, pg.port, json!({"OnDelete": "Drop"})))
+        .await;
+    answered_once(&f, &created, "clean Create");
+    let total = pg.chunks();
+    assert!(total >= 6, "a Create sent only {total} chunks to PostgreSQL");
+    drop((f, proxy));
+    let mut points = 0;
+    for k in 1..=total {
+        let (mut f, proxy) = faulty(k as u64, 0.0).await;
+        let env = faulty_env(&proxy);
+        let name = unique(&format!("phase_crash_{k}"));
+        let event = f.h.events.create(
+            TYPE,
+            LOGICAL_ID,
+            through(&f, &name, pg.port, json!({"OnDelete": "Drop"})),
+        );
+        pg.at(k, PgFault::Kill(f.h.lambda.pid()));
+        let what = format!("Create killed at PostgreSQL chunk {k} of {total}");
+        if let Some(finished) = f.h.call_unless_killed(event.clone()).await {
+            // The kill landed after the response (the last chunks close the sessions).
+            answered_once(&f, &finished, &what);
+        } else {
+            f.h.restart(&env).await;
+            let again = f.h.call(event.clone()).await;
+            answered_once(&f, &again, &format!("{what}, re-delivered"));
+            points += 1;
+        }
+        assert_eq!(f.h.all_puts_for(&event).len(), 1, "{what}: one response in all");
+        converged(&f, &name, false, &what).await;
+    }
+    eprintln!(
+        "service-database: {points} of {total} PostgreSQL crash points killed the process, each re-delivered to SUCCESS"
+    );
+    assert!(points >= total / 2, "only {points} kills of {total}");
+}
+
+/// The Create's PostgreSQL session severed at each point (a failover, pg_terminate_backend): the
+/// Create answers FAILED (naming the step) or SUCCESS, exactly once, and the same Create delivered
+/// again finishes the database: never a half-made one the next Create cannot complete.
+async fn a_session_ended_mid_create_is_finished_by_the_next() {
+    use local_invoke::faults::{PgFault, PgProxy};
+    let upstream: std::net::SocketAddr = format!("{}:{}", postgres().address, postgres().port)
+        .parse()
+        .unwrap();
+    let f = Fixture::start().await;
+    let pg = PgProxy::start(upstream).await;
+    let clean = unique("sever_clean");
+    let created = f.create(through(&f, &clean, pg.port, json!({}))).await;
+    answered_once(&f, &created, "clean Create");
+    let total = pg.chunks();
+    let mut failed = 0;
+    for k in 1..=total {
+        let name = unique(&format!("sever_{k}"));
+        let event =
+            f.h.events
+                .create(TYPE, LOGICAL_ID, through(&f, &name, pg.port, json!({})));
+        pg.at(k, PgFault::Sever);
+        let first = f.h.call(event.clone()).await;
+        assert_eq!(first.puts.len(), 1, "severed at chunk {k}: one response");
+        if first.status() == "FAILED" {
+            failed += 1;
+            assert!(!first.reason().contains("timed out while"), "{}", first.reason());
+            let again = f.h.call(event.clone()).await;
+            answered_once(
+                &f,
+                &again,
+                &format!("severed at chunk {k} of {total}, delivered again"),
+            );
+        }
+        converged(&f, &name, false, &format!("severed at chunk {k} of {total}")).await;
+    }
+    eprintln!(
+        "service-database: {failed} of {total} severed sessions answered FAILED, each finished by the next delivery"
+    );
+    assert!(failed > 0, "no severed session failed the Create");
 }
