@@ -42,6 +42,7 @@ from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing, utils
 from moto.cloudformation.custom_model import CustomModel
 from moto.cloudformation.exceptions import ValidationError
+from moto.cloudformation.responses import ActionResult, CloudFormationResponse
 from moto.core.common_models import CloudFormationModel
 from moto.elbv2.models import FakeLoadBalancer
 from moto.kms.models import Key
@@ -492,6 +493,10 @@ def delete_stack(self, name_or_stack_id):
     for stack in list(self.stacks.values()):
         if name_or_stack_id not in (stack.name, stack.stack_id):
             continue
+        # moto ignores termination protection; CloudFormation refuses the delete.
+        if stack.enable_termination_protection:
+            raise ValidationError(
+                message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled")
         for export in stack.exports:
             users = [self.stacks[s].name for s in IMPORTERS.get(export.name, ()) if s in self.stacks
                      and s != stack.stack_id]
@@ -511,6 +516,29 @@ def delete_stack(self, name_or_stack_id):
 
 
 cfn_models.CloudFormationBackend.delete_stack = delete_stack
+
+
+def list_imports(self):
+    # moto has no ListImports; CloudFormation lists the stacks that import an export.
+    name = self._get_param("ExportName")
+    backend = self.cloudformation_backend
+    users = sorted(backend.stacks[s].name for s in IMPORTERS.get(name, ()) if s in backend.stacks)
+    if not users:
+        raise ValidationError(message=f"Export '{name}' is not imported by any stack.")
+    return ActionResult({"Imports": users})
+
+
+CloudFormationResponse.list_imports = list_imports
+
+
+def update_termination_protection(self):
+    # moto has no UpdateTerminationProtection (the way to delete a protected stack).
+    stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+    stack.enable_termination_protection = self._get_param("EnableTerminationProtection") in (True, "true")
+    return ActionResult({"StackId": stack.stack_id})
+
+
+CloudFormationResponse.update_termination_protection = update_termination_protection
 ORIGINAL_OUTPUTS = cfn_models.Stack.outputs.fget
 
 # Describing a stack evaluates its outputs and resources again, and moto's lazy resource map

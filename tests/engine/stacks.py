@@ -2,10 +2,12 @@
 
     stacks.py network                  a VPC, two subnets, a route table, hosted zone example.com
                                        and an ACM certificate for *.example.com
+    stacks.py platform                 the network, then the support, fargate-cluster and
+                                       rds-cluster stacks of cfn/, one after another
     stacks.py create SPEC.json         creates the stacks in SPEC ([{name, template, parameters}])
                                        at the same time; prints each one's status and outputs
     stacks.py delete NAME...           deletes the stacks one after another, in the order given
-    stacks.py exports                  every export and every stack's imports
+    stacks.py exports                  every export, and the stacks importing each
 
 AWS_ENDPOINT_URL names the endpoint; the output is one JSON document.
 """
@@ -13,10 +15,12 @@ AWS_ENDPOINT_URL names the endpoint; the output is one JSON document.
 import json
 import sys
 import threading
+from pathlib import Path
 
 import boto3
 
 REGION = "us-east-1"
+CFN = Path(__file__).resolve().parents[2] / "cfn"
 
 
 def client(service):
@@ -71,6 +75,24 @@ def create(spec):
     return [results[s["name"]] for s in spec]
 
 
+def platform():
+    """The network, then the support, fargate-cluster and rds-cluster stacks, in that order."""
+    net = network()
+    specs = [
+        ("platform-support", "support.yaml", {
+            "VpcId": net["VpcId"], "SubnetIds": net["SubnetIds"], "RouteTableIds": net["RouteTableIds"]}),
+        ("platform-fargate-cluster", "fargate-cluster.yaml", {
+            "VpcId": net["VpcId"], "LoadBalancerSubnetIds": net["SubnetIds"], "ServiceSubnetIds": net["SubnetIds"],
+            "CertificateArn": net["CertificateArn"], "DeletionProtection": "false"}),
+        ("platform-rds-cluster", "rds-cluster.yaml", {
+            "DatabaseSubnetIds": net["SubnetIds"], "DeletionProtection": "false"}),
+    ]
+    stacks = []
+    for name, template, parameters in specs:
+        stacks += create([{"name": name, "template": str(CFN / template), "parameters": parameters}])
+    return {"network": net, "stacks": stacks}
+
+
 def delete(names):
     cfn = client("cloudformation")
     results = []
@@ -91,15 +113,17 @@ def exports():
     for name in names:
         try:
             imports[name] = cfn.list_imports(ExportName=name)["Imports"]
-        except Exception:  # noqa: BLE001
-            imports[name] = None
-    return {"exports": names, "imports": imports}
+        except cfn.exceptions.ClientError:
+            pass  # imported by no stack
+    return {"exports": names, "imports": imports, "imported": sorted(imports)}
 
 
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "network":
         out = network()
+    elif command == "platform":
+        out = platform()
     elif command == "create":
         with open(args[0], encoding="utf-8") as f:
             out = create(json.load(f))
