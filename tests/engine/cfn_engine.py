@@ -44,7 +44,7 @@ from moto.cloudformation.custom_model import CustomModel
 from moto.cloudformation.exceptions import ValidationError
 from moto.cloudformation.responses import ActionResult, CloudFormationResponse
 from moto.core.common_models import CloudFormationModel
-from moto.elbv2.models import FakeLoadBalancer
+from moto.elbv2.models import FakeListenerRule, FakeLoadBalancer, elbv2_backends
 from moto.kms.models import Key
 from moto.ssm import ssm_backends
 
@@ -433,6 +433,15 @@ def load_balancer_attribute(self, name):
 
 
 FakeLoadBalancer.get_cfn_attribute = load_balancer_attribute
+
+
+def delete_listener_rule(self, account_id, region_name):
+    # moto leaves a stack's listener rule on the listener; CloudFormation deletes it (and so
+    # frees its priority).
+    elbv2_backends[account_id][region_name].delete_rule(self.arn)
+
+
+FakeListenerRule.delete = delete_listener_rule
 
 ORIGINAL_CREATE_STACK = cfn_models.CloudFormationBackend.create_stack
 
