@@ -7,7 +7,7 @@
     stacks.py create SPEC.json         creates the stacks in SPEC ([{name, template, parameters}])
                                        at the same time; prints each one's status and outputs
     stacks.py delete NAME...           deletes the stacks one after another, in the order given
-    stacks.py exports                  every export, and the stacks importing each
+    stacks.py exports                  every export's value, and the stacks importing each
 
 AWS_ENDPOINT_URL names the endpoint; the output is one JSON document.
 """
@@ -108,14 +108,15 @@ def delete(names):
 
 def exports():
     cfn = client("cloudformation")
-    names = [e["Name"] for e in cfn.list_exports()["Exports"]]
+    values = {e["Name"]: e["Value"] for e in cfn.list_exports()["Exports"]}
+    names = list(values)
     imports = {}
     for name in names:
         try:
             imports[name] = cfn.list_imports(ExportName=name)["Imports"]
         except cfn.exceptions.ClientError:
             pass  # imported by no stack
-    return {"exports": names, "imports": imports, "imported": sorted(imports)}
+    return {"exports": values, "imports": imports, "imported": sorted(imports)}
 
 
 def main():

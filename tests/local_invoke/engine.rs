@@ -15,6 +15,7 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 use local_invoke::postgres::{Postgres, postgres};
 use local_invoke::services::{self, Moto, free_port, own_child, repo_root, scratch_dir, venv_bin};
+use local_invoke::templates::driver_properties;
 use local_invoke::{Profile, binary_path};
 use serde_json::{Value, json};
 
@@ -31,10 +32,48 @@ const SERVICES: [(&str, &str, &str); 2] = [
 ];
 
 pub fn trials() -> Vec<Trial> {
-    vec![trial(
-        "engine::four_stacks_through_moto_cloudformation_create_wire_and_delete",
-        four_stacks_through_moto_cloudformation_create_wire_and_delete,
-    )]
+    vec![
+        trial(
+            "engine::four_stacks_through_moto_cloudformation_create_wire_and_delete",
+            four_stacks_through_moto_cloudformation_create_wire_and_delete,
+        ),
+        trial(
+            "engine::the_demo_driver_resolves_what_the_engine_sends",
+            the_demo_driver_resolves_what_the_engine_sends,
+        ),
+    ]
+}
+
+/// The four kinds of stack created once through the engine (both trials read them).
+pub struct Deployment {
+    pub network: Value,
+    /// Each stack's outputs, by stack name.
+    pub outputs: BTreeMap<String, Value>,
+    /// Every export's value, and which of them some stack imports, right after the creates.
+    pub exports: Value,
+    /// Stacks that did not reach CREATE_COMPLETE.
+    pub problems: Vec<String>,
+}
+
+/// Creates, in dependency order, support, fargate-cluster and rds-cluster, then the two
+/// service stacks at the same time.
+pub fn deployment() -> &'static Deployment {
+    static DEPLOYMENT: OnceLock<Deployment> = OnceLock::new();
+    DEPLOYMENT.get_or_init(|| {
+        let engine = engine();
+        let mut problems = Vec::new();
+        let platform = engine.stacks(&["platform"]);
+        let network = platform["network"].clone();
+        let mut outputs = complete(platform["stacks"].as_array().expect("stacks"), &mut problems);
+        outputs.extend(complete(&engine.create(service_spec(&network)), &mut problems));
+        let exports = engine.stacks(&["exports"]);
+        Deployment {
+            network,
+            outputs,
+            exports,
+            problems,
+        }
+    })
 }
 
 /// A running engine: its endpoint and the file it records every event and response in.
@@ -338,19 +377,15 @@ fn check_properties(
 
 async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
     let engine = tokio::task::spawn_blocking(engine).await.expect("engine");
+    let deployed = tokio::task::spawn_blocking(deployment).await.expect("deployment");
     let pg = postgres();
     let mut problems = Vec::new();
-    // Create, in dependency order (support, fargate-cluster, rds-cluster, then the two service
-    // stacks at the same time).
-    let platform = engine.stacks(&["platform"]);
-    let network = platform["network"].clone();
-    let mut outputs = complete(platform["stacks"].as_array().expect("stacks"), &mut problems);
-    outputs.extend(complete(&engine.create(service_spec(&network)), &mut problems));
     assert!(
-        problems.is_empty(),
+        deployed.problems.is_empty(),
         "stacks did not complete:\n{}",
-        problems.join("\n")
+        deployed.problems.join("\n")
     );
+    let outputs = deployed.outputs.clone();
 
     check_properties(engine, &outputs, pg, &mut problems);
 
@@ -446,12 +481,12 @@ async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
     }
 
     // Every export a stack imports exists (the engine records imports as it resolves them).
-    let exports = engine.stacks(&["exports"]);
+    let exports = &deployed.exports;
     let names: Vec<&str> = exports["exports"]
-        .as_array()
+        .as_object()
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
+        .map(|(k, _)| k.as_str())
         .collect();
     let imported = exports["imported"].as_array().cloned().unwrap_or_default();
     if imported.len() < 10 {
@@ -545,6 +580,92 @@ async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
     let logs = engine.lambda_logs();
     if logs.contains(&admin_password) || admin_password.is_empty() {
         problems.push("the master password is in the Lambdas' logs (or was never read)".into());
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A property value as CloudFormation would send it: numbers and booleans as strings.
+fn stringified(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Bool(b) => Value::String(b.to_string()),
+        Value::Array(items) => Value::Array(items.iter().map(stringified).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), stringified(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The demo's own resolver (`make demo`, `templates::driver_properties`), given the same
+/// parameters and the engine's values for what only AWS knows (attributes, imports), sends each
+/// Lambda exactly what moto's engine sent it, modulo string versus number. The driver's update
+/// and rollback scenes therefore start from properties an independent evaluator agrees with.
+async fn the_demo_driver_resolves_what_the_engine_sends() {
+    let engine = tokio::task::spawn_blocking(engine).await.expect("engine");
+    let deployed = tokio::task::spawn_blocking(deployment).await.expect("deployment");
+    assert!(deployed.problems.is_empty(), "{}", deployed.problems.join("\n"));
+    let exports = deployed.exports["exports"].clone();
+    let subnets = deployed.network["SubnetIds"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut stacks: Vec<(String, &str, Vec<(String, String)>)> = vec![(
+        RDS.to_string(),
+        "rds-cluster.yaml",
+        vec![
+            ("DatabaseSubnetIds".into(), subnets),
+            ("DeletionProtection".into(), "false".into()),
+        ],
+    )];
+    for spec in service_spec(&deployed.network).as_array().into_iter().flatten() {
+        let parameters = spec["parameters"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        stacks.push((
+            spec["name"].as_str().unwrap_or_default().to_string(),
+            "service.yaml",
+            parameters,
+        ));
+    }
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for (stack, file, parameters) in &stacks {
+        let outputs = &deployed.outputs[stack];
+        let lookup = |function: &str, argument: &str| -> Value {
+            match (function, argument) {
+                ("Fn::ImportValue", name) => exports[name].clone(),
+                ("Fn::GetAtt", "Key.Arn") => outputs["KeyArn"].clone(),
+                _ => Value::String(format!("<the test has no value for {function} {argument}>")),
+            }
+        };
+        let parameters: Vec<(&str, &str)> =
+            parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for (event, _) in engine.exchanges() {
+            let in_stack = event["StackId"]
+                .as_str()
+                .is_some_and(|s| s.contains(&format!(":stack/{stack}/")));
+            if !in_stack || event["RequestType"] != "Create" {
+                continue;
+            }
+            let logical_id = event["LogicalResourceId"].as_str().unwrap_or_default();
+            let driver = driver_properties(file, logical_id, stack, &parameters, &lookup);
+            let mut sent = stringified(&event["ResourceProperties"]);
+            if let Some(map) = sent.as_object_mut() {
+                map.remove("ServiceToken");
+                map.remove("ServiceTimeout");
+                map.remove("CaCertificate"); // the engine's addition for the stand-in cluster
+            }
+            compared += 1;
+            if driver != sent {
+                problems.push(format!("{stack}/{logical_id}:\n driver {driver}\n engine {sent}"));
+            }
+        }
+    }
+    // AdminSecret, and ServiceDatabase and ListenerRulePriority of each service.
+    if compared != 5 {
+        problems.push(format!("compared {compared} Create events, expected 5"));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
