@@ -584,6 +584,9 @@ async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// A stack's parameters, as given to CreateStack.
+type Parameters = Vec<(String, String)>;
+
 /// A property value as CloudFormation would send it: numbers and booleans as strings.
 fn stringified(value: &Value) -> Value {
     match value {
@@ -608,7 +611,7 @@ async fn the_demo_driver_resolves_what_the_engine_sends() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let mut stacks: Vec<(String, &str, Vec<(String, String)>)> = vec![(
+    let mut stacks: Vec<(String, &str, Parameters)> = vec![(
         RDS.to_string(),
         "rds-cluster.yaml",
         vec![
