@@ -140,7 +140,8 @@ endif
 # --- the Ansible role and the deploy image (ansible/) ----------------------------------------
 #
 #   make lint-ansible   ansible-lint (production profile), --syntax-check of the examples, hadolint
-#   make test-ansible   the fargate_service role run by ansible-playbook against moto
+#   make test-ansible   the fargate_service role run by ansible-playbook against moto (and its
+#                       CloudFormation engine with the real Lambdas: tests/engine/cfn_engine.py)
 #   make deploy-image   docker build of the deploy image (needs a Docker daemon)
 
 ANSIBLE_VENV := .venv-ansible
@@ -175,9 +176,12 @@ lint-ansible: $(ANSIBLE_LINT_VENV)/.installed
 	$(ANSIBLE_LINT_VENV)/bin/hadolint ansible/Dockerfile
 	@echo "lint-ansible: ansible-lint, syntax check and hadolint clean"
 
+# The role's success path runs against tests/engine/cfn_engine.py, with the release Lambdas
+# answering and a throwaway PostgreSQL (deps) standing in for Aurora.
 .PHONY: test-ansible
-test-ansible: $(ANSIBLE_VENV)/.installed
-	ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(ANSIBLE_COLLECTIONS)" $(ANSIBLE_VENV)/bin/python ansible/tests/run.py
+test-ansible: $(ANSIBLE_VENV)/.installed deps release-bins
+	ANSIBLE_COLLECTIONS_PATH="$(CURDIR)/$(ANSIBLE_COLLECTIONS)" ENGINE_BIN_DIR="$(TARGET_DIR)/release" \
+	  $(ANSIBLE_VENV)/bin/python ansible/tests/run.py
 
 .PHONY: deploy-image
 deploy-image:

@@ -12,7 +12,12 @@ what AWS (moto) received, not what the role says it did:
   IAM role), the tags and termination protection; moto never completes its Custom:: resources,
   so the stack stays in progress and the role must fail after its wait timeout, printing events;
 - a template moto can complete: only its declared parameters are sent, no capabilities, the
-  outputs are printed; `fargate_service_delete: true` removes the stack.
+  outputs are printed; `fargate_service_delete: true` removes the stack;
+- the success path: behind tests/engine/cfn_engine.py (moto's CloudFormation with the real
+  release Lambdas answering and Aurora stood in for by a throwaway PostgreSQL), after the three
+  platform stacks of cfn/, `ansible/examples/orders/deploy.yml` takes the real cfn/service.yaml to
+  CREATE_COMPLETE and prints its outputs, and `delete.yml` removes it, a Delete reaching each
+  custom resource.
 """
 
 import base64
@@ -42,6 +47,8 @@ SERVICE_TEMPLATE = REPO / "cfn" / "service.yaml"
 SIMPLE_TEMPLATE = HERE / "simple-service.yaml"
 BIN = Path(sys.executable).parent
 REGION = "eu-west-1"
+ENGINE_DIR = REPO / "tests" / "engine"
+ENGINE_REGION = "us-east-1"  # the region tests/engine/stacks.py deploys the platform stacks in
 
 RESULTS = {"passed": 0, "failed": 0}
 
@@ -122,11 +129,11 @@ def members(fields, prefix):
     return out
 
 
-def aws_env(endpoint):
+def aws_env(endpoint, region=REGION):
     env = dict(os.environ)
     env.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
-        AWS_REGION=REGION, AWS_ENDPOINT_URL=endpoint, ANSIBLE_ROLES_PATH=str(ANSIBLE_DIR / "roles"),
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=region,
+        AWS_REGION=region, AWS_ENDPOINT_URL=endpoint, ANSIBLE_ROLES_PATH=str(ANSIBLE_DIR / "roles"),
         ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_DEPRECATION_WARNINGS="False",
     )
@@ -145,16 +152,17 @@ PLAYBOOK = """---
 """
 
 
-def run_role(tmp, endpoint, variables, name):
-    playbook = tmp / "play.yml"
-    playbook.write_text(PLAYBOOK)
+def run_role(tmp, endpoint, variables, name, playbook=None, region=REGION):
+    if playbook is None:
+        playbook = tmp / "play.yml"
+        playbook.write_text(PLAYBOOK)
     varfile = tmp / f"{name}.json"
     varfile.write_text(json.dumps(variables))
     started = time.monotonic()
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), str(playbook), "-e", "@" + str(varfile),
          "-e", "ansible_python_interpreter=" + sys.executable],
-        env=aws_env(endpoint), capture_output=True, text=True, timeout=300, check=False,
+        env=aws_env(endpoint, region), capture_output=True, text=True, timeout=300, check=False,
     )
     out = proc.stdout + proc.stderr
     (tmp / f"{name}.log").write_text(out)
@@ -377,6 +385,92 @@ def simple_template_checks(tmp, endpoint, cfn):
     check("delete: the stack is gone", "service-payments" not in live, live)
 
 
+def engine_exchanges(record, stack):
+    """(RequestType, LogicalResourceId, Status) of every custom-resource event of STACK."""
+    events, statuses = [], {}
+    for line in Path(record).read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        if "event" in entry:
+            events.append(entry["event"])
+        else:
+            statuses[entry["RequestId"]] = (entry["response"] or {}).get("Status")
+    return [(e["RequestType"], e["LogicalResourceId"], statuses.get(e["RequestId"])) for e in events
+            if f":stack/{stack}/" in e["StackId"]]
+
+
+def engine_checks(tmp):
+    """deploy.yml and delete.yml of the orders example against moto's CloudFormation with the real
+    Lambdas answering, after the platform stacks (tests/engine/stacks.py platform)."""
+    sys.path.insert(0, str(ENGINE_DIR))
+    import throwaway_pg  # pylint: disable=import-outside-toplevel
+
+    bin_dir = Path(os.environ.get("ENGINE_BIN_DIR") or REPO / "target" / "release")
+    if not all((bin_dir / f).is_file() for f in ("admin-secret", "service-database", "listener-rule-priority")):
+        check("engine: the release Lambdas are built", False, f"none in {bin_dir}: run `make release-bins`")
+        return
+    os.chmod(tmp, 0o755)  # as root, PostgreSQL runs as the postgres user, which must reach tmp/pg
+    pg_env, pg = throwaway_pg.start(tmp / "pg")
+    record = tmp / "engine.jsonl"
+    port = free_port()
+    env = dict(os.environ, **pg_env, ENGINE_BIN_DIR=str(bin_dir), ENGINE_RECORD=str(record),
+               ENGINE_LOG_DIR=str(tmp), ENGINE_REGION=ENGINE_REGION)
+    with open(tmp / "engine.log", "w", encoding="utf-8") as log:
+        engine = subprocess.Popen([str(BIN / "python"), str(ENGINE_DIR / "cfn_engine.py"), "-H", "127.0.0.1",
+                                   "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        done = subprocess.run([str(BIN / "python"), str(ENGINE_DIR / "stacks.py"), "platform"],
+                              env=aws_env(endpoint, ENGINE_REGION), capture_output=True, text=True, check=False)
+        platform = json.loads(done.stdout) if done.returncode == 0 else {"stacks": [], "error": done.stderr}
+        statuses = {s["name"]: s["status"] for s in platform["stacks"]}
+        check("engine: the support, fargate-cluster and rds-cluster stacks are CREATE_COMPLETE",
+              list(statuses.values()) == ["CREATE_COMPLETE"] * 3, platform)
+        cfn = boto3.client("cloudformation", region_name=ENGINE_REGION, endpoint_url=endpoint,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        # deploy.yml names a hosted zone of a real account; the engine's is example.com's.
+        zone = {"fargate_service_hosted_zone_id": (platform.get("network") or {}).get("HostedZoneId", "")}
+        examples = ANSIBLE_DIR / "examples" / "orders"
+        rc, out = run_role(tmp, endpoint, zone, "engine-deploy", examples / "deploy.yml", ENGINE_REGION)
+        check("engine: deploy.yml succeeds", rc == 0, out[-3000:])
+        check("engine: deploy.yml prints the stack's outputs",
+              "https://orders.example.com/" in out and "/platform/services/orders/database-password" in out,
+              out[-2000:])
+        stack = cfn.describe_stacks(StackName="service-orders")["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs") or []}
+        check("engine: service-orders is CREATE_COMPLETE", stack["StackStatus"] == "CREATE_COMPLETE",
+              stack["StackStatus"])
+        check("engine: its outputs come from the Lambdas' answers",
+              outputs.get("DatabaseName") == "orders" and outputs.get("ListenerRulePriority", "").isdigit(), outputs)
+        created = engine_exchanges(record, "service-orders")
+        check("engine: both custom resources answered Create with SUCCESS",
+              sorted(created) == [("Create", "ListenerRulePriority", "SUCCESS"),
+                                  ("Create", "ServiceDatabase", "SUCCESS")], created)
+        # deploy.yml turns termination protection on; CloudFormation then refuses the delete until
+        # it is turned off, as delete.yml's header says.
+        rc, out = run_role(tmp, endpoint, {}, "engine-delete-protected", examples / "delete.yml", ENGINE_REGION)
+        check("engine: delete.yml fails while termination protection is on",
+              rc != 0 and "TerminationProtection is enabled" in out, out[-2000:])
+        cfn.update_termination_protection(StackName="service-orders", EnableTerminationProtection=False)
+        rc, out = run_role(tmp, endpoint, {}, "engine-delete", examples / "delete.yml", ENGINE_REGION)
+        check("engine: delete.yml succeeds once termination protection is off", rc == 0, out[-3000:])
+        live = [s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+        check("engine: service-orders is gone", "service-orders" not in live, live)
+        deleted = [e for e in engine_exchanges(record, "service-orders") if e[0] == "Delete"]
+        check("engine: a Delete reached each custom resource, answered SUCCESS",
+              sorted(deleted) == [("Delete", "ListenerRulePriority", "SUCCESS"),
+                                  ("Delete", "ServiceDatabase", "SUCCESS")], deleted)
+    finally:
+        engine.terminate()
+        engine.wait(timeout=10)
+        throwaway_pg.stop(pg, tmp / "pg")
+
+
 def main():
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ansible-tests-") as tmpdir:
@@ -392,6 +486,7 @@ def main():
             finally:
                 moto.terminate()
                 moto.wait(timeout=10)
+        engine_checks(tmp)
         if RESULTS["failed"] and os.environ.get("KEEP_LOGS"):
             subprocess.run(["cp", "-r", str(tmp), "/tmp/ansible-test-logs"], check=False)
     print(f"ansible role tests: {RESULTS['passed']} passed, {RESULTS['failed']} failed "

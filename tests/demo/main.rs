@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use local_invoke::postgres::{Postgres, postgres};
 use local_invoke::services::{self, Moto, moto};
-use local_invoke::templates::{Template, TemplateResolver, resolve};
+use local_invoke::templates::driver_properties;
 use local_invoke::{Exchange, Harness, Profile, fixtures};
 use serde_json::{Value, json};
 
@@ -195,38 +195,17 @@ fn properties(
     parameters: &[(&str, &str)],
     locals: &BTreeMap<String, String>,
 ) -> Value {
-    let template = Template::all()
-        .into_iter()
-        .find(|t| t.file_name() == file)
-        .unwrap_or_else(|| panic!("cfn/{file} is missing"));
-    let resource = template
-        .custom_resources()
-        .into_iter()
-        .find(|r| r.logical_id == logical_id)
-        .unwrap_or_else(|| panic!("cfn/{file} has no custom resource {logical_id}"));
-    let resolver =
-        TemplateResolver {
-            template: &template,
-            stack_name: stack.to_string(),
-            parameters: parameters
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            lookup: Box::new(|function, argument| {
-                let key = format!("{function} {argument}");
-                Value::String(locals.get(&key).cloned().unwrap_or_else(|| {
-                    panic!("the demo has no local value for {key} (cfn/{file} {logical_id})")
-                }))
-            }),
-        };
     // ServiceToken names the deployed function and ServiceTimeout is CloudFormation's own: the
     // harness plays both parts here.
-    let mut written = resource.properties.clone();
-    if let Some(map) = written.as_mapping_mut() {
-        map.remove("ServiceToken");
-        map.remove("ServiceTimeout");
-    }
-    resolve(&written, &resolver)
+    driver_properties(file, logical_id, stack, parameters, &|function, argument| {
+        let key = format!("{function} {argument}");
+        Value::String(
+            locals
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| panic!("the demo has no local value for {key} (cfn/{file} {logical_id})")),
+        )
+    })
 }
 
 async fn read_secret(ssm: &aws_sdk_ssm::Client, name: &str) -> Option<String> {

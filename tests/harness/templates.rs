@@ -296,6 +296,43 @@ impl Resolver for TemplateResolver<'_> {
     }
 }
 
+/// What the demo's driver sends a custom resource: `logical_id`'s properties in `cfn/{file}`,
+/// resolved for `stack` with `parameters` (the rest take their `Default`); `Fn::GetAtt`,
+/// `Fn::ImportValue` and `Ref` to a resource are asked of `lookup` (`"Fn::GetAtt"`, `"Key.Arn"`).
+/// `ServiceToken` and `ServiceTimeout` are left out: they are CloudFormation's own.
+pub fn driver_properties(
+    file: &str,
+    logical_id: &str,
+    stack: &str,
+    parameters: &[(&str, &str)],
+    lookup: &dyn Fn(&str, &str) -> Json,
+) -> Json {
+    let template = Template::all()
+        .into_iter()
+        .find(|t| t.file_name() == file)
+        .unwrap_or_else(|| panic!("cfn/{file} is missing"));
+    let resource = template
+        .custom_resources()
+        .into_iter()
+        .find(|r| r.logical_id == logical_id)
+        .unwrap_or_else(|| panic!("cfn/{file} has no custom resource {logical_id}"));
+    let resolver = TemplateResolver {
+        template: &template,
+        stack_name: stack.to_string(),
+        parameters: parameters
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        lookup: Box::new(lookup),
+    };
+    let mut written = resource.properties.clone();
+    if let Some(map) = written.as_mapping_mut() {
+        map.remove("ServiceToken");
+        map.remove("ServiceTimeout");
+    }
+    resolve(&written, &resolver)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
