@@ -48,6 +48,7 @@ SDK_PREFIXES = {
     "aws-sdk-kms": "kms",
     "aws-sdk-elasticloadbalancingv2": "elasticloadbalancing",
     "aws-sdk-cloudformation": "cloudformation",
+    "aws-sdk-secretsmanager": "secretsmanager",
 }
 # Called by the Lambda service for the function, not by the handler: log delivery and the
 # network interfaces of a function in a VPC (AWSLambdaVPCAccessExecutionRole's actions).
@@ -57,12 +58,13 @@ PLATFORM = {
     "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
 }
 # Actions another service performs with the caller's permissions when the handler calls the key
-# action: SSM encrypts and decrypts SecureStrings with KMS, and PutParameter with Tags needs
-# ssm:AddTagsToResource.
+# action: SSM encrypts and decrypts SecureStrings with KMS, Secrets Manager decrypts a secret with
+# its KMS key, and PutParameter with Tags needs ssm:AddTagsToResource.
 IMPLIED = {
     "ssm:PutParameter": {"kms:Encrypt", "kms:GenerateDataKey", "ssm:AddTagsToResource"},
     "ssm:GetParameter": {"kms:Decrypt"},
     "ssm:GetParameterHistory": {"kms:Decrypt"},
+    "secretsmanager:GetSecretValue": {"kms:Decrypt"},
 }
 # Granted for code on branches not merged yet (the handlers will call these). Emptied at merge:
 # after merging, `check-policy.py` reports entries the source now calls as stale.
@@ -130,15 +132,21 @@ def _crate_calls(crate, seen=None):
     names = set()
     for source in sorted(root.glob("src/**/*.rs")):
         names |= set(re.findall(r"\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)", source.read_text(encoding="utf-8")))
-    actions = {
-        f"{prefix}:{''.join(part.capitalize() for part in name.split('_'))}"
-        for sdk, prefix in SDK_PREFIXES.items() if sdk in dependencies
-        for name in names
-    }
+    actions = _sdk_actions(dependencies, names)
     for dependency in sorted(dependencies):
         if (REPO / "crates" / dependency / "Cargo.toml").is_file():
             actions |= _crate_calls(dependency, seen)
     return actions
+
+
+def _sdk_actions(dependencies, names):
+    """Every `.name()` call as an action of every SDK among the dependencies
+    (`get_secret_value` with aws-sdk-secretsmanager -> secretsmanager:GetSecretValue)."""
+    return {
+        f"{prefix}:{''.join(part.capitalize() for part in name.split('_'))}"
+        for sdk, prefix in SDK_PREFIXES.items() if sdk in dependencies
+        for name in names
+    }
 
 
 _ALLOWED_CACHE = {}
@@ -402,6 +410,8 @@ def self_test():
     custom_problems = check_template(load_template(SELF_TEST_BAD_CUSTOM), "<bad-custom>")
     role_problems = check_template(load_template(SELF_TEST_LAMBDA_ROLES), "<lambda-roles>")
     called, _ = allowed_actions("listener-rule-priority")
+    mapped = _sdk_actions({"aws-sdk-secretsmanager", "aws-sdk-ssm"},
+                          {"get_secret_value", "unlabel_parameter_version"})
     checks = [
         ("wide kms statement in a role's inline policy is caught",
          any("Role" in p and "'too-wide'" in p and "KMS:Decrypt" in p for p in policy_problems)),
@@ -417,6 +427,11 @@ def self_test():
          not any("Fine" in p for p in custom_problems)),
         ("the source scan finds listener-rule-priority's .put_parameter() and .describe_rules()",
          {"ssm:PutParameter", "elasticloadbalancing:DescribeRules"} <= called),
+        (".get_secret_value() -> secretsmanager:GetSecretValue, .unlabel_parameter_version() -> "
+         "ssm:UnlabelParameterVersion",
+         {"secretsmanager:GetSecretValue", "ssm:UnlabelParameterVersion"} <= mapped),
+        ("secretsmanager:GetSecretValue implies kms:Decrypt (Secrets Manager decrypts with the secret's key)",
+         "kms:Decrypt" in IMPLIED["secretsmanager:GetSecretValue"]),
         ("an action the handler never calls (ssm:RemoveTagsFromResource) is caught",
          any("ListenerRulePriorityRole" in p and "ssm:RemoveTagsFromResource" in p for p in role_problems)),
         ("an ELBv2 action the handler never calls (DescribeListeners) is caught",

@@ -253,7 +253,7 @@ def platform_resources(endpoint):
         "TaskExecutionRoleArn": execution, "ServiceLogGroupPrefix": "/platform/services",
         "ServiceDatabaseRoleArn": role, "ServiceParameterPath": "/platform/services",
         "Host": "db.example.internal", "Port": "5432", "AdminUsername": "admin",
-        "AdminPasswordParameterName": "/platform/admin/password", "WriterInstanceId": "test-writer",
+        "AdminCredential": "/platform/admin/password", "WriterInstanceId": "test-writer",
     }
     for name in ("ServiceDatabaseServiceToken", "ListenerRulePriorityServiceToken"):
         values[name] = boto3.client("lambda", **kwargs).create_function(
@@ -305,7 +305,7 @@ def service_template_checks(tmp, endpoint, cfn):
         "ContainerPort": "8080", "HealthCheckPath": "/health", "DesiredCount": "3", "Cpu": "512",
         "Memory": "1024", "DatabaseName": "orders", "DatabaseOnDelete": "Retain",
         "LogRetentionInDays": "90", "SupportStackName": support, "FargateClusterStackName": fargate,
-        "RdsClusterStackName": rds,
+        "RdsClusterStackName": rds, "AdminCredentialSource": "AdminSecret",
     }
     if "MaskedDataIdentifiers" in declared:
         variables["fargate_service_masked_data_identifiers"] = ["EmailAddress", "IpAddress"]

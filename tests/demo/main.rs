@@ -392,7 +392,7 @@ async fn run() -> i32 {
             pg.admin_user.clone(),
         );
         l.insert(
-            format!("Fn::ImportValue {CLUSTER_STACK}-AdminPasswordParameterName"),
+            format!("Fn::ImportValue {CLUSTER_STACK}-AdminCredential"),
             admin_parameter.clone(),
         );
         l.insert(

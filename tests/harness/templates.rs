@@ -4,6 +4,11 @@
 //! CloudFormation stringifies every property value, and so does [`resolve`]: numbers and booleans
 //! become strings. Intrinsic functions (`!Ref`, `!Sub`, `!GetAtt`, `Fn::ImportValue`, `!Join`,
 //! `!If`, ...), in short or long form, are handed to a [`Resolver`].
+//!
+//! [`TemplateResolver`] evaluates the template's `Conditions` (`Fn::Equals`, `Fn::Not`,
+//! `Fn::And`, `Fn::Or`, `Condition`) with the stack's parameters, takes the matching branch of
+//! `Fn::If`, and, as CloudFormation does, drops a property or list item whose value is
+//! `AWS::NoValue` ([`resolve`] removes what resolves to [`is_no_value`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,8 @@ pub struct CustomResource {
     pub file: String,
     pub logical_id: String,
     pub resource_type: String,
+    /// The resource's `Condition` (the stack has the resource only when it holds), if any.
+    pub condition: Option<String>,
     /// `Properties` as written, intrinsics unresolved.
     pub properties: Yaml,
 }
@@ -75,6 +82,31 @@ impl Template {
         }))
     }
 
+    /// The parameters with `AllowedValues` that the template's `Conditions` refer to, with those
+    /// values: each value is a variant of the stack (e.g. `AdminCredentialSource`).
+    pub fn condition_parameters(&self) -> Vec<(String, Vec<String>)> {
+        let mut referenced = Vec::new();
+        if let Some(conditions) = self.body.get("Conditions") {
+            collect_refs(conditions, &mut referenced);
+        }
+        let Some(parameters) = self.body.get("Parameters").and_then(Yaml::as_mapping) else {
+            return Vec::new();
+        };
+        parameters
+            .iter()
+            .filter_map(|(name, parameter)| {
+                let name = name.as_str()?;
+                let values = parameter.get("AllowedValues")?.as_sequence()?;
+                referenced.iter().any(|r| r == name).then(|| {
+                    (
+                        name.to_string(),
+                        values.iter().filter_map(scalar_string).collect(),
+                    )
+                })
+            })
+            .collect()
+    }
+
     pub fn custom_resources(&self) -> Vec<CustomResource> {
         let Some(resources) = self.body.get("Resources").and_then(Yaml::as_mapping) else {
             return Vec::new();
@@ -87,6 +119,10 @@ impl Template {
                     file: self.file_name(),
                     logical_id: id.as_str().unwrap_or_default().to_string(),
                     resource_type: resource_type.to_string(),
+                    condition: resource
+                        .get("Condition")
+                        .and_then(Yaml::as_str)
+                        .map(str::to_string),
                     properties: resource.get("Properties").cloned().unwrap_or(Yaml::Null),
                 })
             })
@@ -110,10 +146,17 @@ pub fn resolve(value: &Yaml, resolver: &dyn Resolver) -> Json {
         Yaml::Bool(b) => Json::String(b.to_string()),
         Yaml::Number(n) => Json::String(n.to_string()),
         Yaml::String(s) => Json::String(s.clone()),
-        Yaml::Sequence(items) => Json::Array(items.iter().map(|v| resolve(v, resolver)).collect()),
+        Yaml::Sequence(items) => Json::Array(
+            items
+                .iter()
+                .map(|v| resolve(v, resolver))
+                .filter(|v| !is_no_value(v))
+                .collect(),
+        ),
         Yaml::Mapping(map) => Json::Object(
             map.iter()
                 .map(|(k, v)| (scalar_string(k).unwrap_or_default(), resolve(v, resolver)))
+                .filter(|(_, v)| !is_no_value(v))
                 .collect(),
         ),
         Yaml::Tagged(tagged) => resolve(&tagged.value, resolver),
@@ -140,6 +183,35 @@ pub fn intrinsic(value: &Yaml) -> Option<(String, &Yaml)> {
         }
         _ => None,
     }
+}
+
+/// The names every `Ref` under `value` refers to.
+fn collect_refs(value: &Yaml, into: &mut Vec<String>) {
+    if let Some((name, argument)) = intrinsic(value)
+        && name == "Ref"
+    {
+        into.extend(argument.as_str().map(str::to_string));
+        return;
+    }
+    match value {
+        Yaml::Sequence(items) => items.iter().for_each(|v| collect_refs(v, into)),
+        Yaml::Mapping(map) => map.values().for_each(|v| collect_refs(v, into)),
+        Yaml::Tagged(tagged) => collect_refs(&tagged.value, into),
+        _ => {}
+    }
+}
+
+/// What `AWS::NoValue` resolves to: its own unresolved form, which [`resolve`] drops from
+/// mappings and sequences (so a property set to it is absent, as in CloudFormation).
+pub fn no_value() -> Json {
+    serde_json::json!({"Ref": "AWS::NoValue"})
+}
+
+/// Whether a resolved value is `AWS::NoValue` (see [`no_value`]).
+pub fn is_no_value(value: &Json) -> bool {
+    value
+        .as_object()
+        .is_some_and(|m| m.len() == 1 && m.get("Ref").and_then(Json::as_str) == Some("AWS::NoValue"))
 }
 
 fn scalar_string(value: &Yaml) -> Option<String> {
@@ -178,8 +250,8 @@ pub fn substitute(template: &str, lookup: &mut dyn FnMut(&str) -> String) -> Str
 }
 
 /// Resolves intrinsics against one template: `Ref` to a parameter gives its `Default` (or the
-/// value in `parameters`), pseudo parameters get local values, `Fn::Sub` and `Fn::Join` are
-/// evaluated, and everything else (`Fn::GetAtt`, `Fn::ImportValue`, `Ref` to a resource) is asked
+/// value in `parameters`), pseudo parameters get local values, `Fn::Sub`, `Fn::Join`, `Fn::If`
+/// and the condition functions are evaluated, and everything else (`Fn::GetAtt`, `Fn::ImportValue`, `Ref` to a resource) is asked
 /// of `lookup`, with the intrinsic's long name and its resolved argument as a string
 /// (`Key.Arn`, `platform-support-AdminSecretServiceToken`, `Key`).
 pub type Lookup<'a> = Box<dyn Fn(&str, &str) -> Json + 'a>;
@@ -199,6 +271,7 @@ impl TemplateResolver<'_> {
             "AWS::AccountId" => return Json::String("123456789012".into()),
             "AWS::Partition" => return Json::String("aws".into()),
             "AWS::URLSuffix" => return Json::String("amazonaws.com".into()),
+            "AWS::NoValue" => return no_value(),
             "AWS::StackId" => {
                 return Json::String(format!(
                     "arn:aws:cloudformation:us-east-1:123456789012:stack/{}/local",
@@ -214,6 +287,63 @@ impl TemplateResolver<'_> {
             return Json::String(default);
         }
         (self.lookup)("Ref", name)
+    }
+
+    /// Whether the template's condition `name` holds for this stack's parameters.
+    ///
+    /// Panics on a condition the template does not define (CloudFormation rejects such a
+    /// template; here it would otherwise quietly pick a branch).
+    pub fn condition(&self, name: &str) -> bool {
+        let definition = self
+            .template
+            .body
+            .get("Conditions")
+            .and_then(|c| c.get(name))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no condition {name:?} in Conditions",
+                    self.template.file_name()
+                )
+            });
+        self.holds(definition)
+    }
+
+    /// Whether the stack has the resource (its `Condition` holds, or it has none).
+    pub fn creates(&self, resource: &CustomResource) -> bool {
+        resource.condition.as_deref().is_none_or(|c| self.condition(c))
+    }
+
+    /// Evaluates a condition function (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`,
+    /// `Condition`).
+    fn holds(&self, value: &Yaml) -> bool {
+        let Some((name, argument)) = intrinsic(value) else {
+            panic!(
+                "{}: not a condition function: {value:?}",
+                self.template.file_name()
+            );
+        };
+        self.evaluate(&name, argument)
+    }
+
+    fn evaluate(&self, name: &str, argument: &Yaml) -> bool {
+        let items = || argument.as_sequence().cloned().unwrap_or_default();
+        match name {
+            "Condition" => self.condition(argument.as_str().unwrap_or_default()),
+            "Fn::Equals" => {
+                let items = items();
+                let [a, b] = items.as_slice() else {
+                    panic!("{}: Fn::Equals takes two values", self.template.file_name());
+                };
+                self.text(a) == self.text(b)
+            }
+            "Fn::Not" => !items().first().is_some_and(|c| self.holds(c)),
+            "Fn::And" => items().iter().all(|c| self.holds(c)),
+            "Fn::Or" => items().iter().any(|c| self.holds(c)),
+            other => panic!(
+                "{}: {other} is not a condition function",
+                self.template.file_name()
+            ),
+        }
     }
 
     fn text(&self, value: &Yaml) -> String {
@@ -288,6 +418,26 @@ impl Resolver for TemplateResolver<'_> {
                 let export = self.text(argument);
                 (self.lookup)("Fn::ImportValue", &export)
             }
+            // Only the branch taken is resolved: the other's imports and attributes are not
+            // asked of `lookup`.
+            "Fn::If" => {
+                let items = argument.as_sequence().cloned().unwrap_or_default();
+                let [condition, then, otherwise] = items.as_slice() else {
+                    panic!(
+                        "{}: Fn::If takes [condition, value if true, value if false]",
+                        self.template.file_name()
+                    );
+                };
+                let branch = if self.condition(condition.as_str().unwrap_or_default()) {
+                    then
+                } else {
+                    otherwise
+                };
+                resolve(branch, self)
+            }
+            "Condition" | "Fn::Equals" | "Fn::Not" | "Fn::And" | "Fn::Or" => {
+                Json::String(self.evaluate(name, argument).to_string())
+            }
             other => {
                 let argument = self.text(argument);
                 (self.lookup)(other, &argument)
@@ -335,7 +485,172 @@ pub fn driver_properties(
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+
     use super::*;
+
+    fn repo_template(file: &str) -> Template {
+        Template::all()
+            .into_iter()
+            .find(|t| t.file_name() == file)
+            .unwrap_or_else(|| panic!("cfn/{file} is missing"))
+    }
+
+    /// The resource's properties with `parameters`, every lookup answered `<function argument>`;
+    /// also what was asked of the lookup.
+    fn resolved(
+        template: &Template,
+        logical_id: &str,
+        parameters: &[(&str, &str)],
+    ) -> (bool, Json, Vec<String>) {
+        let asked = RefCell::new(Vec::new());
+        let resolver = TemplateResolver {
+            template,
+            stack_name: "s".into(),
+            parameters: parameters
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            lookup: Box::new(|function, argument| {
+                let key = format!("{function} {argument}");
+                asked.borrow_mut().push(key.clone());
+                Json::String(format!("<{key}>"))
+            }),
+        };
+        let resource = template
+            .custom_resources()
+            .into_iter()
+            .find(|r| r.logical_id == logical_id)
+            .unwrap_or_else(|| panic!("no custom resource {logical_id}"));
+        let created = resolver.creates(&resource);
+        let properties = resolve(&resource.properties, &resolver);
+        drop(resolver);
+        (created, properties, asked.into_inner())
+    }
+
+    #[test]
+    fn service_database_of_an_admin_secret_cluster_names_the_ssm_parameter() {
+        let template = repo_template("service.yaml");
+        let (created, p, _) = resolved(&template, "ServiceDatabase", &[]);
+        assert!(created);
+        assert_eq!(
+            p["AdminUsername"],
+            "<Fn::ImportValue platform-rds-cluster-AdminUsername>"
+        );
+        assert_eq!(
+            p["AdminPasswordParameterName"],
+            "<Fn::ImportValue platform-rds-cluster-AdminCredential>"
+        );
+        assert!(p.get("AdminSecretArn").is_none(), "{p:#}");
+    }
+
+    #[test]
+    fn service_database_of_an_rds_managed_cluster_names_only_the_secret() {
+        let template = repo_template("service.yaml");
+        let (created, p, asked) = resolved(
+            &template,
+            "ServiceDatabase",
+            &[("AdminCredentialSource", "RdsManaged")],
+        );
+        assert!(created);
+        assert_eq!(
+            p["AdminSecretArn"],
+            "<Fn::ImportValue platform-rds-cluster-AdminCredential>"
+        );
+        for absent in ["AdminUsername", "AdminPasswordParameterName"] {
+            assert!(p.get(absent).is_none(), "{absent} in {p:#}");
+        }
+        assert!(
+            !asked.iter().any(|k| k.ends_with("-AdminUsername")),
+            "the untaken branch was resolved: {asked:?}"
+        );
+        // Everything else is the same in both variants.
+        let (_, default, _) = resolved(&template, "ServiceDatabase", &[]);
+        let strip = |mut v: Json| {
+            for key in ["AdminUsername", "AdminPasswordParameterName", "AdminSecretArn"] {
+                v.as_object_mut().unwrap().remove(key);
+            }
+            v
+        };
+        assert_eq!(strip(p), strip(default));
+    }
+
+    #[test]
+    fn the_admin_secret_exists_only_in_the_admin_secret_variant() {
+        let template = repo_template("rds-cluster.yaml");
+        let (created, p, _) = resolved(&template, "AdminSecret", &[]);
+        assert!(created);
+        assert_eq!(
+            p["ParameterName"]
+                .as_str()
+                .map(|s| s.ends_with("/s/admin-password")),
+            Some(true)
+        );
+        let (created, _, _) = resolved(
+            &template,
+            "AdminSecret",
+            &[("AdminCredentialSource", "RdsManaged")],
+        );
+        assert!(!created);
+        assert_eq!(
+            template.condition_parameters(),
+            vec![
+                (
+                    "AdminCredentialSource".to_string(),
+                    vec!["AdminSecret".to_string(), "RdsManaged".to_string()]
+                ),
+                (
+                    "CreateReaderInstance".to_string(),
+                    vec!["true".to_string(), "false".to_string()]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn conditions_if_and_no_value_evaluate_as_cloudformation_does() {
+        let template = Template {
+            path: "t.yaml".into(),
+            body: serde_yaml::from_str(
+                r#"
+Parameters:
+  Mode: { Type: String, Default: a, AllowedValues: [a, b] }
+Conditions:
+  IsA: !Equals [!Ref Mode, a]
+  IsB: !Not [!Condition IsA]
+  Both: !And [!Condition IsA, !Condition IsB]
+  Either: { "Fn::Or": [{ Condition: IsA }, { Condition: IsB }] }
+Resources:
+  R:
+    Type: Custom::Thing
+    Condition: Either
+    Properties:
+      OnlyA: !If [IsA, yes-a, !Ref AWS::NoValue]
+      OnlyB: { "Fn::If": [IsB, yes-b, { Ref: AWS::NoValue }] }
+      Never: !If [Both, x, !Ref AWS::NoValue]
+      List: [one, !If [IsB, two, !Ref AWS::NoValue], three]
+      Nested: !If [IsA, { Key: !Ref Mode }, !Ref AWS::NoValue]
+"#,
+            )
+            .unwrap(),
+        };
+        let (created, a, _) = resolved(&template, "R", &[]);
+        assert!(created);
+        assert_eq!(
+            a,
+            serde_json::json!({"OnlyA": "yes-a", "List": ["one", "three"], "Nested": {"Key": "a"}})
+        );
+        let (created, b, _) = resolved(&template, "R", &[("Mode", "b")]);
+        assert!(created);
+        assert_eq!(
+            b,
+            serde_json::json!({"OnlyB": "yes-b", "List": ["one", "two", "three"]})
+        );
+        assert_eq!(
+            template.condition_parameters(),
+            vec![("Mode".to_string(), vec!["a".to_string(), "b".to_string()])]
+        );
+    }
 
     #[test]
     fn substitute_handles_variables_and_literals() {

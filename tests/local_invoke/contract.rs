@@ -1,6 +1,11 @@
 //! The templates in `cfn/` and the handlers share one contract: every `Custom::` resource's
 //! properties, with intrinsic functions replaced by placeholders of the right shape, parse with
-//! the handler's own property type, through the same code the Lambda runs.
+//! the handler's own property type, through the same code the Lambda runs. That holds for the
+//! parameters' defaults and for every variant a template offers: each value of a parameter with
+//! `AllowedValues` that its `Conditions` use (e.g. rds-cluster's and service's
+//! `AdminCredentialSource`), where `Fn::If` may give a resource other properties.
+
+use std::collections::BTreeMap;
 
 use libtest_mimic::Trial;
 use local_invoke::templates::{CustomResource, Template, TemplateResolver, resolve};
@@ -19,9 +24,10 @@ pub fn trials() -> Vec<Trial> {
                 let mut checked = Vec::new();
                 for template in Template::all() {
                     for resource in template.custom_resources() {
-                        checked.push(format!("{}:{}", resource.file, resource.logical_id));
-                        if let Err(problem) = check(&template, &resource) {
-                            problems.push(problem);
+                        match check(&template, &resource, &BTreeMap::new()) {
+                            Ok(true) => checked.push(format!("{}:{}", resource.file, resource.logical_id)),
+                            Ok(false) => {}
+                            Err(problem) => problems.push(problem),
                         }
                     }
                 }
@@ -50,6 +56,47 @@ pub fn trials() -> Vec<Trial> {
                 }
             },
         ),
+        Trial::test(
+            "contract::every_variant_of_every_custom_resource_parses_with_its_handler_types",
+            || {
+                let mut problems = Vec::new();
+                let mut checked = Vec::new();
+                for template in Template::all() {
+                    for (parameter, values) in template.condition_parameters() {
+                        let default = template.parameter_default(&parameter);
+                        for value in values.into_iter().filter(|v| Some(v) != default.as_ref()) {
+                            let parameters = BTreeMap::from([(parameter.clone(), value.clone())]);
+                            for resource in template.custom_resources() {
+                                match check(&template, &resource, &parameters) {
+                                    Ok(true) => checked.push(format!(
+                                        "{}:{} ({parameter}={value})",
+                                        resource.file, resource.logical_id
+                                    )),
+                                    Ok(false) => {}
+                                    Err(problem) => problems.push(format!("{parameter}={value}: {problem}")),
+                                }
+                            }
+                        }
+                    }
+                }
+                if !checked
+                    .iter()
+                    .any(|c| c.contains("AdminCredentialSource=RdsManaged"))
+                {
+                    problems.push("no custom resource checked with AdminCredentialSource=RdsManaged".into());
+                }
+                if problems.is_empty() {
+                    eprintln!(
+                        "contract: {} custom resources checked in other variants: {}",
+                        checked.len(),
+                        checked.join(", ")
+                    );
+                    Ok(())
+                } else {
+                    Err(problems.join("\n").into())
+                }
+            },
+        ),
         Trial::test("contract::unknown_and_missing_properties_are_named", || {
             let template: Template = Template {
                 path: "bad.yaml".into(),
@@ -61,7 +108,7 @@ pub fn trials() -> Vec<Trial> {
             let problems: Vec<String> = template
                 .custom_resources()
                 .iter()
-                .filter_map(|r| check(&template, r).err())
+                .filter_map(|r| check(&template, r, &BTreeMap::new()).err())
                 .collect();
             let all = problems.join("\n");
             for expected in [
@@ -78,14 +125,23 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-/// Resolves the resource's properties with placeholders and parses them with its handler's type.
-fn check(template: &Template, resource: &CustomResource) -> Result<(), String> {
+/// Resolves the resource's properties with placeholders and the given parameters (the rest at
+/// their defaults) and parses them with its handler's type. `Ok(false)`: the stack has no such
+/// resource with these parameters (its `Condition` is false).
+fn check(
+    template: &Template,
+    resource: &CustomResource,
+    parameters: &BTreeMap<String, String>,
+) -> Result<bool, String> {
     let resolver = TemplateResolver {
         template,
         stack_name: "contract".into(),
-        parameters: Default::default(),
+        parameters: parameters.clone(),
         lookup: Box::new(|_, _| Value::String(PLACEHOLDER.into())),
     };
+    if !resolver.creates(resource) {
+        return Ok(false);
+    }
     let mut properties = resolve(&resource.properties, &resolver);
     let where_ = format!(
         "{}: {} ({})",
@@ -108,5 +164,7 @@ fn check(template: &Template, resource: &CustomResource) -> Result<(), String> {
         "Custom::ListenerRulePriority" => parse::<listener_rule_priority::Properties>(properties).map(drop),
         other => Err(format!("no handler in this repository serves {other}")),
     };
-    parsed.map_err(|problem| format!("{where_}: {problem}"))
+    parsed
+        .map(|()| true)
+        .map_err(|problem| format!("{where_}: {problem}"))
 }
