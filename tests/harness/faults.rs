@@ -192,7 +192,7 @@ async fn handle(
                 let faulted = ((draw >> 11) as f64 / (1u64 << 53) as f64) < s.rate;
                 faulted.then(|| match pick % 6 {
                     0 | 1 => Fault::Throttle,
-                    2 => Fault::Status(if (pick >> 8) % 2 == 0 { 500 } else { 503 }),
+                    2 => Fault::Status(if (pick >> 8).is_multiple_of(2) { 500 } else { 503 }),
                     3 => Fault::Drop,
                     4 => Fault::Lost,
                     _ => Fault::Delay(Duration::from_millis(50 + (pick >> 8) % 200)),
