@@ -17,6 +17,8 @@ use local_invoke::templates::driver_properties;
 use local_invoke::{Exchange, Harness, Profile, fixtures};
 use serde_json::{Value, json};
 
+mod managed;
+
 const CLUSTER_STACK: &str = "platform-rds-cluster";
 const SUPPORT_STACK: &str = "platform-support";
 const FARGATE_STACK: &str = "platform-fargate-cluster";
@@ -650,6 +652,10 @@ async fn run() -> i32 {
     report.say(format!("  {stack} UPDATE_ROLLBACK_COMPLETE"));
 
     // --- delete everything, in reverse order ---------------------------------------------------
+    // --- the cluster variant with an RDS-managed master secret -----------------------------------
+    let managed_logs =
+        managed::scene(&mut report, moto, pg, &env, &service_locals[0], &mut secrets).await;
+
     report.say("");
     report.say("Delete, in reverse order: the service stacks, then the cluster stack");
     for (i, service) in SERVICES.iter().enumerate().rev() {
@@ -714,6 +720,7 @@ async fn run() -> i32 {
     // --- no secret anywhere --------------------------------------------------------------------
     report.say("");
     let mut logs = admin_secret.logs();
+    logs.push_str(&managed_logs);
     for h in db_lambdas.iter().chain(&priority_lambdas) {
         logs.push_str(&h.logs());
     }
