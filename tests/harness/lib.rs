@@ -36,8 +36,6 @@ pub use lambda::{Lambda, Profile, binary_path};
 pub use receiver::{Behaviour, Receiver, RecordedPut, SIGNATURE};
 pub use runtime_api::{Deadline, Invocation, RuntimeApi, RuntimeOutcome};
 
-/// The process-wide tokio runtime the harness's servers run on. Tests are plain functions that
-/// call [`block_on`].
 /// The `aws_calls=N` the guard logged with the last response a Lambda delivered (text logs):
 /// how many AWS requests that invocation sent, retries included.
 pub fn last_aws_calls(logs: &str) -> u64 {
@@ -59,6 +57,8 @@ pub fn delivered_field(logs: &str, key: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The process-wide tokio runtime the harness's servers run on. Tests are plain functions that
+/// call [`block_on`].
 pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
@@ -124,16 +124,21 @@ impl Exchange {
         &delivered[0].json
     }
 
-    pub fn status(&self) -> &str {
-        self.response()["Status"].as_str().unwrap_or_default()
+    /// `Status` of [`Exchange::response`]; `None` when the body has none. Like [`Exchange::reason`]
+    /// and [`Exchange::physical_id`], a missing field then fails `assert_eq!(x.status(), Some(..))`,
+    /// and a negative check written `x.reason().is_some_and(|r| !r.contains(..))` too.
+    pub fn status(&self) -> Option<&str> {
+        self.response()["Status"].as_str()
     }
 
-    pub fn reason(&self) -> &str {
-        self.response()["Reason"].as_str().unwrap_or_default()
+    /// `Reason` of [`Exchange::response`]; `None` when the body has none.
+    pub fn reason(&self) -> Option<&str> {
+        self.response()["Reason"].as_str()
     }
 
-    pub fn physical_id(&self) -> &str {
-        self.response()["PhysicalResourceId"].as_str().unwrap_or_default()
+    /// `PhysicalResourceId` of [`Exchange::response`]; `None` when the body has none.
+    pub fn physical_id(&self) -> Option<&str> {
+        self.response()["PhysicalResourceId"].as_str()
     }
 
     pub fn data(&self, key: &str) -> Option<&str> {

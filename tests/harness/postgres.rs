@@ -16,7 +16,8 @@
 //! naming a user that is a superuser or, like an RDS master, has `CREATEDB` and `CREATEROLE`
 //! (it becomes the admin user the Lambda uses), on a server that accepts TLS. Its CA certificate
 //! (PEM) must be in the file named by `DATABASE_CA_FILE`, and the server certificate must name
-//! HOST but not HOST's IP address. There is no server log then ([`Postgres::log`] is `None`).
+//! HOST but not HOST's IP address. There is no server log then ([`Postgres::log`] is `None`),
+//! and the checks that search it say they are skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,10 +53,37 @@ pub struct Postgres {
     /// An unrelated CA (PEM) that signed nothing this server shows.
     pub other_ca_pem: String,
     /// The server log (`log_statement = 'all'`); `None` for a `DATABASE_URL` server.
-    pub log_file: Option<PathBuf>,
+    pub log_file: Option<ServerLog>,
     /// The bootstrap superuser (user, password) of a throwaway cluster, for the few tests that
     /// need what an RDS master cannot do (make a superuser); `None` for a `DATABASE_URL` server.
     pub superuser: Option<(String, String)>,
+}
+
+/// The log file of a throwaway cluster, and the proof that it is that server's log.
+#[derive(Debug, Clone)]
+pub struct ServerLog {
+    pub path: PathBuf,
+    /// A harmless statement with a random tag, run (and so logged) once the server was up: a file
+    /// without it is not this server's log, however empty or clean it reads.
+    pub marker: String,
+}
+
+impl ServerLog {
+    /// Everything the server logged so far; an error when the file cannot be read or lacks the
+    /// marker, so that a search of it for secrets cannot pass on an empty or wrong file.
+    pub fn read(&self) -> Result<String, String> {
+        let bytes = std::fs::read(&self.path)
+            .map_err(|e| format!("cannot read the server log {}: {e}", self.path.display()))?;
+        let log = String::from_utf8_lossy(&bytes).into_owned();
+        if !log.contains(&self.marker) {
+            return Err(format!(
+                "{} is not this server's log: the statement {:?} is not in it",
+                self.path.display(),
+                self.marker
+            ));
+        }
+        Ok(log)
+    }
 }
 
 /// The shared cluster, started on first use.
@@ -102,11 +130,13 @@ impl Postgres {
             .unwrap_or_else(|e| panic!("admin cannot connect to {database}: {e:?}"))
     }
 
-    /// Everything the server logged so far; `None` when there is no log to read.
+    /// Everything the server logged so far; `None` only for a `DATABASE_URL` server, whose log
+    /// is not ours to read. Panics when the log of a throwaway cluster cannot be read or is not
+    /// its log ([`ServerLog::read`]).
     pub fn log(&self) -> Option<String> {
         self.log_file
             .as_ref()
-            .map(|path| String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned())
+            .map(|log| log.read().unwrap_or_else(|why| panic!("{why}")))
     }
 }
 
@@ -341,13 +371,17 @@ fn start() -> Postgres {
         admin_password: superuser_password.clone(),
         ca_pem,
         other_ca_pem: std::fs::read_to_string(&other_crt).expect("other-ca.crt"),
-        log_file: Some(log_file),
+        log_file: Some(ServerLog {
+            path: log_file,
+            marker: format!("local-invoke server log {}", random_hex(8)),
+        }),
         superuser: Some(("postgres".into(), superuser_password)),
     };
     // The admin the Lambdas use is no superuser, like an RDS master.
     let admin_user = "cfn_admin".to_string();
     let admin_password = random_hex(16);
     bootstrap(&cluster, &admin_user, &admin_password);
+    cluster.log().expect("the throwaway cluster has a server log");
     cluster.admin_user = admin_user;
     cluster.admin_password = admin_password;
     cluster
@@ -362,8 +396,9 @@ fn append(path: &Path, text: &str) {
     file.write_all(text.as_bytes()).expect("append");
 }
 
-/// As the bootstrap superuser: creates the RDS-master-like admin. Runs on its own thread and
-/// runtime, since `postgres()` may be called from inside the harness runtime.
+/// As the bootstrap superuser: creates the RDS-master-like admin, then runs the server log's
+/// marker statement. Runs on its own thread and runtime, since `postgres()` may be called from
+/// inside the harness runtime.
 fn bootstrap(cluster: &Postgres, admin_user: &str, admin_password: &str) {
     let sql = format!("CREATE ROLE {admin_user} LOGIN CREATEDB CREATEROLE PASSWORD '{admin_password}'");
     std::thread::scope(|scope| {
@@ -397,6 +432,14 @@ fn bootstrap(cluster: &Postgres, admin_user: &str, admin_password: &str) {
                         .await
                         .expect("SET log_statement");
                     client.batch_execute(&sql).await.expect("create the admin role");
+                    if let Some(log) = &cluster.log_file {
+                        client
+                            .batch_execute("RESET log_statement")
+                            .await
+                            .expect("RESET log_statement");
+                        let marker = format!("SELECT '{}'", log.marker);
+                        client.batch_execute(&marker).await.expect("the log marker");
+                    }
                 });
             })
             .join()

@@ -47,7 +47,10 @@ fn well_formed<'a>(exchange: &'a Exchange, event: &Value) -> &'a Value {
     assert!(!physical_id.is_empty() && physical_id.len() <= 1024);
     match response["Status"].as_str() {
         Some("SUCCESS") => {}
-        Some("FAILED") => assert!(!exchange.reason().is_empty(), "FAILED needs a Reason"),
+        Some("FAILED") => assert!(
+            exchange.reason().is_some_and(|r| !r.is_empty()),
+            "FAILED needs a Reason"
+        ),
         other => panic!("bad Status {other:?}"),
     }
     response
@@ -214,14 +217,14 @@ async fn handler_error() {
     let x = h.call(create.clone()).await;
     let r = well_formed(&x, &create);
     assert_eq!(r["Status"], "FAILED");
-    assert_eq!(x.reason(), "injected Create error");
+    assert_eq!(x.reason(), Some("injected Create error"));
     let marker = format!("create-failed:Broken:{}", create["RequestId"].as_str().unwrap());
-    assert_eq!(x.physical_id(), marker);
+    assert_eq!(x.physical_id(), Some(marker.as_str()));
     assert_runtime_ok(&x);
     // The same request again gives the same marker: deterministic.
     let again = h.call(create.clone()).await;
     assert_eq!(again.puts.len(), 1, "the retry's own PUT");
-    assert_eq!(again.physical_id(), marker);
+    assert_eq!(again.physical_id(), Some(marker.as_str()));
 }
 
 async fn partial_physical_id() {
@@ -233,11 +236,16 @@ async fn partial_physical_id() {
     well_formed(&x, &create);
     assert_eq!(
         (x.status(), x.physical_id()),
-        ("FAILED", "partial-create:partial-fault-id")
+        (Some("FAILED"), Some("partial-create:partial-fault-id"))
     );
 
     // CloudFormation's rollback Delete reaches the handler with the id it had made, flagged.
-    let delete = h.events.delete(TYPE, "Half", x.physical_id(), props(json!({})));
+    let delete = h.events.delete(
+        TYPE,
+        "Half",
+        x.physical_id().expect("a physical id"),
+        props(json!({})),
+    );
     let d = h.call(delete.clone()).await;
     let r = well_formed(&d, &delete);
     assert_eq!(r["Status"], "SUCCESS", "{r}");
@@ -262,7 +270,10 @@ async fn failed_update() {
     );
     let x = h.call(update.clone()).await;
     well_formed(&x, &update);
-    assert_eq!((x.status(), x.physical_id()), ("FAILED", "existing-id"));
+    assert_eq!(
+        (x.status(), x.physical_id()),
+        (Some("FAILED"), Some("existing-id"))
+    );
 }
 
 async fn panic_in_each_phase() {
@@ -280,13 +291,13 @@ async fn panic_in_each_phase() {
         };
         let x = h.call(event.clone()).await;
         well_formed(&x, &event);
-        assert_eq!(x.status(), "FAILED");
+        assert_eq!(x.status(), Some("FAILED"));
         assert_eq!(
             x.reason(),
-            format!("the {phase} handler panicked: injected {phase} panic")
+            Some(format!("the {phase} handler panicked: injected {phase} panic").as_str())
         );
         if phase != "Create" {
-            assert_eq!(x.physical_id(), "boom-id");
+            assert_eq!(x.physical_id(), Some("boom-id"));
         }
         assert_runtime_ok(&x);
         // The same process serves the next invocation.
@@ -307,11 +318,14 @@ async fn panic_in_release_build() {
     let create = h.events.create(TYPE, "Boom", props(json!({"OnCreate": "panic"})));
     let x = h.call(create.clone()).await;
     well_formed(&x, &create);
-    assert_eq!(x.reason(), "the Create handler panicked: injected Create panic");
+    assert_eq!(
+        x.reason(),
+        Some("the Create handler panicked: injected Create panic")
+    );
     let next = h.events.create(TYPE, "After", props(json!({})));
     assert_eq!(
         h.call(next).await.status(),
-        "SUCCESS",
+        Some("SUCCESS"),
         "the release build must unwind and keep serving"
     );
 }
@@ -329,11 +343,11 @@ async fn hang() {
         arrived < timeout,
         "FAILED arrived {arrived:?} after the invocation, deadline {timeout:?}"
     );
-    assert_eq!(x.status(), "FAILED");
+    assert_eq!(x.status(), Some("FAILED"));
     assert!(
         x.reason()
-            .starts_with("timed out while running the Create handler"),
-        "{}",
+            .is_some_and(|r| r.starts_with("timed out while running the Create handler")),
+        "{:?}",
         x.reason()
     );
     assert_runtime_ok(&x);
@@ -351,8 +365,9 @@ async fn hang() {
     let x = h.call_with_timeout(update.clone(), timeout).await;
     well_formed(&x, &update);
     assert!(
-        x.reason().starts_with("timed out while acting on Update"),
-        "progress is reported: {}",
+        x.reason()
+            .is_some_and(|r| r.starts_with("timed out while acting on Update")),
+        "progress is reported: {:?}",
         x.reason()
     );
 }
@@ -394,19 +409,24 @@ async fn bad_request_type() {
     missing.as_object_mut().unwrap().remove("RequestType");
     let x = h.call(missing.clone()).await;
     well_formed(&x, &missing);
-    assert_eq!(x.status(), "FAILED");
-    assert!(x.reason().contains("no RequestType"), "{}", x.reason());
+    assert_eq!(x.status(), Some("FAILED"));
+    assert!(
+        x.reason().is_some_and(|r| r.contains("no RequestType")),
+        "{:?}",
+        x.reason()
+    );
 
     let mut unknown = h.events.delete(TYPE, "Odd", "odd-id", props(json!({})));
     unknown["RequestType"] = json!("Explode");
     let x = h.call(unknown.clone()).await;
     well_formed(&x, &unknown);
     assert!(
-        x.reason().contains("unknown RequestType \"Explode\""),
-        "{}",
+        x.reason()
+            .is_some_and(|r| r.contains("unknown RequestType \"Explode\"")),
+        "{:?}",
         x.reason()
     );
-    assert_eq!(x.physical_id(), "odd-id");
+    assert_eq!(x.physical_id(), Some("odd-id"));
 }
 
 async fn bad_properties() {
@@ -435,8 +455,12 @@ async fn bad_properties() {
         let event = h.events.create(TYPE, "Typed", properties.clone());
         let x = h.call(event.clone()).await;
         well_formed(&x, &event);
-        assert_eq!(x.status(), "FAILED");
-        assert!(x.reason().contains(expected), "{properties}: {}", x.reason());
+        assert_eq!(x.status(), Some("FAILED"));
+        assert!(
+            x.reason().is_some_and(|r| r.contains(expected)),
+            "{properties}: {:?}",
+            x.reason()
+        );
     }
     // A mistyped secret is named, its value never repeated.
     let event = h.events.create(
@@ -446,8 +470,9 @@ async fn bad_properties() {
     );
     let x = h.call(event).await;
     assert!(
-        x.reason().contains("`Secret`") && !x.reason().contains(SECRET_VALUE),
-        "{}",
+        x.reason().is_some_and(|r| r.contains("`Secret`"))
+            && x.reason().is_some_and(|r| !r.contains(SECRET_VALUE)),
+        "{:?}",
         x.reason()
     );
 }
@@ -481,7 +506,7 @@ async fn huge_reason() {
         .create(TYPE, "Loud", props(json!({"OnCreate": "huge-error"})));
     let x = h.call(event.clone()).await;
     well_formed(&x, &event);
-    let reason = x.reason();
+    let reason = x.reason().expect("a Reason");
     assert!(
         reason.starts_with("injected Create error: Ünïcödé ✓"),
         "the head is kept"
@@ -504,8 +529,8 @@ async fn oversized_data() {
     assert_eq!(r["Status"], "FAILED");
     assert!(
         x.reason()
-            .contains("does not fit in CloudFormation's 4096-byte response limit"),
-        "{}",
+            .is_some_and(|r| r.contains("does not fit in CloudFormation's 4096-byte response limit")),
+        "{:?}",
         x.reason()
     );
 }
@@ -603,7 +628,7 @@ async fn delete_marker() {
         props(json!({"OnCreate": "error", "OnDelete": "panic"})),
     );
     let x = h.call(create).await;
-    let marker = x.physical_id().to_string();
+    let marker = x.physical_id().expect("a physical id").to_string();
     assert!(marker.starts_with("create-failed:"));
     let delete = h.events.delete(
         TYPE,
@@ -737,8 +762,12 @@ async fn lenient_old_properties() {
         .update(TYPE, "Rolled", "rolled-id", props(json!({"Count": "abc"})), good);
     let x = h.call(bad_new.clone()).await;
     well_formed(&x, &bad_new);
-    assert_eq!(x.status(), "FAILED");
-    assert!(x.reason().contains("`Count`"), "{}", x.reason());
+    assert_eq!(x.status(), Some("FAILED"));
+    assert!(
+        x.reason().is_some_and(|r| r.contains("`Count`")),
+        "{:?}",
+        x.reason()
+    );
 }
 
 async fn watchdog_carries_partial_id() {
@@ -750,9 +779,13 @@ async fn watchdog_carries_partial_id() {
     );
     let x = h.call_with_timeout(create.clone(), Duration::from_secs(4)).await;
     well_formed(&x, &create);
-    assert_eq!(x.status(), "FAILED");
-    assert!(x.reason().starts_with("timed out while"), "{}", x.reason());
-    assert_eq!(x.physical_id(), "partial-create:made-so-far");
+    assert_eq!(x.status(), Some("FAILED"));
+    assert!(
+        x.reason().is_some_and(|r| r.starts_with("timed out while")),
+        "{:?}",
+        x.reason()
+    );
+    assert_eq!(x.physical_id(), Some("partial-create:made-so-far"));
 
     let panicking = h.events.create(
         TYPE,
@@ -763,7 +796,7 @@ async fn watchdog_carries_partial_id() {
     well_formed(&x, &panicking);
     assert_eq!(
         (x.status(), x.physical_id()),
-        ("FAILED", "partial-create:half-made")
+        (Some("FAILED"), Some("partial-create:half-made"))
     );
 
     // Without a published id the marker stays, and its Delete skips the handler.
@@ -772,8 +805,9 @@ async fn watchdog_carries_partial_id() {
         .create(TYPE, "Plain", props(json!({"OnCreate": "error"})));
     let x = h.call(plain).await;
     assert!(
-        x.physical_id().starts_with("create-failed:Plain:"),
-        "{}",
+        x.physical_id()
+            .is_some_and(|id| id.starts_with("create-failed:Plain:")),
+        "{:?}",
         x.physical_id()
     );
 }
@@ -810,10 +844,11 @@ async fn margin_longer_than_time_left() {
     let create = h.events.create(TYPE, "Late", props(json!({"OnCreate": "panic"})));
     let x = h.call_with_timeout(create.clone(), Duration::from_secs(1)).await;
     well_formed(&x, &create);
-    assert_eq!(x.status(), "FAILED");
+    assert_eq!(x.status(), Some("FAILED"));
     assert!(
-        x.reason().contains("was not started") && x.reason().contains("CFN_RESPONSE_MARGIN_MS"),
-        "{}",
+        x.reason().is_some_and(|r| r.contains("was not started"))
+            && x.reason().is_some_and(|r| r.contains("CFN_RESPONSE_MARGIN_MS")),
+        "{:?}",
         x.reason()
     );
     assert!(!h.logs().contains("injected Create panic"));
@@ -837,7 +872,7 @@ async fn put_past_deadline() {
         "one PUT, attempted although the deadline had passed"
     );
     well_formed(&x, &create);
-    assert_eq!(x.status(), "FAILED");
+    assert_eq!(x.status(), Some("FAILED"));
 }
 
 async fn s3_transient_400() {
@@ -873,11 +908,15 @@ async fn oversized_data_on_update() {
     );
     let x = h.call(update.clone()).await;
     well_formed(&x, &update);
-    assert_eq!(x.status(), "FAILED");
-    assert!(x.reason().contains("4096-byte"), "{}", x.reason());
+    assert_eq!(x.status(), Some("FAILED"));
+    assert!(
+        x.reason().is_some_and(|r| r.contains("4096-byte")),
+        "{:?}",
+        x.reason()
+    );
     assert_eq!(
         x.physical_id(),
-        "big-id",
+        Some("big-id"),
         "a failed Update must not look like a replacement"
     );
 
@@ -886,5 +925,5 @@ async fn oversized_data_on_update() {
         .events
         .create(TYPE, "BigNew", props(json!({"OnCreate": "oversized-data"})));
     let x = h.call(create).await;
-    assert_eq!(x.physical_id(), "partial-create:fault-BigNew");
+    assert_eq!(x.physical_id(), Some("partial-create:fault-BigNew"));
 }

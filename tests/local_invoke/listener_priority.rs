@@ -204,7 +204,7 @@ fn priority(exchange: &Exchange) -> u32 {
 fn assert_success(exchange: &Exchange, logs: &str) {
     assert_eq!(
         exchange.status(),
-        "SUCCESS",
+        Some("SUCCESS"),
         "response {:#?}\nlogs:\n{logs}",
         exchange.response()
     );
@@ -233,7 +233,7 @@ async fn empty_listener_gets_the_range_minimum() {
     )
     .await;
     assert_eq!(priority(&got), 10);
-    assert_eq!(got.physical_id(), format!("{arn}/priority/10"));
+    assert_eq!(got.physical_id(), Some(format!("{arn}/priority/10").as_str()));
     assert_eq!(got.data("Priorities"), None, "Priorities only when Count > 1");
     assert_eq!(
         claims(&arn).await,
@@ -269,7 +269,7 @@ async fn rules_at_1_2_5_give_6() {
     let harness = start().await;
     let got = create(&harness, "Priority", json!({"ListenerArn": arn})).await;
     assert_eq!(priority(&got), 6);
-    assert_eq!(got.physical_id(), format!("{arn}/priority/6"));
+    assert_eq!(got.physical_id(), Some(format!("{arn}/priority/6").as_str()));
     assert_eq!(
         claims(&arn).await,
         BTreeMap::from([(6, owner(&harness, "Priority"))])
@@ -301,16 +301,17 @@ async fn a_full_range_fails_clearly() {
     let full = harness
         .call(harness.events.create(RESOURCE_TYPE, "Second", range))
         .await;
-    assert_eq!(full.status(), "FAILED", "{:#?}", full.response());
-    let reason = full.reason();
+    assert_eq!(full.status(), Some("FAILED"), "{:#?}", full.response());
+    let reason = full.reason().expect("a Reason");
     assert!(reason.contains("no free listener-rule priority"), "{reason}");
     assert!(
         reason.contains(&arn) && reason.contains("10..=12"),
         "names the listener and range: {reason}"
     );
     assert!(
-        full.physical_id().starts_with("create-failed:"),
-        "{}",
+        full.physical_id()
+            .is_some_and(|id| id.starts_with("create-failed:")),
+        "{:?}",
         full.physical_id()
     );
     assert!(!full.outcome.is_error(), "delivered, so the runtime hears Ok");
@@ -323,10 +324,11 @@ async fn a_full_range_fails_clearly() {
             json!({"ListenerArn": arn, "MinPriority": 10, "MaxPriority": 14, "Count": 3}),
         ))
         .await;
-    assert_eq!(short.status(), "FAILED", "{:#?}", short.response());
+    assert_eq!(short.status(), Some("FAILED"), "{:#?}", short.response());
     assert!(
-        short.reason().contains("needed 3, found 2") && short.reason().contains("10..=14"),
-        "{}",
+        short.reason().is_some_and(|r| r.contains("needed 3, found 2"))
+            && short.reason().is_some_and(|r| r.contains("10..=14")),
+        "{:?}",
         short.reason()
     );
     assert_eq!(
@@ -388,7 +390,7 @@ async fn contention_64_creates() {
     let mut failures = Vec::new();
     while let Some(joined) = set.join_next().await {
         let (i, exchange) = joined.expect("call task");
-        if exchange.status() == "SUCCESS" {
+        if exchange.status() == Some("SUCCESS") {
             if let Some(previous) = got.insert(priority(&exchange), i) {
                 failures.push(format!(
                     "requests {previous} and {i} both got {}",
@@ -397,7 +399,7 @@ async fn contention_64_creates() {
             }
         } else {
             failures.push(format!(
-                "request {i}: {} (logs: {})",
+                "request {i}: {:?} (logs: {})",
                 exchange.reason(),
                 harnesses[i].logs()
             ));
@@ -453,7 +455,10 @@ async fn retried_create_returns_the_same_priority() {
 
     // The same Create again (a retry: same stack, same logical id, new request).
     let again = create(&harness, "Priority", properties.clone()).await;
-    assert_eq!(again.physical_id(), first.physical_id());
+    assert_eq!(
+        again.physical_id(),
+        Some(first.physical_id().expect("a physical id"))
+    );
     assert_eq!(priority(&again), 6);
 
     // The very same event delivered twice (Lambda's at-least-once), the second time to another
@@ -467,7 +472,10 @@ async fn retried_create_returns_the_same_priority() {
     let second = twice.call(duplicate).await;
     assert_success(&second, &twice.logs());
     assert_eq!((priority(&once), priority(&second)), (6, 6));
-    assert_eq!(second.physical_id(), first.physical_id());
+    assert_eq!(
+        second.physical_id(),
+        Some(first.physical_id().expect("a physical id"))
+    );
 
     assert_eq!(
         claims(&arn).await,
@@ -480,7 +488,7 @@ async fn update_keeps_or_replaces() {
     let harness = start().await;
     let properties = json!({"ListenerArn": arn});
     let created = create(&harness, "Priority", properties.clone()).await;
-    let id = created.physical_id().to_string();
+    let id = created.physical_id().expect("a physical id").to_string();
     assert_eq!(priority(&created), 6);
 
     // Same properties, and a wider range that still holds 6: kept.
@@ -496,7 +504,7 @@ async fn update_keeps_or_replaces() {
             )
             .await;
         assert_success(&updated, &harness.logs());
-        assert_eq!(updated.physical_id(), id, "kept for {new}");
+        assert_eq!(updated.physical_id(), Some(id.as_str()), "kept for {new}");
         assert_eq!(priority(&updated), 6);
     }
     assert_eq!(
@@ -514,7 +522,10 @@ async fn update_keeps_or_replaces() {
         )
         .await;
     assert_success(&replaced, &harness.logs());
-    assert_eq!(replaced.physical_id(), format!("{arn}/priority/7,8"));
+    assert_eq!(
+        replaced.physical_id(),
+        Some(format!("{arn}/priority/7,8").as_str())
+    );
     assert_eq!(replaced.data("Priorities"), Some("7,8"));
     assert_eq!(priority(&replaced), 7);
     assert_eq!(claims(&arn).await.keys().copied().collect::<Vec<_>>(), [6, 7, 8]);
@@ -524,7 +535,7 @@ async fn update_keeps_or_replaces() {
         .call(harness.events.delete(RESOURCE_TYPE, "Priority", &id, properties))
         .await;
     assert_success(&deleted, &harness.logs());
-    assert_eq!(deleted.physical_id(), id);
+    assert_eq!(deleted.physical_id(), Some(id.as_str()));
     let mine = owner(&harness, "Priority");
     assert_eq!(claims(&arn).await, BTreeMap::from([(7, mine.clone()), (8, mine)]));
 }
@@ -534,7 +545,7 @@ async fn delete_frees_the_claim() {
     let harness = start().await;
     let properties = json!({"ListenerArn": arn});
     let created = create(&harness, "Priority", properties.clone()).await;
-    let id = created.physical_id().to_string();
+    let id = created.physical_id().expect("a physical id").to_string();
     assert_eq!(priority(&created), 6);
 
     // A Delete from another resource naming our id releases nothing.
@@ -559,7 +570,7 @@ async fn delete_frees_the_claim() {
         )
         .await;
     assert_success(&deleted, &harness.logs());
-    assert_eq!(deleted.physical_id(), id);
+    assert_eq!(deleted.physical_id(), Some(id.as_str()));
     assert!(claims(&arn).await.is_empty());
 
     // Already released: still SUCCESS.
@@ -587,7 +598,7 @@ async fn count_3_returns_three_priorities() {
     let got = create(&harness, "Priorities", json!({"ListenerArn": arn, "Count": "3"})).await;
     assert_eq!(got.data("Priorities"), Some("6,7,8"));
     assert_eq!(priority(&got), 6);
-    assert_eq!(got.physical_id(), format!("{arn}/priority/6,7,8"));
+    assert_eq!(got.physical_id(), Some(format!("{arn}/priority/6,7,8").as_str()));
     let mine = owner(&harness, "Priorities");
     assert_eq!(
         claims(&arn).await,
@@ -615,8 +626,12 @@ async fn invalid_properties_fail() {
         let got = harness
             .call(harness.events.create(RESOURCE_TYPE, "Bad", properties.clone()))
             .await;
-        assert_eq!(got.status(), "FAILED", "{properties}");
-        assert!(got.reason().contains(property), "{properties}: {}", got.reason());
+        assert_eq!(got.status(), Some("FAILED"), "{properties}");
+        assert!(
+            got.reason().is_some_and(|r| r.contains(property)),
+            "{properties}: {:?}",
+            got.reason()
+        );
     }
 }
 
@@ -673,8 +688,8 @@ async fn duplicate_create_at_once() {
     assert_success(&a, &first.logs());
     assert_success(&b, &second.logs());
     assert_eq!(
-        (priority(&a), a.physical_id()),
-        (priority(&b), b.physical_id()),
+        (priority(&a), a.physical_id().expect("a physical id")),
+        (priority(&b), b.physical_id().expect("a physical id")),
         "both deliveries answer the same priority\nfirst:\n{}\nsecond:\n{}",
         first.logs(),
         second.logs()
@@ -753,10 +768,11 @@ async fn exhausted_probe_falls_back_to_the_lowest_gap() {
     let full = harness
         .call(harness.events.create(RESOURCE_TYPE, "Full", properties))
         .await;
-    assert_eq!(full.status(), "FAILED", "{:#?}", full.response());
+    assert_eq!(full.status(), Some("FAILED"), "{:#?}", full.response());
     assert!(
-        full.reason().contains("no free listener-rule priority"),
-        "{}",
+        full.reason()
+            .is_some_and(|r| r.contains("no free listener-rule priority")),
+        "{:?}",
         full.reason()
     );
 }
@@ -820,22 +836,24 @@ async fn delete_lowers_the_hint() {
 
     // Deleting the top one lowers the hint; deleting one below it does not.
     let deleted = harness
-        .call(
-            harness
-                .events
-                .delete(RESOURCE_TYPE, "B", b.physical_id(), properties.clone()),
-        )
+        .call(harness.events.delete(
+            RESOURCE_TYPE,
+            "B",
+            b.physical_id().expect("a physical id"),
+            properties.clone(),
+        ))
         .await;
     assert_success(&deleted, &harness.logs());
     assert_eq!(hint(&arn).await, Some(6));
     let c = create(&harness, "C", properties.clone()).await;
     assert_eq!(priority(&c), 7, "the freed top priority is handed out again");
     let deleted = harness
-        .call(
-            harness
-                .events
-                .delete(RESOURCE_TYPE, "A", a.physical_id(), properties.clone()),
-        )
+        .call(harness.events.delete(
+            RESOURCE_TYPE,
+            "A",
+            a.physical_id().expect("a physical id"),
+            properties.clone(),
+        ))
         .await;
     assert_success(&deleted, &harness.logs());
     assert_eq!(hint(&arn).await, Some(7));
