@@ -669,11 +669,10 @@ async fn run() -> i32 {
     );
     report.say(format!("  {stack} UPDATE_ROLLBACK_COMPLETE"));
 
-    // --- delete everything, in reverse order ---------------------------------------------------
     // --- the cluster variant with an RDS-managed master secret -----------------------------------
-    let managed_logs =
-        managed::scene(&mut report, moto, pg, &env, &service_locals[0], &mut secrets).await;
+    let managed_logs = managed::scene(&mut report, moto, pg, &env, &service_locals[0]).await;
 
+    // --- delete everything, in reverse order ---------------------------------------------------
     report.say("");
     report.say("Delete, in reverse order: the service stacks, then the cluster stack");
     for (i, service) in SERVICES.iter().enumerate().rev() {

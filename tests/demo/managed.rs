@@ -38,14 +38,14 @@ fn password() -> String {
     format!("Rds-Managed-{}", local_invoke::postgres::random_hex(16))
 }
 
-/// Plays the scene; every password it makes goes into `secrets` for the closing leak check.
+/// Plays the scene; every password it makes or reads goes to the report's closing leak check.
+/// Returns the scene's Lambda logs, for the same check.
 pub(super) async fn scene(
     report: &mut Report,
     moto: &Moto,
     pg: &Postgres,
     env: &[(&str, &str)],
     service_locals: &BTreeMap<String, String>,
-    secrets: &mut Vec<String>,
 ) -> String {
     report.say("");
     report.say(format!(
@@ -53,7 +53,8 @@ pub(super) async fn scene(
          lives in an RDS-managed Secrets Manager secret"
     ));
     let (first, second) = (password(), password());
-    secrets.extend([first.clone(), second.clone()]);
+    report.secret("the managed secret's first password", Some(first.clone()));
+    report.secret("the managed secret's rotated password", Some(second.clone()));
     // A master user of its own, so the first cluster's keeps its password.
     let master = "platform_managed_admin";
     let made = pg
@@ -77,7 +78,10 @@ pub(super) async fn scene(
     );
 
     let mut locals = service_locals.clone();
-    locals.insert(format!("Fn::ImportValue {MANAGED_STACK}-AdminCredential"), arn.clone());
+    locals.insert(
+        format!("Fn::ImportValue {MANAGED_STACK}-AdminCredential"),
+        arn.clone(),
+    );
     for key in ["Host", "Port"] {
         let value = locals
             .get(&format!("Fn::ImportValue platform-rds-cluster-{key}"))
@@ -93,7 +97,7 @@ pub(super) async fn scene(
         arn: &arn,
         locals: &locals,
     };
-    let mut made = vec![scene.create(report, secrets, "inventory", "with AWSCURRENT").await];
+    let mut made = vec![scene.create(report, "inventory", "with AWSCURRENT").await];
 
     // RDS rotates: the secret moves first; the cluster takes the new password a little later.
     moto.python(SECRET_SCRIPT, &["rotate", secret_id, master, &second]);
@@ -108,7 +112,6 @@ pub(super) async fn scene(
         scene
             .create(
                 report,
-                secrets,
                 "shipping",
                 "during the rotation, the cluster still on the old password",
             )
@@ -121,7 +124,10 @@ pub(super) async fn scene(
     let applied = pg
         .admin("postgres")
         .await
-        .batch_execute(&format!("ALTER ROLE {master} PASSWORD {}", scram_literal(&second)))
+        .batch_execute(&format!(
+            "ALTER ROLE {master} PASSWORD {}",
+            scram_literal(&second)
+        ))
         .await;
     report.check(
         applied.is_ok()
@@ -132,10 +138,11 @@ pub(super) async fn scene(
 
     // The two service stacks deleted (DatabaseOnDelete Drop): the Lambda logs in with AWSCURRENT.
     for (stack, id, props) in made.into_iter().rev() {
-        let event = lambda
-            .events
-            .for_stack(&stack)
-            .delete("Custom::ServiceDatabase", "ServiceDatabase", &id, props);
+        let event =
+            lambda
+                .events
+                .for_stack(&stack)
+                .delete("Custom::ServiceDatabase", "ServiceDatabase", &id, props);
         let x = lambda.call(event.clone()).await;
         report.record(&stack, "ServiceDatabase", &event, &x);
         report.check(
@@ -176,29 +183,20 @@ impl Scene<'_> {
     }
 
     /// Creates `service`'s database and checks it connects; returns (stack, physical id, props).
-    async fn create(
-        &self,
-        report: &mut Report,
-        secrets: &mut Vec<String>,
-        service: &str,
-        when: &str,
-    ) -> (String, String, Value) {
+    async fn create(&self, report: &mut Report, service: &str, when: &str) -> (String, String, Value) {
         let props = self.props(service);
         let stack = format!("platform-service-{service}");
-        let event = self
-            .lambda
-            .events
-            .for_stack(&stack)
-            .create("Custom::ServiceDatabase", "ServiceDatabase", props.clone());
+        let event = self.lambda.events.for_stack(&stack).create(
+            "Custom::ServiceDatabase",
+            "ServiceDatabase",
+            props.clone(),
+        );
         let x = self.lambda.call(event.clone()).await;
         report.record(&stack, "ServiceDatabase", &event, &x);
         let user = answered(&x, "/Data/Username");
         let parameter = answered(&x, "/Data/PasswordParameterName");
-        let password = read_secret(&self.moto.ssm(), &parameter).await;
-        let logs_in = match &password {
-            Some(password) => self.pg.connect(&user, password, service).await.is_ok(),
-            None => false,
-        };
+        let password = report.secret(&parameter, read_secret(&self.moto.ssm(), &parameter).await);
+        let logs_in = self.pg.connect(&user, &password, service).await.is_ok();
         report.check(
             props.get("AdminSecretArn").and_then(Value::as_str) == Some(self.arn)
                 && props.get("AdminUsername").is_none()
@@ -208,7 +206,6 @@ impl Scene<'_> {
                 "{service} (AdminSecretArn from the template's RdsManaged branch), made {when}: role {user} connects with the password from {parameter}"
             ),
         );
-        secrets.extend(password);
         (stack, answered(&x, "/PhysicalResourceId"), props)
     }
 }

@@ -1033,7 +1033,7 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
     let harness = start().await;
     let properties = json!({"ListenerArn": arn, "MinPriority": "1", "MaxPriority": "50000"});
     let created = create(&harness, "Priority", properties.clone()).await;
-    let id = created.physical_id().to_string();
+    let id = created.physical_id().expect("a physical id").to_string();
     let before = listener_parameters(&arn).await;
     assert!(!before.is_empty(), "the Create wrote its claim");
     let mut event = harness.events.update(
@@ -1048,7 +1048,7 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
     event["ResourceProperties"]["ServiceTimeout"] = json!("600");
     let updated = harness.call(event).await;
     assert_success(&updated, &harness.logs());
-    assert_eq!(updated.physical_id(), id);
+    assert_eq!(updated.physical_id(), Some(id.as_str()));
     assert_eq!(priority(&updated), priority(&created));
     assert_eq!(
         listener_parameters(&arn).await,
@@ -1094,10 +1094,10 @@ async fn a_sequence_at_25_percent_injected_aws_faults() {
         let create = harness.events.create(RESOURCE_TYPE, "Priority", one.clone());
         let created = harness.call(create.clone()).await;
         once(&created, "Create");
-        let id = created.physical_id().to_string();
+        let id = created.physical_id().expect("a physical id").to_string();
         let duplicate = harness.call(local_invoke::EventBuilder::retry(&create)).await;
         once(&duplicate, "duplicate Create");
-        assert_eq!(duplicate.physical_id(), id);
+        assert_eq!(duplicate.physical_id(), Some(id.as_str()));
         assert_eq!(claims_of(&arn, &mine).await, vec![priority(&created)]);
         let kept = harness
             .call(
@@ -1107,7 +1107,7 @@ async fn a_sequence_at_25_percent_injected_aws_faults() {
             )
             .await;
         once(&kept, "kept Update");
-        assert_eq!(kept.physical_id(), id);
+        assert_eq!(kept.physical_id(), Some(id.as_str()));
         let replaced = harness
             .call(
                 harness
@@ -1116,7 +1116,7 @@ async fn a_sequence_at_25_percent_injected_aws_faults() {
             )
             .await;
         once(&replaced, "replacing Update");
-        let new_id = replaced.physical_id().to_string();
+        let new_id = replaced.physical_id().expect("a physical id").to_string();
         assert_ne!(new_id, id);
         assert_eq!(
             claims_of(&arn, &mine).await.len(),
@@ -1164,7 +1164,7 @@ async fn killed_after_each_aws_call_then_redelivered() {
             } else {
                 let created = create(&harness, "Priority", one.clone()).await;
                 harness.restart(&env).await;
-                Some(created.physical_id().to_string())
+                Some(created.physical_id().expect("a physical id").to_string())
             };
             let event = match (phase, &setup) {
                 ("Create", _) => harness.events.create(RESOURCE_TYPE, "Priority", one.clone()),
@@ -1222,7 +1222,7 @@ async fn killed_after_each_aws_call_then_redelivered() {
                         .call(harness.events.delete(
                             RESOURCE_TYPE,
                             "Priority",
-                            again.physical_id(),
+                            again.physical_id().expect("a physical id"),
                             two.clone(),
                         ))
                         .await;
@@ -1237,11 +1237,12 @@ async fn killed_after_each_aws_call_then_redelivered() {
             }
             if phase == "Create" {
                 let deleted = harness
-                    .call(
-                        harness
-                            .events
-                            .delete(RESOURCE_TYPE, "Priority", again.physical_id(), one.clone()),
-                    )
+                    .call(harness.events.delete(
+                        RESOURCE_TYPE,
+                        "Priority",
+                        again.physical_id().expect("a physical id"),
+                        one.clone(),
+                    ))
                     .await;
                 assert_success(&deleted, &harness.logs());
                 let left = claims_of(&arn, &mine).await;
