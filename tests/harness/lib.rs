@@ -13,12 +13,14 @@
 //!   `ResponseURL` points at the receiver; [`Harness::call`] sends one event and returns what the
 //!   receiver and the runtime API heard.
 //! - [`services`] starts the shared moto server (and the throwaway PostgreSQL) once per process.
+//! - [`fuzz`] is the in-process mutation fuzzer over the guard's whole event path (`make fuzz`).
 //!
 //! The binaries are found beside the test executable (`target/<profile>/`); build them first
 //! (`make test` does).
 
 pub mod events;
 pub mod fixtures;
+pub mod fuzz;
 mod lambda;
 pub mod postgres;
 mod receiver;

@@ -7,6 +7,7 @@
 mod admin_secret;
 mod authz;
 mod contract;
+mod fuzz;
 mod guarantee;
 mod leaks;
 mod listener_priority;
@@ -28,6 +29,7 @@ fn main() {
     trials.extend(trust::trials());
     trials.extend(authz::trials());
     trials.extend(leaks::trials());
+    trials.extend(fuzz::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     local_invoke::services::shutdown();
     conclusion.exit();
