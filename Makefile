@@ -5,6 +5,7 @@
 #   make lint    rustfmt, clippy -D warnings, cfn-lint, checkov, the IAM/ServiceTimeout policy check
 #   make build   arm64 Lambda zips with cargo-lambda
 #   make bench   init, latency, memory, size and contention figures
+#   make fuzz    the in-process fuzzer over the event path: 1,000,000 inputs per Lambda handler type
 #   make deploy  cargo lambda deploy of the three functions (DRY_RUN=1 prints the commands)
 #
 # Everything this needs is installed here, idempotently: the Python venv (moto, boto3, cfn-lint,
@@ -62,7 +63,7 @@ bins: release-bins
 	$(CARGO) build --workspace --bins
 
 # One release build of everything that runs from the release profile: the three Lambdas, the
-# fault-injection Lambda and the demo/bench drivers. Always the same set of packages, so the
+# fault-injection Lambda and the demo/bench/fuzz drivers. Always the same set of packages, so the
 # features cargo unifies are the same and `make test`, `make demo` and `make bench` share it.
 TARGET_DIR = $${CARGO_TARGET_DIR:-target}
 RELEASE_SET := $(addprefix -p ,$(LAMBDAS)) -p fault-injection -p local-invoke
@@ -104,6 +105,14 @@ lint: venv checkov
 .PHONY: demo
 demo: deps venv release-bins
 	$(TARGET_DIR)/release/demo
+
+# The seeded mutation fuzzer (tests/harness/fuzz.rs), release build, in-process: no services.
+FUZZ_INPUTS ?= 1000000
+FUZZ_SEED ?= 1
+
+.PHONY: fuzz
+fuzz: release-bins
+	$(TARGET_DIR)/release/fuzz $(FUZZ_INPUTS) $(FUZZ_SEED)
 
 # The bench's comparison handler (crhelper + boto3 under awslambdaric), in its own pinned venv.
 BENCH_VENV := tests/bench/python/.venv

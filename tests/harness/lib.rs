@@ -13,6 +13,7 @@
 //!   `ResponseURL` points at the receiver; [`Harness::call`] sends one event and returns what the
 //!   receiver and the runtime API heard.
 //! - [`services`] starts the shared moto server (and the throwaway PostgreSQL) once per process.
+//! - [`fuzz`] is the in-process mutation fuzzer over the guard's whole event path (`make fuzz`).
 //!
 //! The binaries are found beside the test executable (`target/<profile>/`); build them first
 //! (`make test` does).
@@ -20,6 +21,7 @@
 pub mod events;
 pub mod faults;
 pub mod fixtures;
+pub mod fuzz;
 mod lambda;
 pub mod postgres;
 mod receiver;
@@ -193,17 +195,24 @@ impl Harness {
     /// [`Harness::call`] with a given `Lambda-Runtime-Deadline-Ms`; a raw value is waited on for
     /// the harness's timeout.
     pub async fn call_with_deadline(&self, event: serde_json::Value, deadline: Deadline) -> Exchange {
+        let url = event
+            .get("ResponseURL")
+            .and_then(|u| u.as_str())
+            .map(str::to_string);
+        self.call_text(event.to_string(), url.as_deref(), deadline).await
+    }
+
+    /// [`Harness::call`] with the event's exact text (JSON no serializer writes: a lone surrogate
+    /// escape, deep nesting), collecting the PUTs to `response_url`.
+    pub async fn call_text(&self, event: String, response_url: Option<&str>, deadline: Deadline) -> Exchange {
         let timeout = match deadline {
             Deadline::In(timeout) => timeout,
             Deadline::Raw(_) => self.timeout,
         };
-        let name = event
-            .get("ResponseURL")
-            .and_then(|u| u.as_str())
-            .and_then(|u| self.receiver.name_of(u));
+        let name = response_url.and_then(|u| self.receiver.name_of(u));
         // A resent event (a retry) PUTs to the same URL: keep only what this invocation sent.
         let earlier = name.as_ref().map_or(0, |n| self.receiver.puts(n).len());
-        let invocation = self.runtime_api.invoke_with_deadline(event, deadline).await;
+        let invocation = self.runtime_api.invoke_text(event, deadline).await;
         let outcome = invocation
             .outcome(timeout + Duration::from_secs(10))
             .await

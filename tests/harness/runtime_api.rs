@@ -157,13 +157,18 @@ impl RuntimeApi {
 
     /// Queues an event with the given deadline header.
     pub async fn invoke_with_deadline(&self, event: serde_json::Value, deadline: Deadline) -> Invocation {
+        self.invoke_text(event.to_string(), deadline).await
+    }
+
+    /// Queues an event given as its exact text (JSON a serializer would never write, say).
+    pub async fn invoke_text(&self, event: String, deadline: Deadline) -> Invocation {
         let request_id = {
             let mut state = self.state.lock().unwrap();
             state.counter += 1;
             let id = format!("invocation-{:06}-{}", state.counter, std::process::id());
             state.queue.push_back(Queued {
                 id: id.clone(),
-                event: event.to_string(),
+                event,
                 deadline,
             });
             id

@@ -104,6 +104,10 @@ pub fn trials() -> Vec<Trial> {
             not_an_object,
         ),
         trial(
+            "guarantee::events_serde_json_refuses_are_answered_failed",
+            not_strict_json,
+        ),
+        trial(
             "guarantee::missing_and_unknown_request_type_fail",
             bad_request_type,
         ),
@@ -401,6 +405,43 @@ async fn not_an_object() {
         "{logs}"
     );
     assert!(logs.contains("the event has no ResponseURL"), "{logs}");
+}
+
+/// Events the runtime's own deserialization refused before the guard read them (issue 25): the
+/// real binary, through the Runtime API, answers each FAILED saying why, and the next invocation
+/// is served.
+async fn not_strict_json() {
+    let h = fault().await;
+    let valid = h.events.create(TYPE, "Odd", props(json!({})));
+    let url = valid["ResponseURL"].as_str().unwrap().to_string();
+    let text = valid.to_string();
+    let with_label = |label: &str| text.replacen("{", &format!("{{\"Odd\": {label}, "), 1);
+    let deep = format!("{}1{}", "[".repeat(128), "]".repeat(128));
+    let cases = [
+        (with_label(r#""\ud800""#), "lone UTF-16 surrogate"),
+        (with_label(&deep), "nest more than 127 levels"),
+        (
+            with_label(r#"1, "RequestType": "Create""#),
+            "duplicate key `RequestType`",
+        ),
+    ];
+    for (event, why) in cases {
+        assert!(serde_json::from_str::<Value>(&event).is_err() || why.starts_with("duplicate"));
+        let x = h
+            .call_text(event.clone(), Some(&url), Deadline::In(Duration::from_secs(20)))
+            .await;
+        assert_eq!(x.puts.len(), 1, "{why}: {:?}\n{}", x.outcome, h.logs());
+        assert!(!x.outcome.is_error(), "{why}: {:?}", x.outcome);
+        assert_eq!(x.status(), "FAILED", "{why}");
+        assert!(
+            x.reason().starts_with("the event is not strict JSON") && x.reason().contains(why),
+            "{why}: {}",
+            x.reason()
+        );
+        well_formed(&x, &valid);
+    }
+    let x = h.call(valid.clone()).await;
+    assert_eq!(x.status(), "SUCCESS", "{}", x.reason());
 }
 
 async fn bad_request_type() {

@@ -8,6 +8,7 @@ mod admin_secret;
 mod authz;
 mod contract;
 mod engine;
+mod fuzz;
 mod guarantee;
 mod leaks;
 mod listener_priority;
@@ -30,6 +31,7 @@ fn main() {
     trials.extend(authz::trials());
     trials.extend(leaks::trials());
     trials.extend(engine::trials());
+    trials.extend(fuzz::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     local_invoke::services::shutdown();
     conclusion.exit();

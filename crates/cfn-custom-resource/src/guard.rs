@@ -1,19 +1,21 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::tower::Layer;
+use lambda_runtime::{LambdaEvent, LambdaInvocation, Service, service_fn};
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::CustomResource;
 use crate::error::HandlerError;
 use crate::request::{
     Create, Delete, Envelope, PartialId, Progress, RequestType, Update, is_marker, parse_old_properties,
     parse_properties, partial_physical_id, unwrap_partial,
 };
-use crate::response::{Answer, Data, PhysicalId, encode, oversized_data};
+use crate::response::{Answer, Data, PhysicalId, encode, oversized_data, sanitize_reason};
+use crate::secret::ResponseUrl;
 use crate::send::{SendPolicy, Sender};
+use crate::{CustomResource, raw};
 
 /// How close to the Lambda deadline the guard gives up on the handler and answers FAILED.
 #[derive(Debug, Clone)]
@@ -72,37 +74,91 @@ pub async fn run<H: CustomResource>(handler: H) -> Result<(), lambda_runtime::Er
 }
 
 /// [`run`] with an explicit configuration.
+///
+/// The guard takes each invocation's raw bytes from the runtime (a layer in front of its own
+/// deserialization), not a value the
+/// runtime deserialized: an event serde_json refuses (a lone surrogate escape, nesting 128 levels
+/// deep) would otherwise fail inside the runtime, before anything has read its `ResponseURL`.
 pub async fn run_with_config<H: CustomResource>(
     handler: H,
     config: Config,
 ) -> Result<(), lambda_runtime::Error> {
-    let guard = Arc::new(Guard {
-        handler: Arc::new(handler),
-        sender: Sender::new(SendPolicy::default()),
-        config,
-    });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let guard = Arc::clone(&guard);
-        async move { guard.invoke(event).await }
-    }))
-    .await
+    let guard = Arc::new(Guard::new(handler, config));
+    lambda_runtime::Runtime::new(service_fn(report))
+        .layer(RawEventsLayer(guard))
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .run()
+        .await
 }
 
-struct Guard<H> {
+/// Where the guard's response bodies go. The guard's own is the HTTPS PUT to the `ResponseURL`;
+/// a fuzzer or a test can capture the bodies instead ([`Guard::with_transport`]).
+pub trait Transport: Send + Sync + 'static {
+    /// Delivers `body` to `url`, trying until `give_up_at`; `Ok` holds the attempts made.
+    fn put(
+        &self,
+        url: &ResponseUrl,
+        body: Vec<u8>,
+        give_up_at: Instant,
+    ) -> impl Future<Output = Result<u32, lambda_runtime::Error>> + Send;
+}
+
+impl Transport for Sender {
+    async fn put(
+        &self,
+        url: &ResponseUrl,
+        body: Vec<u8>,
+        give_up_at: Instant,
+    ) -> Result<u32, lambda_runtime::Error> {
+        Ok(Sender::put(self, url, body, give_up_at).await?)
+    }
+}
+
+/// The response guarantee for one handler: turns an invocation's raw bytes into exactly one
+/// response, whatever the bytes hold and whatever the handler does. [`run`] serves the Lambda
+/// Runtime API with one; [`Guard::invoke`] is the same path without the runtime.
+pub struct Guard<H, T = Sender> {
     handler: Arc<H>,
-    sender: Sender,
+    sender: T,
     config: Config,
 }
 
 impl<H: CustomResource> Guard<H> {
-    async fn invoke(&self, event: LambdaEvent<Value>) -> Result<(), lambda_runtime::Error> {
-        let (payload, context) = event.into_parts();
-        let deadline = Instant::now() + self.time_left(context.deadline());
+    /// A guard that PUTs its responses to the events' `ResponseURL`s.
+    pub fn new(handler: H, config: Config) -> Self {
+        Self::with_transport(handler, config, Sender::new(SendPolicy::default()))
+    }
+}
 
-        let envelope = match Envelope::from_event(&payload) {
+impl<H: CustomResource, T: Transport> Guard<H, T> {
+    /// A guard whose responses go to `transport`.
+    pub fn with_transport(handler: H, config: Config, transport: T) -> Self {
+        Self {
+            handler: Arc::new(handler),
+            sender: transport,
+            config,
+        }
+    }
+
+    /// Answers one invocation: `body` is what the Lambda Runtime API handed out, `invocation` its
+    /// request id, `deadline` its deadline. `Ok` once the response was delivered; `Err` when it
+    /// could not be, or when the bytes hold no usable `ResponseURL` (a log line says why).
+    pub async fn invoke(
+        &self,
+        body: &[u8],
+        invocation: &str,
+        deadline: SystemTime,
+    ) -> Result<(), lambda_runtime::Error> {
+        let deadline = Instant::now() + self.time_left(deadline);
+        let event = raw::read(body);
+        let envelope = match Envelope::from_event(&event.value) {
             Ok(envelope) => envelope,
             Err(why) => {
-                tracing::error!(invocation = %context.request_id, "cannot answer CloudFormation: {why}");
+                let why = match &event.problem {
+                    Some(problem) => format!("{why} (the event is not strict JSON: {problem})"),
+                    None => why,
+                };
+                tracing::error!(invocation, "cannot answer CloudFormation: {why}");
                 return Err(why.into());
             }
         };
@@ -118,7 +174,10 @@ impl<H: CustomResource> Guard<H> {
             // `answer`, so a second response cannot be built.
             let started = Instant::now();
             let (calls, waited) = crate::aws_calls();
-            let answer = self.answer(&envelope, payload, deadline).await;
+            let answer = match event.problem {
+                None => self.answer(&envelope, event.value, deadline).await,
+                Some(problem) => not_strict_json(&envelope, &problem),
+            };
             let (calls_now, waited_now) = crate::aws_calls();
             let cost = Cost {
                 aws_calls: calls_now.saturating_sub(calls),
@@ -285,7 +344,7 @@ impl<H: CustomResource> Guard<H> {
     ) -> Result<(), lambda_runtime::Error> {
         let status = if answer.success { "SUCCESS" } else { "FAILED" };
         let physical_id = answer.physical_id.clone();
-        let reason = answer.reason.clone().unwrap_or_default();
+        let reason = sanitize_reason(answer.reason.as_deref().unwrap_or_default());
         let mut data_keys: Vec<&str> = answer.data.keys().map(String::as_str).collect();
         data_keys.sort_unstable();
         let data_keys = data_keys.join(",");
@@ -332,7 +391,7 @@ impl<H: CustomResource> Guard<H> {
             }
             Err(error) => {
                 tracing::error!(status, physical_id, "{error}");
-                Err(error.into())
+                Err(error)
             }
         }
     }
@@ -423,6 +482,99 @@ async fn dispatch<H: CustomResource>(
     }
 }
 
+/// The answer to an event whose bytes are not strict JSON: FAILED, saying what is wrong, with the
+/// event's physical id (Update, Delete) or the marker id (Create). No handler runs on a value
+/// parsers disagree about.
+fn not_strict_json(envelope: &Envelope, problem: &str) -> Answer {
+    let reason = format!("the event is not strict JSON, so no handler ran: {problem}");
+    let physical_id = match (&envelope.request_type, &envelope.physical_id) {
+        (Ok(RequestType::Create), _) | (_, None) => envelope.marker_id(),
+        (_, Some(id)) => id.clone(),
+    };
+    tracing::warn!(problem, "the event is not strict JSON");
+    failed(reason, physical_id)
+}
+
+/// What the guard made of an invocation, handed to [`report`] for the Runtime API.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Outcome(Result<(), String>);
+
+/// The runtime's own handler behind [`RawEvents`]: tells the Runtime API how the guard's
+/// invocation ended (`Err` only when no response could be delivered).
+async fn report(outcome: LambdaEvent<Outcome>) -> Result<(), lambda_runtime::Error> {
+    outcome.payload.0.map_err(Into::into)
+}
+
+/// A runtime layer that hands each invocation's raw bytes to the guard, before the runtime tries
+/// to deserialize them.
+struct RawEventsLayer<H>(Arc<Guard<H>>);
+
+impl<H, S> Layer<S> for RawEventsLayer<H> {
+    type Service = RawEvents<H, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RawEvents {
+            guard: Arc::clone(&self.0),
+            inner,
+        }
+    }
+}
+
+/// The service of [`RawEventsLayer`]: the guard answers CloudFormation from the raw bytes, then
+/// the runtime's own stack (`inner`) reports the [`Outcome`] to the Runtime API.
+struct RawEvents<H, S> {
+    guard: Arc<Guard<H>>,
+    inner: S,
+}
+
+impl<H, S> Service<LambdaInvocation> for RawEvents<H, S>
+where
+    H: CustomResource,
+    S: Service<LambdaInvocation, Response = (), Error = lambda_runtime::Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = ();
+    type Error = lambda_runtime::Error;
+    type Future = lambda_runtime::BoxFuture<'static, Result<(), lambda_runtime::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, invocation: LambdaInvocation) -> Self::Future {
+        // The service that was made ready reports this invocation; its clone waits for the next.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let guard = Arc::clone(&self.guard);
+        Box::pin(async move {
+            let LambdaInvocation { parts, body, context } = invocation;
+            let request_id = context.request_id.clone();
+            let deadline = context.deadline();
+            // In a task of its own, so that even a bug in the guard itself ends in an invocation
+            // error the runtime reports, not in a dead process.
+            let answered = tokio::spawn(
+                async move {
+                    guard
+                        .invoke(&body, &request_id, deadline)
+                        .await
+                        .map_err(|error| error.to_string())
+                }
+                .instrument(tracing::Span::current()),
+            )
+            .await
+            .unwrap_or_else(|error| Err(format!("the response guard failed: {error}")));
+            let outcome = serde_json::to_vec(&Outcome(answered)).expect("a result of strings serializes");
+            inner
+                .call(LambdaInvocation {
+                    parts,
+                    body: outcome.into(),
+                    context,
+                })
+                .await
+        })
+    }
+}
+
 fn succeeded(physical_id: String, data: Data, no_echo: bool) -> Answer {
     Answer {
         success: true,
@@ -450,5 +602,146 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         text.clone()
     } else {
         "a panic without a message".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Create, Created, Delete, Update, Updated, marker_physical_id};
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Props {
+        name: String,
+    }
+
+    /// A handler that names the resource after its `Name` property.
+    struct Named;
+
+    impl CustomResource for Named {
+        type Properties = Props;
+
+        async fn create(&self, request: Create<Props>) -> Result<Created, HandlerError> {
+            Ok(Created::new(PhysicalId::new(request.properties.name)?))
+        }
+
+        async fn update(&self, _: Update<Props>) -> Result<Updated, HandlerError> {
+            Ok(Updated::keep())
+        }
+
+        async fn delete(&self, _: Delete<Props>) -> Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<Value>>>);
+
+    impl Transport for Capture {
+        async fn put(
+            &self,
+            _: &ResponseUrl,
+            body: Vec<u8>,
+            _: Instant,
+        ) -> Result<u32, lambda_runtime::Error> {
+            self.0.lock().unwrap().push(serde_json::from_slice(&body)?);
+            Ok(1)
+        }
+    }
+
+    /// The bodies the guard sends for `event`.
+    async fn answers(event: &[u8]) -> (Result<(), String>, Vec<Value>) {
+        let capture = Capture::default();
+        let guard = Guard::with_transport(Named, Config::default(), capture.clone());
+        let deadline = SystemTime::now() + Duration::from_secs(60);
+        let outcome = guard
+            .invoke(event, "test", deadline)
+            .await
+            .map_err(|e| e.to_string());
+        let bodies = capture.0.lock().unwrap().clone();
+        (outcome, bodies)
+    }
+
+    const CREATE: &str = r#"{"RequestType": "Create", "ResponseURL": "http://127.0.0.1:9/r?X-Amz-Signature=s",
+        "StackId": "arn:aws:cloudformation:us-east-1:1:stack/s/1", "RequestId": "r1",
+        "LogicalResourceId": "Thing", "ResourceType": "Custom::Thing", "ResourceProperties": {"Name": NAME}}"#;
+
+    fn create(name: &str) -> Vec<u8> {
+        CREATE.replace("NAME", name).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_strict_event_reaches_the_handler() {
+        let (outcome, bodies) = answers(&create(r#""thing-1""#)).await;
+        assert_eq!(outcome, Ok(()));
+        assert_eq!(bodies.len(), 1);
+        assert_eq!(bodies[0]["Status"], "SUCCESS", "{}", bodies[0]);
+        assert_eq!(bodies[0]["PhysicalResourceId"], "thing-1");
+        assert_eq!(bodies[0]["RequestId"], "r1");
+    }
+
+    #[tokio::test]
+    async fn events_serde_json_refuses_are_answered_failed_saying_why() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (create(r#""a\ud800""#), "lone UTF-16 surrogate"),
+            (create(&deep), "nest more than 127 levels"),
+            (create(r#""a", "Name": "b""#), "duplicate key `Name`"),
+            (
+                create("\"\u{ff}\"")
+                    .iter()
+                    .map(|b| if *b == 0xc3 { 0xff } else { *b })
+                    .collect(),
+                "invalid UTF-8",
+            ),
+            (create(r#""thing-1""#)[..CREATE.len() - 5].to_vec(), "truncated"),
+        ];
+        for (event, why) in cases {
+            let (outcome, bodies) = answers(&event).await;
+            let shown = String::from_utf8_lossy(&event);
+            assert_eq!(outcome, Ok(()), "{shown}");
+            assert_eq!(bodies.len(), 1, "{shown}");
+            let reason = bodies[0]["Reason"].as_str().unwrap_or_default();
+            assert_eq!(bodies[0]["Status"], "FAILED", "{shown}");
+            assert!(
+                reason.starts_with("the event is not strict JSON") && reason.contains(why),
+                "{why}: {reason}"
+            );
+            assert_eq!(bodies[0]["PhysicalResourceId"], marker_physical_id("Thing", "r1"));
+            assert_eq!(
+                bodies[0]["StackId"],
+                "arn:aws:cloudformation:us-east-1:1:stack/s/1"
+            );
+            assert!(!reason.contains("X-Amz-Signature"), "{reason}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_without_a_readable_response_url_is_an_invocation_error() {
+        let (outcome, bodies) = answers(br#"{"RequestType": "Create", "X": "\ud800"}"#).await;
+        let error = outcome.unwrap_err();
+        assert!(
+            error.contains("no ResponseURL") && error.contains("surrogate"),
+            "{error}"
+        );
+        assert!(bodies.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_physical_id_is_never_echoed() {
+        let event = json!({
+            "RequestType": "Delete", "ResponseURL": "http://127.0.0.1:9/r", "StackId": "s", "RequestId": "r1",
+            "LogicalResourceId": "Thing", "PhysicalResourceId": "p".repeat(1025), "ResourceProperties": {"Name": "x"},
+        });
+        let (_, bodies) = answers(event.to_string().as_bytes()).await;
+        assert_eq!(bodies[0]["Status"], "FAILED");
+        assert_eq!(bodies[0]["PhysicalResourceId"], marker_physical_id("Thing", "r1"));
+        assert!(bodies[0]["Reason"].as_str().unwrap().contains("1025 bytes"));
     }
 }

@@ -5,9 +5,17 @@
 //! stack hangs for `ServiceTimeout` (an hour by default). [`run`] drives a [`CustomResource`]
 //! under the Lambda runtime and answers on every path:
 //!
-//! - The event is read as raw JSON first: `ResponseURL`, `StackId`, `RequestId`,
-//!   `LogicalResourceId`, `RequestType` and `PhysicalResourceId` are taken out before anything can
-//!   fail. Typed properties are parsed afterwards, inside the guard, so a bad property becomes a
+//! - The guard sees every invocation's raw bytes (a layer in front of the runtime's own
+//!   deserialization), and reads them in one pass that never fails and never recurses: the
+//!   `ResponseURL`, `StackId`, `RequestId`, `LogicalResourceId`, `RequestType` and
+//!   `PhysicalResourceId` are taken out before anything can fail, even from bytes that are not
+//!   strict JSON: a lone surrogate escape (`"\ud800"`, read as U+FFFD), nesting 128 levels deep or
+//!   more (cut off), duplicate keys (the last wins, as in serde_json), invalid UTF-8, a truncated
+//!   body. Such an event is answered `FAILED` with a `Reason` saying what is wrong with it and
+//!   where (a byte offset), and no handler runs; an event without a readable `ResponseURL` cannot
+//!   be answered (an invocation error and a log line say why). An event whose
+//!   `PhysicalResourceId` is over 1 KB is answered `FAILED` with the marker id.
+//! - Typed properties are parsed afterwards, inside the guard, so a bad property becomes a
 //!   `FAILED` response whose `Reason` names the property. Numbers and booleans are accepted as
 //!   strings too (see [`de`]), since CloudFormation stringifies every value. `ServiceToken` and
 //!   `ServiceTimeout` are CloudFormation's own and are removed before the handler sees them.
@@ -21,7 +29,13 @@
 //!   counts only a 2xx as delivered and retries with jittered exponential backoff while time
 //!   remains; a 4xx other than 408/429 (an expired or altered pre-signed URL) is not retried.
 //! - The body never exceeds 4096 bytes: `Reason` is cut on a UTF-8 boundary keeping its head; `Data`
-//!   that cannot fit turns the response into `FAILED` saying so.
+//!   that cannot fit turns the response into `FAILED` saying so; identity fields too long to echo
+//!   (no CloudFormation event has them) are cut to 512 bytes each.
+//! - A `Reason` never carries a control character: an escape sequence in one breaks
+//!   `DescribeStackEvents` for everyone reading the stack (cloudformation-coverage-roadmap
+//!   #1601). Line breaks and tabs become a space, any other C0 or C1 control (ESC, NUL, DEL,
+//!   CSI, ...) a visible `\u{1b}`-style escape, before the 4096-byte cut; a `FAILED` answer with
+//!   an empty `Reason` gets one.
 //! - Lifecycle rules live in the types: [`Created`] needs a [`PhysicalId`] (non-empty, at most
 //!   1 KB); [`Updated`] keeps the id or replaces it; a Delete handler returns `()` and cannot change
 //!   it. A failed Create answers with the handler's partial id ([`HandlerError::with_physical_id`])
@@ -34,12 +48,18 @@
 //!   with `RequestType`, `LogicalResourceId`, `RequestId` and `StackId`. The `ResponseURL`'s query
 //!   string (a bearer credential) is never logged ([`ResponseUrl`]), nor are values wrapped in
 //!   [`Secret`].
+//!
+//! [`Guard`] is the same path without the Lambda runtime: [`Guard::invoke`] takes an invocation's
+//! raw bytes, and [`Guard::with_transport`] sends the response body to a [`Transport`] of the
+//! caller's instead of the HTTPS PUT. The project's fuzzer (`make fuzz`, `tests/harness/fuzz.rs`)
+//! drives it with millions of mutated events.
 
 mod cost;
 pub mod de;
 mod error;
 mod guard;
 mod owner;
+mod raw;
 mod request;
 mod response;
 mod secret;
@@ -51,7 +71,7 @@ use std::future::Future;
 
 pub use cost::aws_calls;
 pub use error::{HandlerError, error_chain};
-pub use guard::{Config, run, run_with_config};
+pub use guard::{Config, Guard, Transport, run, run_with_config};
 /// The error type a Lambda `main` returns.
 pub use lambda_runtime::Error as RuntimeError;
 pub use owner::Owner;

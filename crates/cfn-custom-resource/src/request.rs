@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::HandlerError;
-use crate::response::{Identity, PhysicalId};
+use crate::response::{Identity, MAX_PHYSICAL_ID_BYTES, PhysicalId};
 use crate::secret::ResponseUrl;
 
 /// Where a marker physical id starts: a failed Create answers with one, and a Delete for one is
@@ -199,7 +199,19 @@ impl Envelope {
                 .to_string()
         };
         let raw_request_type = text("RequestType");
+        let physical_id = object
+            .get("PhysicalResourceId")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty());
+        let oversized_id = physical_id
+            .map(str::len)
+            .filter(|len| *len > MAX_PHYSICAL_ID_BYTES);
         let request_type = match object.get("RequestType") {
+            // Answering with such an id would be refused, and CloudFormation never sends one.
+            _ if oversized_id.is_some() => Err(format!(
+                "the event's PhysicalResourceId is {} bytes; CloudFormation's limit is {MAX_PHYSICAL_ID_BYTES}",
+                oversized_id.unwrap_or_default()
+            )),
             Some(Value::String(t)) if t == "Create" => Ok(RequestType::Create),
             Some(Value::String(t)) if t == "Update" => Ok(RequestType::Update),
             Some(Value::String(t)) if t == "Delete" => Ok(RequestType::Delete),
@@ -222,11 +234,7 @@ impl Envelope {
             resource_type: text("ResourceType"),
             raw_request_type,
             request_type,
-            physical_id: object
-                .get("PhysicalResourceId")
-                .and_then(Value::as_str)
-                .filter(|id| !id.is_empty())
-                .map(str::to_string),
+            physical_id: physical_id.filter(|_| oversized_id.is_none()).map(str::to_string),
         })
     }
 

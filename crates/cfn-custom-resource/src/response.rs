@@ -9,7 +9,7 @@ use aws_lambda_events::cloudformation::{
 pub const MAX_BODY_BYTES: usize = 4096;
 
 /// CloudFormation's limit on a physical resource id.
-const MAX_PHYSICAL_ID_BYTES: usize = 1024;
+pub(crate) const MAX_PHYSICAL_ID_BYTES: usize = 1024;
 
 /// The `Data` a resource returns for `Fn::GetAtt`.
 pub type Data = HashMap<String, String>;
@@ -175,6 +175,10 @@ pub(crate) fn oversized_data(identity: &Identity, answer: &Answer) -> Option<Str
 /// on a character boundary keeping its head; `Data` that cannot fit turns the answer into FAILED
 /// (the guard checks [`oversized_data`] first, to choose the FAILED answer's physical id).
 pub(crate) fn encode(identity: &Identity, mut answer: Answer) -> Vec<u8> {
+    answer.reason = answer.reason.map(|reason| sanitize_reason(&reason));
+    if !answer.success && answer.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        answer.reason = Some(NO_REASON.to_string());
+    }
     let body = serialize(identity, &answer);
     if body.len() <= MAX_BODY_BYTES {
         return body;
@@ -193,11 +197,60 @@ pub(crate) fn encode(identity: &Identity, mut answer: Answer) -> Vec<u8> {
             physical_id: answer.physical_id,
         };
     }
+    let body = fit_reason(identity, answer.clone());
+    if body.len() <= MAX_BODY_BYTES {
+        return body;
+    }
+    // The fields copied from the event are too long to echo: no event CloudFormation sends gets
+    // here (an ARN, a UUID, a logical id of at most 255 characters). Cut them so the answer is
+    // still one CloudFormation can parse.
+    let cut = |text: &str| truncate_json_string(text, MAX_ECHOED_BYTES);
+    let identity = Identity {
+        stack_id: cut(&identity.stack_id),
+        request_id: cut(&identity.request_id),
+        logical_resource_id: cut(&identity.logical_resource_id),
+    };
+    answer.physical_id = cut(&answer.physical_id);
+    fit_reason(&identity, answer)
+}
+
+/// How much of each field copied from the event fits when together they would not.
+const MAX_ECHOED_BYTES: usize = 512;
+
+/// The body with `Reason` cut to the room the other fields leave.
+fn fit_reason(identity: &Identity, mut answer: Answer) -> Vec<u8> {
     let reason = answer.reason.take().unwrap_or_default();
     answer.reason = Some(String::new());
     let room = MAX_BODY_BYTES.saturating_sub(serialize(identity, &answer).len());
     answer.reason = Some(truncate_json_string(&reason, room));
     serialize(identity, &answer)
+}
+
+/// The Reason of a FAILED answer whose handler gave none: CloudFormation requires one.
+const NO_REASON: &str = "the request failed without a reason";
+
+/// `text` with every control character replaced, so that a `Reason` is plain, printable, valid
+/// UTF-8: an escape sequence in a `Reason` breaks `DescribeStackEvents` for everyone who reads the
+/// stack (cloudformation-coverage-roadmap #1601). Line breaks and tabs (`\n`, `\r`, `\t`, U+2028,
+/// U+2029) become a space; any other C0 or C1 control, DEL and ESC included, becomes a visible
+/// `\u{..}` escape, so the text still says what was there.
+pub(crate) fn sanitize_reason(text: &str) -> String {
+    let is_unsafe = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(is_unsafe) {
+        return text.to_string();
+    }
+    let mut clean = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}' => clean.push(' '),
+            c if c.is_control() => {
+                use std::fmt::Write as _;
+                let _ = write!(clean, "\\u{{{:x}}}", c as u32);
+            }
+            c => clean.push(c),
+        }
+    }
+    clean
 }
 
 fn serialize(identity: &Identity, answer: &Answer) -> Vec<u8> {
@@ -299,6 +352,72 @@ mod tests {
         assert_eq!(parsed["Status"], "FAILED");
         assert!(parsed["Reason"].as_str().unwrap().contains("4096-byte"));
         assert_eq!(parsed["Data"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn reasons_carry_no_control_characters() {
+        let reason = "red \u{1b}[31mALERT\u{1b}[0m\u{7}\u{0}\u{7f}\u{9b}2J\nline\r\ttab\u{2028}é😀";
+        let body = encode(&identity(), failed(reason.into()));
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let sent = parsed["Reason"].as_str().unwrap();
+        assert_eq!(
+            sent,
+            "red \\u{1b}[31mALERT\\u{1b}[0m\\u{7}\\u{0}\\u{7f}\\u{9b}2J line  tab é😀"
+        );
+        assert!(!sent.chars().any(char::is_control), "{sent:?}");
+        // The body itself: no raw control byte, and no JSON escape of one either.
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            !text.contains("\\u001b") && !text.bytes().any(|b| b < 0x20),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn sanitized_reasons_still_fit_and_are_cut_on_a_char_boundary() {
+        for filler in ["\u{1b}", "\u{9b}", "é\u{1b}", "\n😀"] {
+            let reason = format!("HEAD {}", filler.repeat(5_000));
+            let body = encode(&identity(), failed(reason));
+            assert!(body.len() <= MAX_BODY_BYTES, "{filler:?}: {}", body.len());
+            assert!(
+                body.len() > MAX_BODY_BYTES - 8,
+                "{filler:?}: wasted room {}",
+                body.len()
+            );
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let reason = parsed["Reason"].as_str().unwrap();
+            assert!(
+                reason.starts_with("HEAD ") && reason.ends_with(TRUNCATED),
+                "{reason}"
+            );
+            assert!(!reason.chars().any(char::is_control), "{filler:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_answer_always_has_a_reason() {
+        for reason in ["", " \n\t"] {
+            let body = encode(&identity(), failed(reason.into()));
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(parsed["Reason"], NO_REASON, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn identity_fields_too_long_to_echo_are_cut_to_fit() {
+        let huge = Identity {
+            stack_id: "s".repeat(5000),
+            request_id: "\u{1}".repeat(3000),
+            logical_resource_id: "é".repeat(3000),
+        };
+        let mut answer = failed("why".into());
+        answer.physical_id = "p".repeat(1024);
+        let body = encode(&huge, answer);
+        assert!(body.len() <= MAX_BODY_BYTES, "{}", body.len());
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(parsed["StackId"].as_str().unwrap().starts_with("sss"));
+        assert!(!parsed["PhysicalResourceId"].as_str().unwrap().is_empty());
+        assert_eq!(parsed["Reason"], "why");
     }
 
     #[test]

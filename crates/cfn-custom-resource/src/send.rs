@@ -69,7 +69,7 @@ async fn s3_error_code(mut response: reqwest::Response) -> Option<String> {
 /// `GET /invocation/next`; it trusts the compiled-in roots, or the `SSL_CERT_FILE` bundle when
 /// that is set ([`crate::trust`]).
 #[derive(Debug, Clone)]
-pub(crate) struct Sender {
+pub struct Sender {
     client: Arc<OnceCell<reqwest::Client>>,
     policy: SendPolicy,
 }
@@ -84,7 +84,7 @@ pub(crate) struct DeliveryError {
 }
 
 impl Sender {
-    pub fn new(policy: SendPolicy) -> Self {
+    pub(crate) fn new(policy: SendPolicy) -> Self {
         Self {
             client: Arc::new(OnceCell::new()),
             policy,
@@ -108,7 +108,7 @@ impl Sender {
 
     /// PUTs `body` until a 2xx answer, retrying with full-jitter exponential backoff; gives up
     /// when the next attempt could not finish before `give_up_at`. Returns the attempts made.
-    pub async fn put(
+    pub(crate) async fn put(
         &self,
         url: &ResponseUrl,
         body: Vec<u8>,
