@@ -568,7 +568,8 @@ impl ServiceDatabaseStub {
         misbehave(vec![
             p.database_name.clone(),
             p.cluster_endpoint.clone(),
-            p.admin_username.clone(),
+            p.admin_username.clone().unwrap_or_default(),
+            p.admin_secret_arn.clone().unwrap_or_default(),
         ])
         .await?;
         let mut data = Data::new();
