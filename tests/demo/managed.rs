@@ -6,31 +6,12 @@ use std::collections::BTreeMap;
 
 use local_invoke::postgres::Postgres;
 use local_invoke::services::Moto;
-use local_invoke::{Harness, Profile};
+use local_invoke::{Harness, Profile, fixtures};
 use serde_json::{Value, json};
 
 use super::{Report, answered, properties, read_secret, scram_literal};
 
 const MANAGED_STACK: &str = "platform-rds-cluster-managed";
-
-/// Creates (`create`) or rotates (`rotate`: a new AWSCURRENT, the old one becomes AWSPREVIOUS)
-/// the managed secret as RDS would; `stages` prints the username and the stages of each version.
-const SECRET_SCRIPT: &str = r#"
-import json, sys, boto3
-action, secret_id = sys.argv[1:3]
-sm = boto3.client("secretsmanager")
-if action == "stages":
-    current = json.loads(sm.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"])
-    previous = sm.get_secret_value(SecretId=secret_id, VersionStage="AWSPREVIOUS")
-    print(json.dumps({"current": current["password"], "previous": json.loads(previous["SecretString"])["password"]}))
-else:
-    username, password = sys.argv[3:5]
-    value = json.dumps({"engine": "postgres", "username": username, "password": password})
-    if action == "create":
-        print(sm.create_secret(Name=secret_id, SecretString=value)["ARN"])
-    else:
-        print(sm.put_secret_value(SecretId=secret_id, SecretString=value)["ARN"])
-"#;
 
 /// A password as RDS would make one (the demo's own: the Lambdas never see it in clear except
 /// through the secret).
@@ -66,10 +47,7 @@ pub(super) async fn scene(
         ))
         .await;
     let secret_id = "rds!cluster-demo-managed";
-    let arn = moto
-        .python(SECRET_SCRIPT, &["create", secret_id, master, &first])
-        .trim()
-        .to_string();
+    let arn = fixtures::managed_master_secret("create", secret_id, master, &first);
     report.check(
         made.is_ok() && arn.starts_with("arn:aws:secretsmanager:"),
         format!(
@@ -100,11 +78,10 @@ pub(super) async fn scene(
     let mut made = vec![scene.create(report, "inventory", "with AWSCURRENT").await];
 
     // RDS rotates: the secret moves first; the cluster takes the new password a little later.
-    moto.python(SECRET_SCRIPT, &["rotate", secret_id, master, &second]);
-    let stages: Value = serde_json::from_str(moto.python(SECRET_SCRIPT, &["stages", secret_id]).trim())
-        .unwrap_or(Value::Null);
+    fixtures::managed_master_secret("rotate", secret_id, master, &second);
+    let (current, previous) = fixtures::managed_master_secret_stages(secret_id);
     report.check(
-        stages["current"] == json!(second) && stages["previous"] == json!(first),
+        current == second && previous == first,
         "RDS rotates the secret: AWSCURRENT holds the new password, AWSPREVIOUS the old one, which the cluster still has",
     );
     let before = lambda.logs().len();

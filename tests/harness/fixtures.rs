@@ -1,5 +1,6 @@
 //! Fixtures in moto that the Lambdas read but never create: KMS keys, an application load
-//! balancer with listeners and rules. Made with boto3 from the project venv (the Rust EC2 crate
+//! balancer with listeners and rules, an RDS-managed master secret; and an SSM parameter's whole
+//! history, for assertions. Made with boto3 from the project venv (the Rust EC2 crate
 //! takes minutes to compile on two cores).
 
 use std::sync::OnceLock;
@@ -104,4 +105,69 @@ pub fn kms_key_in_state(state: &str) -> String {
     let arn = run(&["kms-key-in-state", state]);
     assert!(arn.contains(":key/"), "fixture printed {arn:?}");
     arn
+}
+
+/// The Secrets Manager secret RDS makes for a cluster with `ManageMasterUserPassword`: JSON
+/// `engine`, `username`, `password`. `create` makes it (returns its ARN); `rotate` puts a new
+/// `AWSCURRENT`, the old version becoming `AWSPREVIOUS`, as RDS's rotation does.
+pub fn managed_master_secret(action: &str, id: &str, username: &str, password: &str) -> String {
+    const SECRET: &str = r#"
+import json, sys, boto3
+action, secret_id, username, password = sys.argv[1:5]
+sm = boto3.client("secretsmanager")
+value = json.dumps({"engine": "postgres", "username": username, "password": password})
+if action == "create":
+    print(sm.create_secret(Name=secret_id, SecretString=value)["ARN"])
+else:
+    print(sm.put_secret_value(SecretId=secret_id, SecretString=value)["ARN"])
+"#;
+    services::moto()
+        .python(SECRET, &[action, id, username, password])
+        .trim()
+        .to_string()
+}
+
+/// The password at each stage of a managed master secret: (`AWSCURRENT`, `AWSPREVIOUS`).
+pub fn managed_master_secret_stages(id: &str) -> (String, String) {
+    const STAGES: &str = r#"
+import json, sys, boto3
+sm = boto3.client("secretsmanager")
+stage = lambda s: json.loads(sm.get_secret_value(SecretId=sys.argv[1], VersionStage=s)["SecretString"])["password"]
+print(stage("AWSCURRENT"))
+print(stage("AWSPREVIOUS"))
+"#;
+    let out = services::moto().python(STAGES, &[id]);
+    let mut lines = out.lines().map(str::to_string);
+    (lines.next().unwrap_or_default(), lines.next().unwrap_or_default())
+}
+
+/// Every version of an SSM parameter (all pages, decrypted): (version, value, labels), oldest
+/// first.
+pub async fn parameter_history(name: &str) -> Vec<(i64, String, Vec<String>)> {
+    let ssm = services::moto().ssm();
+    let mut versions = Vec::new();
+    let mut next = None;
+    loop {
+        let output = ssm
+            .get_parameter_history()
+            .name(name)
+            .with_decryption(true)
+            .set_next_token(next)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetParameterHistory {name}: {e:?}"));
+        versions.extend(output.parameters().iter().map(|p| {
+            (
+                p.version(),
+                p.value().unwrap_or_default().to_string(),
+                p.labels().to_vec(),
+            )
+        }));
+        match output.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_string()),
+            _ => break,
+        }
+    }
+    versions.sort();
+    versions
 }

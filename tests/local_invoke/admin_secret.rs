@@ -1146,35 +1146,6 @@ pub(crate) async fn unusable_keys_refused() {
     }
 }
 
-/// Every version of a parameter (all pages) with its value and labels, oldest first.
-async fn full_history(name: &str) -> Vec<(i64, String, Vec<String>)> {
-    let mut versions = Vec::new();
-    let mut next = None;
-    loop {
-        let output = ssm()
-            .get_parameter_history()
-            .name(name)
-            .with_decryption(true)
-            .set_next_token(next)
-            .send()
-            .await
-            .unwrap();
-        versions.extend(output.parameters().iter().map(|p| {
-            (
-                p.version(),
-                p.value().unwrap_or_default().to_string(),
-                p.labels().to_vec(),
-            )
-        }));
-        match output.next_token() {
-            Some(token) if !token.is_empty() => next = Some(token.to_string()),
-            _ => break,
-        }
-    }
-    versions.sort();
-    versions
-}
-
 /// The value of `version` of a parameter, as `{{resolve:ssm-secure:NAME:VERSION}}` reads it.
 async fn value_at(name: &str, version: &str) -> String {
     ssm()
@@ -1234,7 +1205,7 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
         passwords.push(latest.value);
         exchanges.push(rotated);
     }
-    let versions = full_history(&name).await;
+    let versions = local_invoke::fixtures::parameter_history(&name).await;
     assert_eq!(versions.len(), 100, "SSM keeps the 100 newest versions");
     assert_eq!(versions.last().unwrap().0, ROTATIONS as i64 + 1);
     assert!(versions.iter().all(|(_, _, labels)| labels.len() <= 10));
@@ -1272,7 +1243,7 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
         "r1's password was gone from SSM, so the token gets a new one"
     );
     assert!(
-        full_history(&name)
+        local_invoke::fixtures::parameter_history(&name)
             .await
             .last()
             .unwrap()
@@ -1319,7 +1290,10 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
             assert_success(&rotated, &h);
             exchanges.push(rotated);
         }
-        let before = (full_history(&name).await, stored(&name).await.unwrap());
+        let before = (
+            local_invoke::fixtures::parameter_history(&name).await,
+            stored(&name).await.unwrap(),
+        );
         let mut event = h
             .events
             .update(TYPE, LOGICAL_ID, &name, current.clone(), current.clone());
@@ -1328,7 +1302,10 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
         event["ResourceProperties"]["ServiceTimeout"] = json!("600");
         let unchanged = h.call(event).await;
         assert_success(&unchanged, &h);
-        let after = (full_history(&name).await, stored(&name).await.unwrap());
+        let after = (
+            local_invoke::fixtures::parameter_history(&name).await,
+            stored(&name).await.unwrap(),
+        );
         assert_eq!(after, before, "an Update that changes nothing wrote to SSM");
         assert_eq!(
             unchanged.data("Version"),
@@ -1519,7 +1496,10 @@ async fn killed_after_each_aws_call_then_redelivered() {
                             now.value, p1.value,
                             "{phase} {k}: the rotation kept r1's password"
                         );
-                        let latest = full_history(&name).await.pop().unwrap();
+                        let latest = local_invoke::fixtures::parameter_history(&name)
+                            .await
+                            .pop()
+                            .unwrap();
                         assert!(
                             latest.2.contains(&ssm_secret::rotation_label(Some("r2"))),
                             "{phase} {k}: the latest version is not bound to r2"

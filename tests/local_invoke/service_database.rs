@@ -1518,35 +1518,6 @@ pub(crate) async fn aws_managed_key_arn_refused() {
 
 // ---- accounts after years: SSM's 100 versions, RDS-managed admin secrets, no-op Updates ----
 
-/// Every version of a parameter (all pages): (version, value, labels), oldest first.
-async fn full_history(name: &str) -> Vec<(i64, String, Vec<String>)> {
-    let mut versions = Vec::new();
-    let mut next = None;
-    loop {
-        let output = ssm()
-            .get_parameter_history()
-            .name(name)
-            .with_decryption(true)
-            .set_next_token(next)
-            .send()
-            .await
-            .unwrap();
-        versions.extend(output.parameters().iter().map(|p| {
-            (
-                p.version(),
-                p.value().unwrap_or_default().to_string(),
-                p.labels().to_vec(),
-            )
-        }));
-        match output.next_token() {
-            Some(token) if !token.is_empty() => next = Some(token.to_string()),
-            _ => break,
-        }
-    }
-    versions.sort();
-    versions
-}
-
 /// The role logs in to its database with `password` (and can use it).
 async fn logs_in(f: &Fixture, name: &str, password: &str, step: &str) {
     if let Err(e) = f.pg.connect(name, password, name).await {
@@ -1589,7 +1560,7 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
         passwords.push(latest);
         exchanges.push(rotated);
     }
-    let versions = full_history(&parameter_name(&name)).await;
+    let versions = local_invoke::fixtures::parameter_history(&parameter_name(&name)).await;
     assert_eq!(versions.len(), 100, "SSM keeps the 100 newest versions");
     assert_eq!(versions.last().unwrap().0, ROTATIONS as i64 + 1);
 
@@ -1640,7 +1611,7 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
             f.assert_success(&rotated);
             exchanges.push(rotated);
         }
-        let before = full_history(&parameter_name(&name)).await;
+        let before = local_invoke::fixtures::parameter_history(&parameter_name(&name)).await;
         let log_before = f.pg.log().map(|log| log.len());
         let mut event =
             f.h.events
@@ -1652,7 +1623,7 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
         f.assert_success(&unchanged);
         assert_eq!(unchanged.physical_id(), Some(id.as_str()));
         assert_eq!(
-            full_history(&parameter_name(&name)).await,
+            local_invoke::fixtures::parameter_history(&parameter_name(&name)).await,
             before,
             "an Update that changes nothing wrote to SSM"
         );
@@ -1705,25 +1676,6 @@ async fn set_password(pg: &Postgres, user: &str, password: &str) {
         .unwrap_or_else(|e| panic!("set the admin's password: {}", sqlstate(&e)));
 }
 
-/// A Secrets Manager secret in moto shaped as RDS makes its managed master secret; returns its
-/// ARN. `rotate` puts a new AWSCURRENT (the old one becomes AWSPREVIOUS), as a rotation does.
-fn secret(action: &str, id: &str, username: &str, password: &str) -> String {
-    const SCRIPT: &str = r#"
-import json, sys, boto3
-action, secret_id, username, password = sys.argv[1:5]
-sm = boto3.client("secretsmanager")
-value = json.dumps({"engine": "postgres", "username": username, "password": password})
-if action == "create":
-    print(sm.create_secret(Name=secret_id, SecretString=value)["ARN"])
-else:
-    print(sm.put_secret_value(SecretId=secret_id, SecretString=value)["ARN"])
-"#;
-    moto()
-        .python(SCRIPT, &[action, id, username, password])
-        .trim()
-        .to_string()
-}
-
 /// Properties in the Secrets Manager form: `AdminSecretArn` instead of the SSM pair.
 fn secret_props(f: &Fixture, name: &str, arn: &str) -> Value {
     let mut p = f.props(name, json!({"AdminSecretArn": arn, "OnDelete": "Drop"}));
@@ -1743,7 +1695,7 @@ async fn admin_from_secrets_manager_through_a_rotation_window() {
     let new = format!("New-Admin-{}", local_invoke::postgres::random_hex(12));
     let user = rotatable_admin(f.pg, &old).await;
     let secret_id = format!("rds!cluster-{}", unique("sm"));
-    let arn = secret("create", &secret_id, &user, &old);
+    let arn = local_invoke::fixtures::managed_master_secret("create", &secret_id, &user, &old);
     assert!(arn.starts_with("arn:aws:secretsmanager:"), "{arn}");
 
     let first = unique("sm_first");
@@ -1752,7 +1704,7 @@ async fn admin_from_secrets_manager_through_a_rotation_window() {
     logs_in(&f, &first, &service_password(&first).await, "first service").await;
 
     // RDS rotates: the secret moves first, the cluster follows.
-    secret("rotate", &secret_id, &user, &new);
+    local_invoke::fixtures::managed_master_secret("rotate", &secret_id, &user, &new);
     let second = unique("sm_second");
     let during = f.create(secret_props(&f, &second, &arn)).await;
     f.assert_success(&during);
