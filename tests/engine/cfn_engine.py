@@ -410,12 +410,24 @@ cfn_models.yaml_tag_constructor = yaml_tag_constructor
 ORIGINAL_KEY_CREATE = Key.create_from_cloudformation_json.__func__
 
 
+def without_no_value(value):
+    """The value with the items and keys moto resolved from AWS::NoValue (None) removed."""
+    if isinstance(value, dict):
+        return {k: without_no_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_no_value(v) for v in value if v is not None]
+    return value
+
+
 def create_key(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
     # CloudFormation takes KeyPolicy as a JSON object and gives KMS the document; moto stores the
     # object itself, and DescribeKey/GetKeyPolicy then fail to serialise it.
+    # moto also leaves `!Ref AWS::NoValue` (an `!If` branch not taken) as null in a list, where
+    # CloudFormation drops the item: a key policy with a conditional statement (rds-cluster.yaml)
+    # would hold `null` in its Statement list.
     properties = cloudformation_json["Properties"]
     if isinstance(properties.get("KeyPolicy"), dict):
-        properties["KeyPolicy"] = json.dumps(properties["KeyPolicy"])
+        properties["KeyPolicy"] = json.dumps(without_no_value(properties["KeyPolicy"]))
     return ORIGINAL_KEY_CREATE(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
 
 
