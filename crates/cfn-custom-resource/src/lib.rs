@@ -56,6 +56,7 @@
 
 mod cost;
 pub mod de;
+pub mod dead_letter;
 mod error;
 mod guard;
 mod owner;
