@@ -19,7 +19,7 @@ CARGO ?= cargo
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 PG_BIN := /usr/lib/postgresql/15/bin
-LAMBDAS := admin-secret service-database listener-rule-priority
+LAMBDAS := admin-secret service-database listener-rule-priority dead-letter-responder
 
 .PHONY: help
 help:
