@@ -117,7 +117,7 @@ async fn crashed_create() {
     assert_eq!(
         receiver.all_puts().len(),
         puts_before + 1,
-        "the ignored record sent nothing"
+        "one PUT for the record, none for the ignored one"
     );
     let puts = crashing.all_puts_for(&create);
     assert_eq!(puts.len(), 1, "exactly one PUT for the crashed Create: {puts:#?}");

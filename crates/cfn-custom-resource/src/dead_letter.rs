@@ -138,7 +138,7 @@ impl DestinationRecord {
             )
         } else {
             format!(
-                "the {function} handler's execution environment crashed (out of memory, an abort or a runtime crash) or could not deliver its response on every one of {attempts} at this {request_type}{error}, so it never answered; Lambda gave up ({condition})",
+                "the {function} handler's execution environment crashed (out of memory, an abort or a runtime crash) or could not deliver its response on each of {attempts} at this {request_type}{error}: no response was sent, and Lambda gave up ({condition})",
                 condition = if self.condition.is_empty() {
                     "no condition given"
                 } else {
@@ -147,7 +147,7 @@ impl DestinationRecord {
             )
         };
         format!(
-            "{what}. Answered FAILED by the dead-letter responder. See {function}'s logs for invocation {id}; raise its MemorySize or Timeout or fix the crash, then retry the stack operation",
+            "{what}. This FAILED comes from the dead-letter responder. See {function}'s logs for invocation {id}; raise its MemorySize or Timeout or fix the crash, then retry the stack operation",
             id = if self.invocation_id.is_empty() {
                 "(unknown)"
             } else {
