@@ -31,6 +31,10 @@
 //! - A record whose `requestPayload` has no usable `ResponseURL` (not a CloudFormation request) is
 //!   logged and ignored: the invocation succeeds, nothing is sent.
 //!
+//! Unlike the guard, the responder takes the record as the Lambda runtime deserialized it
+//! (serde_json): a record serde_json refuses (an original event carrying a lone surrogate escape,
+//! say) is an invocation error of the responder, not an answer.
+//!
 //! Why this never turns an answered event into `FAILED`: Lambda sends an on-failure record only
 //! when no attempt returned success, and the guard returns `Ok` to the runtime as soon as one
 //! response was delivered; it returns an error only when delivery itself failed (or the event had
