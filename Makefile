@@ -6,7 +6,7 @@
 #   make build   arm64 Lambda zips with cargo-lambda
 #   make bench   init, latency, memory, size and contention figures
 #   make fuzz    the in-process fuzzer over the event path: 1,000,000 inputs per Lambda handler type
-#   make deploy  cargo lambda deploy of the three functions (DRY_RUN=1 prints the commands)
+#   make deploy  cargo lambda deploy of the three functions and the dead-letter responder (DRY_RUN=1 prints the commands)
 #
 # Everything this needs is installed here, idempotently: the Python venv (moto, boto3, cfn-lint,
 # cargo-lambda) and Debian's PostgreSQL server binaries.
@@ -19,7 +19,7 @@ CARGO ?= cargo
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 PG_BIN := /usr/lib/postgresql/15/bin
-LAMBDAS := admin-secret service-database listener-rule-priority
+LAMBDAS := admin-secret service-database listener-rule-priority dead-letter-responder
 
 .PHONY: help
 help:

@@ -13,7 +13,9 @@ Fails (exit 1), naming the file and resource, when
     `.snake_case()` call in a crate that depends on an SDK counts as that service's PascalCase
     action (`.put_parameter()` -> ssm:PutParameter). Actions the Lambda service or another AWS
     service uses on the function's behalf are in PLATFORM and IMPLIED; code on branches not yet
-    merged in PENDING.
+    merged in PENDING. The custom-resource handlers' roles may also allow lambda:InvokeFunction
+    (Lambda invokes the on-failure destination, the dead-letter responder, with them), on a named
+    function only, never on "*"; the responder's own role may not.
 
 The one exception to the first rule: kms:ListAliases has no resource-level permissions, so a
 statement that allows only kms:ListAliases may name Resource "*".
@@ -41,7 +43,13 @@ ROLE_CRATES = {
     "AdminSecretRole": "admin-secret",
     "ServiceDatabaseRole": "service-database",
     "ListenerRulePriorityRole": "listener-rule-priority",
+    "DeadLetterResponderRole": "dead-letter-responder",
 }
+# Roles whose function has an on-failure destination (cfn/support.yaml's EventInvokeConfigs):
+# Lambda invokes the destination with the function's execution role, so the role needs these
+# actions on the destination (never on "*").
+DESTINATION_ACTIONS = {"lambda:InvokeFunction"}
+DESTINATION_CRATES = {"admin-secret", "service-database", "listener-rule-priority"}
 # SDK crate -> IAM service prefix of its operations.
 SDK_PREFIXES = {
     "aws-sdk-ssm": "ssm",
@@ -185,8 +193,14 @@ def _check_lambda_role(logical_id, resource, where):
         for statement in _statements(document):
             if str(statement.get("Effect", "Allow")) != "Allow":
                 continue
+            resources = list(_alternatives(statement.get("Resource", [])))
             for action in _alternatives(statement.get("Action", [])):
                 if not isinstance(action, str):
+                    continue
+                if action in DESTINATION_ACTIONS and crate in DESTINATION_CRATES:
+                    if "*" in resources or not resources:
+                        problems.append(f"{where}: {label} allows {action} on Resource \"*\": "
+                                        "name the on-failure destination function")
                     continue
                 if action.lower() not in allowed_lower:
                     problems.append(
@@ -394,6 +408,42 @@ Resources:
               - Effect: Allow
                 Action: [ssm:GetParameters]
                 Resource: !Sub arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/x/*
+  ServiceDatabaseRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: lambda.amazonaws.com }
+            Action: sts:AssumeRole
+      Policies:
+        - PolicyName: destination
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: lambda:InvokeFunction
+                Resource: !Sub arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:dlr
+        - PolicyName: any-function
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: lambda:InvokeFunction
+                Resource: "*"
+  DeadLetterResponderRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: lambda.amazonaws.com }
+            Action: sts:AssumeRole
+      Policies:
+        - PolicyName: invoke
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: [logs:PutLogEvents, lambda:InvokeFunction]
+                Resource: !Sub arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:dlr
   StrayRole:
     Type: AWS::IAM::Role
     Properties:
@@ -443,6 +493,13 @@ def self_test():
                  for a in ("ssm:PutParameter", "logs:PutLogEvents", "DescribeRules,", "kms:ListAliases"))),
         ("kms:ListAliases alone on Resource \"*\" is the allowed exception",
          not any("ListAliases" in p for p in role_problems)),
+        ("lambda:InvokeFunction on the named destination is allowed to a handler's role",
+         not any("'destination'" in p for p in role_problems)),
+        ("lambda:InvokeFunction on \"*\" is caught",
+         any("ServiceDatabaseRole" in p and "'any-function'" in p for p in role_problems)),
+        ("the dead-letter responder's role may not invoke functions (it calls no AWS API)",
+         any("DeadLetterResponderRole" in p and "lambda:InvokeFunction" in p for p in role_problems)
+         and not any("DeadLetterResponderRole" in p and "logs:PutLogEvents" in p for p in role_problems)),
         ("a Lambda role with no known handler crate is caught",
          any("StrayRole" in p and "ROLE_CRATES" in p for p in role_problems)),
     ]

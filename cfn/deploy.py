@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Deploys the three custom-resource Lambdas with `cargo lambda deploy`.
+"""Deploys the three custom-resource Lambdas and their dead-letter responder with `cargo lambda deploy`.
 
 Everything comes from the support stack (cfn/support.yaml): the function names, the IAM roles, the
 database Lambda's subnets and security group, the priority claim path and what any stack may ask
@@ -7,6 +7,11 @@ for (AllowAdopt -> CFN_ALLOW_ADOPT, AllowReturnPassword -> CFN_ALLOW_RETURN_PASS
 deploy the function's log format is set to JSON (cargo lambda deploy has no flag for it), into the
 log group the support stack made. With --dry-run nothing calls AWS: the commands are printed with
 the support stack's outputs shown as placeholders, unless they are given with --output KEY=VALUE.
+
+The dead-letter responder goes first. The functions' on-failure destinations (EventInvokeConfigs)
+are the support stack's, behind its DeadLetterWiring parameter: they need the functions to exist,
+so after the first deploy update the support stack with DeadLetterWiring=true (printed below when
+it is still false).
 
 Usage: deploy.py [--dry-run] [--support-stack NAME] [--region REGION] [--output KEY=VALUE ...]
        deploy.py --self-test      (against a moto server it starts; needs the project venv)
@@ -20,6 +25,8 @@ import sys
 
 # binary -> (function name output, role output, in the VPC?, environment variable -> output)
 FUNCTIONS = [
+    # The on-failure destination of the three below (cfn/support.yaml, DeadLetterWiring).
+    ("dead-letter-responder", "DeadLetterResponderFunctionName", "DeadLetterResponderRoleArn", False, {}),
     ("admin-secret", "AdminSecretFunctionName", "AdminSecretRoleArn", False,
      {"CFN_ALLOW_ADOPT": "AllowAdopt", "CFN_ALLOW_RETURN_PASSWORD": "AllowReturnPassword"}),
     ("service-database", "ServiceDatabaseFunctionName", "ServiceDatabaseRoleArn", True,
@@ -102,6 +109,10 @@ def deploy(args, session=None, run=subprocess.run):
         if not args.dry_run:
             run(command, check=True)
             set_logging(lambda_client, name, logging_config)
+    if outputs.get("DeadLetterWiring") != "true":
+        print(f"# then: update stack {args.support_stack} with DeadLetterWiring=true (previous template and "
+              "other parameters): each function's on-failure destination, the dead-letter responder, "
+              "needs the functions to exist", flush=True)
 
 
 def parse(argv):
@@ -163,7 +174,9 @@ def self_test():
                   "ListenerRulePriorityFunctionName": "l-r-p", "AdminSecretRoleArn": role,
                   "ServiceDatabaseRoleArn": role, "ListenerRulePriorityRoleArn": role,
                   "ServiceDatabaseSubnetIds": "subnet-1,subnet-2", "ServiceDatabaseSecurityGroupId": "sg-1",
-                  "PriorityClaimPath": "/claims", "AllowAdopt": "false", "AllowReturnPassword": "true"}
+                  "PriorityClaimPath": "/claims", "AllowAdopt": "false", "AllowReturnPassword": "true",
+                  "DeadLetterResponderFunctionName": "d-l-r", "DeadLetterResponderRoleArn": role,
+                  "DeadLetterWiring": "false"}
         template = {"Resources": {"Nothing": {"Type": "AWS::SSM::Parameter",
                                               "Properties": {"Name": "/x", "Type": "String", "Value": "x"}}},
                     "Outputs": {k: {"Value": v} for k, v in values.items()}}
@@ -184,10 +197,19 @@ def self_test():
                 Runtime="provided.al2023", Handler="bootstrap", Code={"ZipFile": buffer.getvalue()},
                 Environment={"Variables": env})
 
-        deploy(parse(["--support-stack", "support"]), session=Session(), run=run)
+        printed = io.StringIO()
+        real_stdout, sys.stdout = sys.stdout, printed
+        try:
+            deploy(parse(["--support-stack", "support"]), session=Session(), run=run)
+        finally:
+            sys.stdout = real_stdout
         by_name = {c[3]: c for c in commands}
         checks = [
-            ("function names come from the stack's outputs", sorted(by_name) == ["a-s", "l-r-p", "s-d"]),
+            ("function names come from the stack's outputs", sorted(by_name) == ["a-s", "d-l-r", "l-r-p", "s-d"]),
+            ("the dead-letter responder is deployed first, from its own binary, with its own role",
+             bool(commands) and commands[0][3] == "d-l-r" and "dead-letter-responder" in commands[0]),
+            ("with DeadLetterWiring false, the support stack update that wires it is printed",
+             "DeadLetterWiring=true" in printed.getvalue()),
             ("admin-secret gets CFN_ALLOW_ADOPT=false and CFN_ALLOW_RETURN_PASSWORD=true",
              {"CFN_ALLOW_ADOPT=false", "CFN_ALLOW_RETURN_PASSWORD=true"} <= set(by_name.get("a-s", []))),
             ("service-database gets CFN_ALLOW_ADOPT and not CFN_ALLOW_RETURN_PASSWORD",
@@ -195,7 +217,7 @@ def self_test():
              and not any(a.startswith("CFN_ALLOW_RETURN") for a in by_name.get("s-d", []))),
             ("service-database runs in the stack's subnets", "subnet-1,subnet-2" in by_name.get("s-d", [])),
         ]
-        for name in ("a-s", "s-d", "l-r-p"):
+        for name in ("a-s", "s-d", "l-r-p", "d-l-r"):
             config = sent.get(name, {})
             checks.append((f"{name} logs JSON into /aws/lambda/{name} (got {config})",
                            config.get("LogFormat") == "JSON" and config.get("LogGroup") == f"/aws/lambda/{name}"))

@@ -7,6 +7,7 @@
 mod admin_secret;
 mod authz;
 mod contract;
+mod dead_letter;
 mod engine;
 mod fuzz;
 mod guarantee;
@@ -32,6 +33,7 @@ fn main() {
     trials.extend(leaks::trials());
     trials.extend(engine::trials());
     trials.extend(fuzz::trials());
+    trials.extend(dead_letter::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     local_invoke::services::shutdown();
     conclusion.exit();

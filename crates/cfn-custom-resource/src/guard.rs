@@ -149,7 +149,7 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
         invocation: &str,
         deadline: SystemTime,
     ) -> Result<(), lambda_runtime::Error> {
-        let deadline = Instant::now() + self.time_left(deadline);
+        let deadline = Instant::now() + time_left(deadline, self.config.default_budget);
         let event = raw::read(body);
         let envelope = match Envelope::from_event(&event.value) {
             Ok(envelope) => envelope,
@@ -188,25 +188,6 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
         }
         .instrument(span)
         .await
-    }
-
-    /// The time left before the invocation's deadline, or the default budget when the deadline
-    /// cannot be real.
-    fn time_left(&self, deadline: SystemTime) -> Duration {
-        match deadline.duration_since(SystemTime::now()) {
-            Ok(left) if !left.is_zero() && left <= MAX_PLAUSIBLE_REMAINING => left,
-            _ => {
-                let epoch_ms = deadline
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
-                tracing::warn!(
-                    deadline_ms = epoch_ms as u64,
-                    budget_ms = self.config.default_budget.as_millis() as u64,
-                    "the invocation's deadline is implausible (passed, zero, or beyond Lambda's 15 minutes: an emulator's?); using the default budget"
-                );
-                self.config.default_budget
-            }
-        }
     }
 
     /// Runs the handler under the watchdog and turns whatever happens into an answer.
@@ -393,6 +374,25 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                 tracing::error!(status, physical_id, "{error}");
                 Err(error)
             }
+        }
+    }
+}
+
+/// The time left before an invocation's deadline, or `default_budget` when the deadline cannot
+/// be real.
+pub(crate) fn time_left(deadline: SystemTime, default_budget: Duration) -> Duration {
+    match deadline.duration_since(SystemTime::now()) {
+        Ok(left) if !left.is_zero() && left <= MAX_PLAUSIBLE_REMAINING => left,
+        _ => {
+            let epoch_ms = deadline
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            tracing::warn!(
+                deadline_ms = epoch_ms as u64,
+                budget_ms = default_budget.as_millis() as u64,
+                "the invocation's deadline is implausible (passed, zero, or beyond Lambda's 15 minutes: an emulator's?); using the default budget"
+            );
+            default_budget
         }
     }
 }

@@ -49,6 +49,10 @@
 //!   string (a bearer credential) is never logged ([`ResponseUrl`]), nor are values wrapped in
 //!   [`Secret`].
 //!
+//! - An execution environment that dies on every attempt (out of memory, an abort) cannot answer
+//!   for itself: [`dead_letter`] answers `FAILED` for it from Lambda's on-failure destination
+//!   record, after the retries, through the same send path (binary `dead-letter-responder`).
+//!
 //! [`Guard`] is the same path without the Lambda runtime: [`Guard::invoke`] takes an invocation's
 //! raw bytes, and [`Guard::with_transport`] sends the response body to a [`Transport`] of the
 //! caller's instead of the HTTPS PUT. The project's fuzzer (`make fuzz`, `tests/harness/fuzz.rs`)
@@ -56,6 +60,7 @@
 
 mod cost;
 pub mod de;
+pub mod dead_letter;
 mod error;
 mod guard;
 mod owner;

@@ -13,6 +13,14 @@
 //! - `PublishPartialId` (boolean): Create publishes its id as a partial id before acting.
 //!
 //! Delete logs `physical_id` and `after_failed_create`, so tests can see what the guard handed it.
+//!
+//! `FAULT_INJECTION_CRASH` in the environment makes every execution environment of the function
+//! die on every invocation, whatever the event (any resource type and properties): the guard reads
+//! the event and starts the handler, which then kills the process. `abort` calls
+//! `std::process::abort` (a runtime crash, SIGABRT); `out-of-memory` takes the path Rust takes
+//! when an allocation fails (`handle_alloc_error`: "memory allocation of N bytes failed", then an
+//! abort) without really exhausting the machine's memory. No response and no runtime error is
+//! ever sent: what the dead-letter responder exists for.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -138,8 +146,57 @@ impl CustomResource for FaultInjection {
     }
 }
 
+/// How a crashing execution environment dies (`FAULT_INJECTION_CRASH`).
+#[derive(Debug, Clone, Copy)]
+enum Crash {
+    Abort,
+    OutOfMemory,
+}
+
+impl Crash {
+    fn from_env() -> Option<Self> {
+        match std::env::var("FAULT_INJECTION_CRASH").ok()?.as_str() {
+            "abort" => Some(Self::Abort),
+            "out-of-memory" => Some(Self::OutOfMemory),
+            other => panic!("FAULT_INJECTION_CRASH={other:?}: expected abort or out-of-memory"),
+        }
+    }
+
+    fn now(self, phase: &str) -> ! {
+        tracing::warn!(crash = ?self, phase, "fault-injection: the execution environment dies now");
+        match self {
+            Self::Abort => std::process::abort(),
+            Self::OutOfMemory => std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(1 << 40, 8).expect("a valid layout"),
+            ),
+        }
+    }
+}
+
+/// A handler that takes any properties and kills its process in every phase.
+struct Crashing(Crash);
+
+impl CustomResource for Crashing {
+    type Properties = serde::de::IgnoredAny;
+
+    async fn create(&self, _: Create<Self::Properties>) -> Result<Created, HandlerError> {
+        self.0.now("Create")
+    }
+
+    async fn update(&self, _: Update<Self::Properties>) -> Result<Updated, HandlerError> {
+        self.0.now("Update")
+    }
+
+    async fn delete(&self, _: Delete<Self::Properties>) -> Result<(), HandlerError> {
+        self.0.now("Delete")
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
     cfn_custom_resource::init_tracing();
-    cfn_custom_resource::run(FaultInjection).await
+    match Crash::from_env() {
+        Some(crash) => cfn_custom_resource::run(Crashing(crash)).await,
+        None => cfn_custom_resource::run(FaultInjection).await,
+    }
 }
