@@ -46,7 +46,8 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The defaults, overridden by `CFN_RESPONSE_MARGIN_MS` and `CFN_DELIVERY_SLACK_MS`.
+    /// The defaults, overridden by `CFN_RESPONSE_MARGIN_MS`, `CFN_DELIVERY_SLACK_MS` and
+    /// `CFN_DEFAULT_BUDGET_MS`.
     pub fn from_env() -> Self {
         let millis = |name: &str, default: Duration| match std::env::var(name) {
             Ok(v) => match v.trim().parse::<u64>() {
@@ -222,7 +223,9 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                 envelope,
                 request_type,
                 HandlerError::new(format!(
-                    "only {} ms were left before the Lambda deadline, less than the {} ms kept back to answer                      CloudFormation (CFN_RESPONSE_MARGIN_MS); the {} handler was not started: raise the function's                      timeout",
+                    "only {} ms were left before the Lambda deadline, less than the {} ms kept back to answer \
+                     CloudFormation (CFN_RESPONSE_MARGIN_MS); the {} handler was not started: raise the \
+                     function's timeout",
                     left.as_millis(),
                     self.config.deadline_margin.as_millis(),
                     request_type.as_str()

@@ -12,9 +12,9 @@
 //! tokens, which are template values.
 //!
 //! The first version needs no label: the `PutParameter` that creates a parameter also writes the
-//! tag [`crate::CREATED_FOR_TAG`] with its token's label, and [`History::labelled`] counts version
-//! 1 as labelled so when no version carries the label ([`History::created_for`] binds the tag).
-//! A fresh secret is then one SSM call.
+//! tag [`crate::CREATED_FOR_TAG`] with its token's label, and [`History::labelled`] takes version
+//! 1 as the version of that label when no version carries it (the caller binds the tag to the
+//! history with [`History::created_for`]). A fresh secret is then one SSM call.
 //!
 //! A parameter written before labels existed carries neither; callers fall back to comparing the
 //! old and new tokens for it and label what they keep.
