@@ -288,6 +288,24 @@ impl Harness {
         })
     }
 
+    /// `exchange` holds exactly one response and it is a SUCCESS; `what` names the request in the
+    /// failure message, which carries the Reason and this Lambda's logs.
+    pub fn assert_answered_once(&self, exchange: &Exchange, what: &str) {
+        assert_eq!(
+            exchange.puts.len(),
+            1,
+            "{what}: {} responses",
+            exchange.puts.len()
+        );
+        assert_eq!(
+            exchange.status(),
+            Some("SUCCESS"),
+            "{what}: {:?}\nlogs:\n{}",
+            exchange.reason(),
+            self.logs()
+        );
+    }
+
     /// Every PUT to `event`'s ResponseURL so far, across processes and deliveries.
     pub fn all_puts_for(&self, event: &serde_json::Value) -> Vec<RecordedPut> {
         event

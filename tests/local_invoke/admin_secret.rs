@@ -1329,23 +1329,6 @@ async fn start_faulty(seed: u64, rate: f64) -> (Harness, local_invoke::faults::F
     (h, proxy)
 }
 
-/// One PUT, and it is a SUCCESS.
-fn answered_once(exchange: &Exchange, what: &str, h: &Harness) {
-    assert_eq!(
-        exchange.puts.len(),
-        1,
-        "{what}: {} responses",
-        exchange.puts.len()
-    );
-    assert_eq!(
-        exchange.status(),
-        Some("SUCCESS"),
-        "{what}: {:?}\nlogs:\n{}",
-        exchange.reason(),
-        h.logs()
-    );
-}
-
 /// Create, a duplicate Create, a rotation, its rollback and Delete, with a quarter of the AWS
 /// requests throttled, answered 500/503, dropped before or after moto acted, or delayed: every
 /// request is answered once, with SUCCESS (the SDK's retries absorb the faults), and the state
@@ -1358,21 +1341,21 @@ async fn a_sequence_at_25_percent_injected_aws_faults() {
         let r2 = props(&name, json!({"RotationToken": "r2"}));
         let create = h.events.create(TYPE, LOGICAL_ID, r1.clone());
         let created = h.call(create.clone()).await;
-        answered_once(&created, "Create", &h);
+        h.assert_answered_once(&created, "Create");
         let p1 = stored(&name).await.unwrap();
         let duplicate = h.call(events_retry(&create)).await;
-        answered_once(&duplicate, "duplicate Create", &h);
+        h.assert_answered_once(&duplicate, "duplicate Create");
         assert_eq!(stored(&name).await.unwrap().value, p1.value);
         let rotated = h
             .call(h.events.update(TYPE, LOGICAL_ID, &name, r2.clone(), r1.clone()))
             .await;
-        answered_once(&rotated, "rotation", &h);
+        h.assert_answered_once(&rotated, "rotation");
         let p2 = stored(&name).await.unwrap();
         assert_ne!(p2.value, p1.value);
         let rolled_back = h
             .call(h.events.update(TYPE, LOGICAL_ID, &name, r1.clone(), r2))
             .await;
-        answered_once(&rolled_back, "rollback", &h);
+        h.assert_answered_once(&rolled_back, "rollback");
         let back = stored(&name).await.unwrap();
         assert_eq!(back.value, p1.value, "the rollback did not restore r1's password");
         assert_eq!(
@@ -1380,7 +1363,7 @@ async fn a_sequence_at_25_percent_injected_aws_faults() {
             Some(back.version.to_string().as_str())
         );
         let deleted = h.call(h.events.delete(TYPE, LOGICAL_ID, &name, r1)).await;
-        answered_once(&deleted, "Delete", &h);
+        h.assert_answered_once(&deleted, "Delete");
         assert!(stored(&name).await.is_none(), "the parameter survived its Delete");
         let seen = proxy.seen();
         let faulted = seen.iter().filter(|s| s.fault.is_some()).count();
@@ -1413,7 +1396,7 @@ async fn exhausted_retries_name_the_call() {
         let created = h
             .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
             .await;
-        answered_once(&created, "a clean Create", &h);
+        h.assert_answered_once(&created, "a clean Create");
         let name2 = unique_name("exhausted-create");
         proxy.script(std::iter::repeat_n(
             fault,
@@ -1454,7 +1437,7 @@ async fn killed_after_each_aws_call_then_redelivered() {
                 None
             } else {
                 let created = h.call(h.events.create(TYPE, LOGICAL_ID, r1.clone())).await;
-                answered_once(&created, "setup Create", &h);
+                h.assert_answered_once(&created, "setup Create");
                 // A new process, as after a crash: the key check is not remembered.
                 h.restart(&env).await;
                 Some(stored(&name).await.unwrap())
@@ -1467,16 +1450,15 @@ async fn killed_after_each_aws_call_then_redelivered() {
             proxy.kill_at(k, h.lambda.pid());
             if let Some(finished) = h.call_unless_killed(event.clone()).await {
                 // Fewer than k AWS requests: every crash point of this phase was tried.
-                answered_once(&finished, phase, &h);
+                h.assert_answered_once(&finished, phase);
                 assert!(k > 1, "{phase} made no AWS request");
                 break;
             }
             h.restart(&env).await;
             let again = h.call(events_retry(&event)).await;
-            answered_once(
+            h.assert_answered_once(
                 &again,
                 &format!("{phase} re-delivered after a kill at AWS request {k}"),
-                &h,
             );
             assert_eq!(
                 h.all_puts_for(&event).len(),

@@ -128,35 +128,49 @@ async fn claims(listener: &str) -> BTreeMap<u32, String> {
     claims_under(CLAIM_ROOT, listener).await
 }
 
-/// The claims on a listener under a given claim root.
-async fn claims_under(root: &str, listener: &str) -> BTreeMap<u32, String> {
+/// Every SSM parameter below `path` (all pages, recursively), as (name, version, value).
+async fn parameters_under(path: &str) -> Vec<(String, i64, String)> {
     let ssm = services::moto().ssm();
-    let id = listener.split_once(":listener/").expect("listener arn").1;
-    let path = format!("{root}/{id}");
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     let mut token = None;
     loop {
         let page = ssm
             .get_parameters_by_path()
-            .path(&path)
+            .path(path)
             .recursive(true)
             .set_next_token(token)
             .send()
             .await
             .expect("GetParametersByPath");
-        for p in page.parameters() {
-            let name = p.name().unwrap_or_default();
-            let priority = name
-                .strip_prefix(&format!("{path}/"))
-                .and_then(|p| p.parse().ok());
-            let priority = priority.unwrap_or_else(|| panic!("unexpected parameter {name} under {path}"));
-            out.insert(priority, p.value().unwrap_or_default().to_string());
-        }
+        out.extend(page.parameters().iter().map(|p| {
+            (
+                p.name().unwrap_or_default().to_string(),
+                p.version(),
+                p.value().unwrap_or_default().to_string(),
+            )
+        }));
         token = page.next_token().map(str::to_string);
         if token.is_none() {
             return out;
         }
     }
+}
+
+/// The claims on a listener under a given claim root.
+async fn claims_under(root: &str, listener: &str) -> BTreeMap<u32, String> {
+    let id = listener.split_once(":listener/").expect("listener arn").1;
+    let path = format!("{root}/{id}");
+    parameters_under(&path)
+        .await
+        .into_iter()
+        .map(|(name, _, value)| {
+            let priority = name
+                .strip_prefix(&format!("{path}/"))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected parameter {name} under {path}"));
+            (priority, value)
+        })
+        .collect()
 }
 
 /// The numeric priorities of the live rules on a listener.
@@ -995,33 +1009,9 @@ async fn futures_join3<A: std::future::Future>(a: A, b: A, c: A) -> [A::Output; 
 /// Every SSM parameter the handler keeps for a listener (its claims and its `_state`), as
 /// (name, version, value).
 async fn listener_parameters(listener: &str) -> Vec<(String, i64, String)> {
-    let ssm = services::moto().ssm();
     let id = listener.split_once(":listener/").expect("listener arn").1;
-    let mut out = Vec::new();
-    for path in [format!("{CLAIM_ROOT}/{id}"), format!("{CLAIM_ROOT}/_state/{id}")] {
-        let mut token = None;
-        loop {
-            let page = ssm
-                .get_parameters_by_path()
-                .path(&path)
-                .recursive(true)
-                .set_next_token(token)
-                .send()
-                .await
-                .expect("GetParametersByPath");
-            out.extend(page.parameters().iter().map(|p| {
-                (
-                    p.name().unwrap_or_default().to_string(),
-                    p.version(),
-                    p.value().unwrap_or_default().to_string(),
-                )
-            }));
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-    }
+    let mut out = parameters_under(&format!("{CLAIM_ROOT}/{id}")).await;
+    out.extend(parameters_under(&format!("{CLAIM_ROOT}/_state/{id}")).await);
     out.sort();
     out
 }

@@ -1851,23 +1851,6 @@ fn faulty_env(proxy: &local_invoke::faults::FaultProxy) -> Vec<(&str, &str)> {
     env
 }
 
-/// One response, SUCCESS.
-fn answered_once(f: &Fixture, exchange: &Exchange, what: &str) {
-    assert_eq!(
-        exchange.puts.len(),
-        1,
-        "{what}: {} responses",
-        exchange.puts.len()
-    );
-    assert_eq!(
-        exchange.status(),
-        Some("SUCCESS"),
-        "{what}: {:?}\nlogs:\n{}",
-        exchange.reason(),
-        f.h.logs()
-    );
-}
-
 /// The database, its role and its password parameter, each exactly once, the password logging
 /// in; or (`gone`) none of them.
 async fn converged(f: &Fixture, name: &str, gone: bool, what: &str) {
@@ -1901,23 +1884,23 @@ async fn a_sequence_at_25_percent_injected_aws_faults() {
         let r2 = f.props(&name, json!({"RotationToken": "r2", "OnDelete": "Drop"}));
         let create = f.h.events.create(TYPE, LOGICAL_ID, r1.clone());
         let created = f.h.call(create.clone()).await;
-        answered_once(&f, &created, "Create");
+        f.h.assert_answered_once(&created, "Create");
         let id = created.physical_id().expect("a physical id").to_string();
         let p1 = service_password(&name).await;
         let duplicate = f.h.call(create.clone()).await;
-        answered_once(&f, &duplicate, "duplicate Create");
+        f.h.assert_answered_once(&duplicate, "duplicate Create");
         assert_eq!(service_password(&name).await, p1);
         let rotated = f.update(&id, r2.clone(), r1.clone()).await;
-        answered_once(&f, &rotated, "rotation");
+        f.h.assert_answered_once(&rotated, "rotation");
         let p2 = service_password(&name).await;
         assert_ne!(p2, p1);
         converged(&f, &name, false, "after the rotation").await;
         let rolled_back = f.update(&id, r1.clone(), r2).await;
-        answered_once(&f, &rolled_back, "rollback");
+        f.h.assert_answered_once(&rolled_back, "rollback");
         assert_eq!(service_password(&name).await, p1);
         converged(&f, &name, false, "after the rollback").await;
         let deleted = f.delete(&id, r1).await;
-        answered_once(&f, &deleted, "Delete");
+        f.h.assert_answered_once(&deleted, "Delete");
         converged(&f, &name, true, "after Delete").await;
         let faulted = proxy.seen().iter().filter(|s| s.fault.is_some()).count();
         eprintln!("seed {seed}: {faulted} of {} AWS requests faulted", proxy.count());
@@ -1946,7 +1929,7 @@ async fn killed_after_each_aws_call_then_redelivered() {
                 None
             } else {
                 let created = f.create(r1.clone()).await;
-                answered_once(&f, &created, "setup Create");
+                f.h.assert_answered_once(&created, "setup Create");
                 f.h.restart(&env).await;
                 Some(created.physical_id().expect("a physical id").to_string())
             };
@@ -1958,14 +1941,14 @@ async fn killed_after_each_aws_call_then_redelivered() {
             };
             proxy.kill_at(k, f.h.lambda.pid());
             if let Some(finished) = f.h.call_unless_killed(event.clone()).await {
-                answered_once(&f, &finished, phase);
+                f.h.assert_answered_once(&finished, phase);
                 assert!(k > 1, "{phase} made no AWS request");
                 break;
             }
             f.h.restart(&env).await;
             let again = f.h.call(event.clone()).await;
             let what = format!("{phase} re-delivered after a kill at AWS request {k}");
-            answered_once(&f, &again, &what);
+            f.h.assert_answered_once(&again, &what);
             assert_eq!(f.h.all_puts_for(&event).len(), 1, "{what}: one response in all");
             converged(&f, &name, phase == "Delete", &what).await;
             points += 1;
@@ -1999,7 +1982,7 @@ async fn killed_inside_the_postgres_phase_then_redelivered() {
     let created = f
         .create(through(&f, &clean, pg.port, json!({"OnDelete": "Drop"})))
         .await;
-    answered_once(&f, &created, "clean Create");
+    f.h.assert_answered_once(&created, "clean Create");
     let total = pg.chunks();
     assert!(total >= 6, "a Create sent only {total} chunks to PostgreSQL");
     drop((f, proxy));
@@ -2017,11 +2000,11 @@ async fn killed_inside_the_postgres_phase_then_redelivered() {
         let what = format!("Create killed at PostgreSQL chunk {k} of {total}");
         if let Some(finished) = f.h.call_unless_killed(event.clone()).await {
             // The kill landed after the response (the last chunks close the sessions).
-            answered_once(&f, &finished, &what);
+            f.h.assert_answered_once(&finished, &what);
         } else {
             f.h.restart(&env).await;
             let again = f.h.call(event.clone()).await;
-            answered_once(&f, &again, &format!("{what}, re-delivered"));
+            f.h.assert_answered_once(&again, &format!("{what}, re-delivered"));
             points += 1;
         }
         assert_eq!(f.h.all_puts_for(&event).len(), 1, "{what}: one response in all");
@@ -2045,7 +2028,7 @@ async fn a_session_ended_mid_create_is_finished_by_the_next() {
     let pg = PgProxy::start(upstream).await;
     let clean = unique("sever_clean");
     let created = f.create(through(&f, &clean, pg.port, json!({}))).await;
-    answered_once(&f, &created, "clean Create");
+    f.h.assert_answered_once(&created, "clean Create");
     let total = pg.chunks();
     let mut failed = 0;
     for k in 1..=total {
@@ -2064,8 +2047,7 @@ async fn a_session_ended_mid_create_is_finished_by_the_next() {
                 first.reason()
             );
             let again = f.h.call(event.clone()).await;
-            answered_once(
-                &f,
+            f.h.assert_answered_once(
                 &again,
                 &format!("severed at chunk {k} of {total}, delivered again"),
             );

@@ -292,27 +292,11 @@ pub async fn run_dead_letter_responder() -> Result<(), lambda_runtime::Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
+    use crate::guard::Capture;
     use crate::marker_physical_id;
-    use crate::secret::ResponseUrl;
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<Value>>>);
-
-    impl Transport for Capture {
-        async fn put(
-            &self,
-            _: &ResponseUrl,
-            body: Vec<u8>,
-            _: Instant,
-        ) -> Result<u32, lambda_runtime::Error> {
-            self.0.lock().unwrap().push(serde_json::from_slice(&body)?);
-            Ok(1)
-        }
-    }
 
     fn record() -> Value {
         serde_json::from_str(include_str!(

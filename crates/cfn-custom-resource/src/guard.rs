@@ -104,6 +104,19 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u32, lambda_runtime::Error>> + Send;
 }
 
+/// A [`Transport`] for unit tests that keeps every body it is given, parsed.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Capture(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
+
+#[cfg(test)]
+impl Transport for Capture {
+    async fn put(&self, _: &ResponseUrl, body: Vec<u8>, _: Instant) -> Result<u32, lambda_runtime::Error> {
+        self.0.lock().unwrap().push(serde_json::from_slice(&body)?);
+        Ok(1)
+    }
+}
+
 impl Transport for Sender {
     async fn put(
         &self,
@@ -610,8 +623,6 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use serde::Deserialize;
     use serde_json::json;
 
@@ -640,21 +651,6 @@ mod tests {
 
         async fn delete(&self, _: Delete<Props>) -> Result<(), HandlerError> {
             Ok(())
-        }
-    }
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<Value>>>);
-
-    impl Transport for Capture {
-        async fn put(
-            &self,
-            _: &ResponseUrl,
-            body: Vec<u8>,
-            _: Instant,
-        ) -> Result<u32, lambda_runtime::Error> {
-            self.0.lock().unwrap().push(serde_json::from_slice(&body)?);
-            Ok(1)
         }
     }
 
