@@ -304,6 +304,7 @@ def service_template_checks(tmp, endpoint, cfn):
         "HostName": "orders.example.com", "HostedZoneId": zone,
         "ContainerPort": "8080", "HealthCheckPath": "/health", "DesiredCount": "3", "Cpu": "512",
         "Memory": "1024", "DatabaseName": "orders", "DatabaseOnDelete": "Retain",
+        "DatabasePasswordRotationToken": "",
         "LogRetentionInDays": "90", "SupportStackName": support, "FargateClusterStackName": fargate,
         "RdsClusterStackName": rds, "AdminCredentialSource": "AdminSecret",
     }

@@ -564,21 +564,29 @@ async fn run() -> i32 {
         rotated.clone(),
         database_props[0].clone(),
     );
-    let x = db_lambdas[0].call(update.clone()).await;
+    let (old_user, old_password, database, parameter) = passwords[0].clone();
+    // A running orders task: it keeps opening connections with the credential it started with,
+    // all through the rotation.
+    let ((attempts, failures), x) = reconnecting_while(
+        pg,
+        (&old_user, &old_password, &database),
+        db_lambdas[0].call(update.clone()),
+    )
+    .await;
     report.record(&stack_of(&SERVICES[0]), "ServiceDatabase", &update, &x);
-    let (user, old_password, database, parameter) = passwords[0].clone();
+    let user = answered(&x, "/Data/Username");
     let new_password = report.secret(&parameter, read_secret(&ssm, &parameter).await);
     report.check(
-        !new_password.is_empty() && new_password != old_password,
-        format!("{parameter} holds a new password"),
+        !new_password.is_empty() && new_password != old_password && user != old_user,
+        format!("{parameter} holds a new password, for the other login role {user} (Data.Username; the task definition changes, so ECS replaces the tasks)"),
+    );
+    report.check(
+        attempts >= 3 && failures == 0,
+        format!("a running task's client reconnected {attempts} times through the rotation as {old_user}, {failures} failed"),
     );
     report.check(
         pg.connect(&user, &new_password, &database).await.is_ok(),
-        "orders connects with the new password",
-    );
-    report.check(
-        pg.connect(&user, &old_password, &database).await.is_err(),
-        "the old password no longer works",
+        format!("the new tasks' credential ({user} and the parameter's new version) connects"),
     );
 
     // --- a rotation rolled back: another resource of the stack fails ----------------------------
@@ -600,6 +608,11 @@ async fn run() -> i32 {
     let x = db_lambdas[0].call(update.clone()).await;
     report.record(&stack, "ServiceDatabase", &update, &x);
     let discarded = report.secret(&parameter, read_secret(&ssm, &parameter).await);
+    report.check(
+        answered(&x, "/Data/Username") == old_user
+            && pg.connect(&old_user, &old_password, &database).await.is_err(),
+        format!("the next rotation gave {old_user} a new password: the first credential no longer works"),
+    );
     report.say(format!(
         "  {stack} ListenerRulePriority Update → FAILED (another resource, simulated)"
     ));
@@ -619,16 +632,18 @@ async fn run() -> i32 {
     );
     let restored = read_secret(&ssm, &parameter).await;
     report.check(
-        restored.as_ref() == Some(&new_password) && discarded != new_password,
-        format!("{parameter} holds the password from before the failed update again"),
+        restored.as_ref() == Some(&new_password)
+            && discarded != new_password
+            && answered(&x, "/Data/Username") == user,
+        format!("{parameter} holds the password from before the failed update again, for {user}"),
     );
     report.check(
         pg.connect(&user, &new_password, &database).await.is_ok(),
-        "orders connects with that password again",
+        "orders connects with that credential again",
     );
     report.check(
-        pg.connect(&user, &discarded, &database).await.is_err(),
-        "the rolled-back password does not work",
+        pg.connect(&old_user, &discarded, &database).await.is_ok(),
+        format!("tasks the failed update started (as {old_user}) keep connecting until the next rotation"),
     );
     report.say(format!("  {stack} UPDATE_ROLLBACK_COMPLETE"));
 
@@ -638,7 +653,7 @@ async fn run() -> i32 {
         "Update of {stack}: RoleName changed in place, which fails"
     ));
     let mut renamed = rotated.clone();
-    renamed["RoleName"] = json!(format!("{user}_renamed"));
+    renamed["RoleName"] = json!(format!("{database}_renamed"));
     let update = db_events.update(
         "Custom::ServiceDatabase",
         "ServiceDatabase",
@@ -704,20 +719,23 @@ async fn run() -> i32 {
         let x = db_lambdas[i].call(delete.clone()).await;
         report.record(&stack, "ServiceDatabase", &delete, &x);
         let (user, _, database, parameter) = &passwords[i];
-        let (db, role, param) = (
+        let (db, param) = (
             database_exists(pg, database).await,
-            role_exists(pg, user).await,
             parameter_exists(&ssm, parameter).await,
         );
+        let mut roles = Vec::new();
+        for role in [database.clone(), format!("{database}_a"), format!("{database}_b")] {
+            roles.push(role_exists(pg, &role).await);
+        }
         if service.on_delete == "Retain" {
             report.check(
-                db && role && param,
-                format!("OnDelete Retain: database {database}, role {user} and {parameter} are still there"),
+                db && roles[0] && role_exists(pg, user).await && param,
+                format!("OnDelete Retain: database {database}, owner role {database}, login role {user} and {parameter} are still there"),
             );
         } else {
             report.check(
-                !db && !role && !param,
-                format!("OnDelete Drop: database {database}, role {user} and {parameter} are gone"),
+                !db && !roles.contains(&true) && !param,
+                format!("OnDelete Drop: database {database}, role {database} and its login roles {database}_a and {database}_b, and {parameter} are gone"),
             );
         }
     }
@@ -794,4 +812,37 @@ async fn run() -> i32 {
         started.elapsed().as_secs_f64()
     ));
     if report.failed == 0 { 0 } else { 1 }
+}
+
+/// Runs `work` while a running task's database client opens a connection with the credential it
+/// started with, runs a query and closes it, again and again; returns (attempts, failures) and
+/// what `work` returned. The client makes one more attempt once `work` is done.
+async fn reconnecting_while<T>(
+    pg: &Postgres,
+    (user, password, database): (&str, &str, &str),
+    work: impl Future<Output = T>,
+) -> ((u32, u32), T) {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let client = async {
+        let (mut attempts, mut failures) = (0, 0);
+        loop {
+            let last = done.load(std::sync::atomic::Ordering::Acquire);
+            attempts += 1;
+            let ok = match pg.connect(user, password, database).await {
+                Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+                Err(_) => false,
+            };
+            failures += u32::from(!ok);
+            if last {
+                return (attempts, failures);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    let work = async {
+        let out = work.await;
+        done.store(true, std::sync::atomic::Ordering::Release);
+        out
+    };
+    tokio::join!(client, work)
 }

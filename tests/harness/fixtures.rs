@@ -141,9 +141,8 @@ print(stage("AWSPREVIOUS"))
     (lines.next().unwrap_or_default(), lines.next().unwrap_or_default())
 }
 
-/// Every version of an SSM parameter (all pages, decrypted): (version, value, labels), oldest
-/// first.
-pub async fn parameter_history(name: &str) -> Vec<(i64, String, Vec<String>)> {
+/// Each version of an SSM parameter (all pages, decrypted), oldest first.
+async fn versions(name: &str) -> Vec<aws_sdk_ssm::types::ParameterHistory> {
     let ssm = services::moto().ssm();
     let mut versions = Vec::new();
     let mut next = None;
@@ -156,18 +155,41 @@ pub async fn parameter_history(name: &str) -> Vec<(i64, String, Vec<String>)> {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GetParameterHistory {name}: {e:?}"));
-        versions.extend(output.parameters().iter().map(|p| {
-            (
-                p.version(),
-                p.value().unwrap_or_default().to_string(),
-                p.labels().to_vec(),
-            )
-        }));
+        versions.extend(output.parameters().iter().cloned());
         match output.next_token() {
             Some(token) if !token.is_empty() => next = Some(token.to_string()),
             _ => break,
         }
     }
-    versions.sort();
+    versions.sort_by_key(|p| p.version());
     versions
+}
+
+/// Every version of an SSM parameter: (version, value, labels), oldest first.
+pub async fn parameter_history(name: &str) -> Vec<(i64, String, Vec<String>)> {
+    versions(name)
+        .await
+        .iter()
+        .map(|p| {
+            (
+                p.version(),
+                p.value().unwrap_or_default().to_string(),
+                p.labels().to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// Every version of an SSM parameter: (value, description), oldest first.
+pub async fn parameter_descriptions(name: &str) -> Vec<(String, String)> {
+    versions(name)
+        .await
+        .iter()
+        .map(|p| {
+            (
+                p.value().unwrap_or_default().to_string(),
+                p.description().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }

@@ -67,8 +67,16 @@ pub fn trials() -> Vec<Trial> {
             wrong_host_name_is_refused,
         ),
         trial(
-            "service_database::rotation_makes_the_new_password_work_and_the_old_fail",
-            rotation_makes_the_new_password_work_and_the_old_fail,
+            "service_database::a_rotation_keeps_the_running_credential_until_the_next",
+            a_rotation_keeps_the_running_credential_until_the_next,
+        ),
+        trial(
+            "service_database::a_concurrent_duplicate_rotation_makes_no_third_password",
+            a_concurrent_duplicate_rotation_makes_no_third_password,
+        ),
+        trial(
+            "service_database::a_resource_made_before_the_login_roles_moves_to_them",
+            a_resource_made_before_the_login_roles_moves_to_them,
         ),
         trial(
             "service_database::failed_create_is_cleaned_up_by_its_rollback_delete",
@@ -401,9 +409,37 @@ async fn database_count(pg: &Postgres, name: &str) -> i64 {
         .get(0)
 }
 
-/// Connects as the service and creates a table in its database's `public` schema.
+/// Connects as the service (the login role `password` is for) and creates a table in its
+/// database's `public` schema.
 async fn service_creates_a_table(pg: &Postgres, database: &str, password: &str) {
-    service_creates_a_table_as(pg, database, database, password).await;
+    let login = login_holding(&parameter_name(database), password).await;
+    service_creates_a_table_as(pg, &login, database, password).await;
+}
+
+/// The login role a password is for: the description of the parameter version holding it names
+/// it ("Password of Postgres role <login> for database <id> (Custom::ServiceDatabase)"), as the
+/// handler returns it in `Data.Username`.
+async fn login_holding(parameter: &str, password: &str) -> String {
+    let versions = local_invoke::fixtures::parameter_descriptions(parameter).await;
+    let description = versions
+        .iter()
+        .rev()
+        .find(|(value, _)| value == password)
+        .map(|(_, description)| description.clone())
+        .unwrap_or_else(|| panic!("no version of {parameter} holds this password"));
+    description
+        .strip_prefix("Password of Postgres role ")
+        .and_then(|d| d.split_once(" for database "))
+        .map(|(login, _)| login.to_string())
+        .unwrap_or_else(|| panic!("the description of {parameter}'s version names no role: {description}"))
+}
+
+/// Whether `login` logs in to `database` with `password`; the SQLSTATE when refused.
+async fn login_result(pg: &Postgres, login: &str, password: &str, database: &str) -> Result<(), String> {
+    pg.connect(login, password, database)
+        .await
+        .map(drop)
+        .map_err(|e| sqlstate(&e))
 }
 
 /// Connects as `role` to `database` and creates a table in its `public` schema.
@@ -441,7 +477,8 @@ async fn create_makes_a_login_role_owning_its_database() {
     let id = format!("{}:{}/{name}", f.pg.host, f.pg.port);
     assert_eq!(created.physical_id(), Some(id.as_str()));
     assert_eq!(created.data("DatabaseName"), Some(name.as_str()));
-    assert_eq!(created.data("Username"), Some(name.as_str()));
+    let login = format!("{name}_a");
+    assert_eq!(created.data("Username"), Some(login.as_str()));
     assert_eq!(
         created.data("PasswordParameterName"),
         Some(parameter_name(&name).as_str())
@@ -461,8 +498,18 @@ async fn create_makes_a_login_role_owning_its_database() {
 
     assert_eq!(
         role(f.pg, &name).await,
+        Some((false, false, false, false)),
+        "the owner: NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+    );
+    assert_eq!(
+        role(f.pg, &login).await,
         Some((true, false, false, false)),
-        "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+        "the login role: LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+    );
+    assert_eq!(
+        role(f.pg, &format!("{name}_b")).await,
+        None,
+        "the second login role is made by the first rotation"
     );
     assert_eq!(database_owner(f.pg, &name).await.as_deref(), Some(name.as_str()));
     let (password, version, key_id) = stored(&parameter_name(&name)).await.expect("password parameter");
@@ -474,8 +521,8 @@ async fn create_makes_a_login_role_owning_its_database() {
 
     let log = f.pg.log().expect("server log");
     assert!(
-        log.contains(&format!("CREATE ROLE \"{name}\"")),
-        "the CREATE ROLE is in the server log"
+        log.contains(&format!("CREATE ROLE \"{name}\"")) && log.contains(&format!("CREATE ROLE \"{login}\"")),
+        "the CREATE ROLEs are in the server log"
     );
     assert!(
         log.contains("PASSWORD 'SCRAM-SHA-256$4096:"),
@@ -492,12 +539,13 @@ async fn other_services_and_public_cannot_connect() {
     let (pa, pb) = (service_password(&a).await, service_password(&b).await);
     service_creates_a_table(f.pg, &a, &pa).await;
 
+    let b_login = login_holding(&parameter_name(&b), &pb).await;
     let refused =
-        f.pg.connect(&b, &pb, &a)
+        f.pg.connect(&b_login, &pb, &a)
             .await
             .expect_err("service B must not connect to A's database");
     assert_eq!(sqlstate(&refused), "42501", "permission denied: {refused:?}");
-    f.pg.connect(&b, &pb, &b)
+    f.pg.connect(&b_login, &pb, &b)
         .await
         .expect("B connects to its own database");
 
@@ -750,6 +798,18 @@ async fn hostile_names_are_refused_or_created_exactly() {
         Some((true, false, true, true)),
         "the admin changed"
     );
+    // 62 bytes is a valid Postgres name, but leaves no room for the login roles' suffix.
+    let exchange = f
+        .create(f.props(&unique("ok"), json!({"RoleName": "r".repeat(62)})))
+        .await;
+    f.assert_failed(&exchange);
+    assert!(
+        exchange
+            .reason()
+            .is_some_and(|r| r.contains("RoleName") && r.contains("at most 61 bytes")),
+        "{:?}",
+        exchange.reason()
+    );
 
     // A SQL keyword is a valid name: created exactly as named, always quoted.
     let keyword = "table";
@@ -902,50 +962,224 @@ async fn wrong_host_name_is_refused() {
     );
 }
 
-async fn rotation_makes_the_new_password_work_and_the_old_fail() {
+/// Rotations alternate between the two login roles: after a rotation the credential the running
+/// tasks hold (the Username and password from before) still logs in, an open session goes on,
+/// and the new credential works; what one login creates the other can use; after the second
+/// rotation the first credential fails.
+async fn a_rotation_keeps_the_running_credential_until_the_next() {
     let f = Fixture::start().await;
     let name = unique("rotate");
-    let old_props = f.props(&name, json!({"RotationToken": "1"}));
-    let created = f.create(old_props.clone()).await;
+    let props = |token: &str| f.props(&name, json!({"RotationToken": token}));
+    let created = f.create(props("1")).await;
     f.assert_success(&created);
-    let (old_password, v1, _) = stored(&parameter_name(&name)).await.unwrap();
-    service_creates_a_table(f.pg, &name, &old_password).await;
-
-    let new_props = f.props(&name, json!({"RotationToken": "2"}));
-    let updated = f
-        .update(
-            created.physical_id().expect("a physical id"),
-            new_props.clone(),
-            old_props,
-        )
-        .await;
-    f.assert_success(&updated);
-    assert_eq!(
-        updated.physical_id(),
-        Some(created.physical_id().expect("a physical id"))
-    );
-    let (new_password, v2, key_id) = stored(&parameter_name(&name)).await.unwrap();
-    assert_eq!(v2, v1 + 1, "a new parameter version");
-    assert_ne!(new_password, old_password);
-    assert_eq!(key_id.as_deref(), Some(KEY));
-    service_creates_a_table(f.pg, &name, &new_password).await;
-    let refused =
-        f.pg.connect(&name, &old_password, &name)
+    let id = created.physical_id().expect("a physical id").to_string();
+    let username = |e: &Exchange| e.data("Username").expect("a Username").to_string();
+    let first = (username(&created), service_password(&name).await);
+    // A running task: an open session, and a table made through the first login role.
+    let running =
+        f.pg.connect(&first.0, &first.1, &name)
             .await
-            .expect_err("the old password still works");
-    assert_eq!(sqlstate(&refused), "28P01", "{refused:?}");
+            .expect("the first credential");
+    running
+        .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY); INSERT INTO items VALUES (1)")
+        .await
+        .unwrap();
+
+    let rotated = f.update(&id, props("2"), props("1")).await;
+    f.assert_success(&rotated);
+    assert_eq!(rotated.physical_id(), Some(id.as_str()));
+    let (second_password, version, key_id) = stored(&parameter_name(&name)).await.unwrap();
+    assert_eq!(version, 2, "a new parameter version");
+    assert_eq!(key_id.as_deref(), Some(KEY));
+    let second = (username(&rotated), second_password);
+    assert_eq!(
+        second.0,
+        format!("{name}_b"),
+        "the rotation went to the other login role"
+    );
+    assert_ne!(second.1, first.1);
+    assert_eq!(
+        role(f.pg, &second.0).await,
+        Some((true, false, false, false)),
+        "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+    );
+    running
+        .simple_query("INSERT INTO items VALUES (2)")
+        .await
+        .expect("the open session survives the rotation");
+    assert_eq!(
+        login_result(f.pg, &first.0, &first.1, &name).await,
+        Ok(()),
+        "a new connection with the pre-rotation credential"
+    );
+    let new =
+        f.pg.connect(&second.0, &second.1, &name)
+            .await
+            .expect("the new credential");
+    new.batch_execute("INSERT INTO items VALUES (3); CREATE TABLE more (id bigint)")
+        .await
+        .expect("the table made through login A is usable through login B");
+    let owner: String = new
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'items'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, name, "tables belong to the owner role");
+    running
+        .batch_execute("INSERT INTO more VALUES (1)")
+        .await
+        .expect("the table made through login B is usable through login A");
 
     // An Update that changes nothing that matters leaves the password alone.
-    let again = f
-        .update(
-            created.physical_id().expect("a physical id"),
-            new_props.clone(),
-            new_props,
-        )
-        .await;
+    let again = f.update(&id, props("2"), props("2")).await;
     f.assert_success(&again);
-    assert_eq!(stored(&parameter_name(&name)).await.unwrap().1, v2);
-    f.assert_hidden(&[&created, &updated, &again], &[&old_password, &new_password]);
+    assert_eq!(stored(&parameter_name(&name)).await.unwrap().1, version);
+    assert_eq!(again.data("Username"), Some(second.0.as_str()));
+
+    // The second rotation: the first login role gets a new password, and its old one fails.
+    let rotated_again = f.update(&id, props("3"), props("2")).await;
+    f.assert_success(&rotated_again);
+    assert_eq!(rotated_again.data("Username"), Some(first.0.as_str()));
+    let third = service_password(&name).await;
+    assert_eq!(
+        login_result(f.pg, &first.0, &first.1, &name).await,
+        Err("28P01".to_string()),
+        "the first credential after the second rotation"
+    );
+    assert_eq!(login_result(f.pg, &second.0, &second.1, &name).await, Ok(()));
+    assert_eq!(login_result(f.pg, &first.0, &third, &name).await, Ok(()));
+    f.assert_hidden(
+        &[&created, &rotated, &again, &rotated_again],
+        &[&first.1, &second.1, &third],
+    );
+}
+
+/// The same rotation delivered twice at once, by two Lambda processes: the second waits for the
+/// lock, finds the token's version and holds its password; one new version, no third password.
+async fn a_concurrent_duplicate_rotation_makes_no_third_password() {
+    let f = Fixture::start().await;
+    let mut other = Harness::start("service-database", &allowing_adopt()).await;
+    other.events.stack_id = f.h.events.stack_id.clone();
+    let name = unique("dup_rotation");
+    let props = |token: &str| f.props(&name, json!({"RotationToken": token}));
+    let created = f.create(props("r1")).await;
+    f.assert_success(&created);
+    let id = created.physical_id().expect("a physical id").to_string();
+    let e1 = f.h.events.update(TYPE, LOGICAL_ID, &id, props("r2"), props("r1"));
+    let e2 = other
+        .events
+        .update(TYPE, LOGICAL_ID, &id, props("r2"), props("r1"));
+    let (r1, r2) = tokio::join!(f.h.call(e1), other.call(e2));
+    for (exchange, logs) in [(&r1, f.h.logs()), (&r2, other.logs())] {
+        assert_eq!(
+            exchange.status(),
+            Some("SUCCESS"),
+            "{:?}\n{logs}",
+            exchange.reason()
+        );
+    }
+    assert_eq!(r1.data("Username"), r2.data("Username"));
+    let versions = local_invoke::fixtures::parameter_history(&parameter_name(&name)).await;
+    assert_eq!(
+        versions.len(),
+        2,
+        "one new version: {:?}",
+        versions.iter().map(|v| v.0).collect::<Vec<_>>()
+    );
+    let latest = service_password(&name).await;
+    assert_eq!(
+        login_result(f.pg, r1.data("Username").unwrap(), &latest, &name).await,
+        Ok(())
+    );
+}
+
+/// A resource made before the login roles: its owner role logs in itself, and its parameter's
+/// description names the owner. It keeps working; its first rotation moves it to the pair (the
+/// owner's credential kept as the previous one), the second takes the owner's login away, and a
+/// Delete with Drop removes the owner and both login roles.
+async fn a_resource_made_before_the_login_roles_moves_to_them() {
+    let f = Fixture::start().await;
+    let name = unique("legacy");
+    let props = |token: &str| f.props(&name, json!({"RotationToken": token, "OnDelete": "Drop"}));
+    let created = f.create(props("r1")).await;
+    f.assert_success(&created);
+    let id = created.physical_id().expect("a physical id").to_string();
+    // Made over into what the handler before the login roles left: the owner logs in with the
+    // parameter's password, which its description says is the owner's; no login roles.
+    let legacy_password = service_password(&name).await;
+    f.admin()
+        .await
+        .batch_execute(&format!(
+            "DROP ROLE {name}_a; ALTER ROLE {name} LOGIN PASSWORD {}",
+            verifier(&legacy_password)
+        ))
+        .await
+        .unwrap();
+    ssm()
+        .put_parameter()
+        .name(parameter_name(&name))
+        .value(&legacy_password)
+        .r#type(ParameterType::SecureString)
+        .key_id(KEY)
+        .overwrite(true)
+        .description(format!(
+            "Password of Postgres role {name} for database {id} (Custom::ServiceDatabase)"
+        ))
+        .send()
+        .await
+        .unwrap();
+    service_creates_a_table_as(f.pg, &name, &name, &legacy_password).await;
+
+    // Single-role mode until a rotation: an Update that changes nothing keeps the owner logging in.
+    let unchanged = f.update(&id, props("r1"), props("r1")).await;
+    f.assert_success(&unchanged);
+    assert_eq!(unchanged.data("Username"), Some(name.as_str()));
+
+    let first = f.update(&id, props("r2"), props("r1")).await;
+    f.assert_success(&first);
+    let login_a = format!("{name}_a");
+    assert_eq!(first.data("Username"), Some(login_a.as_str()));
+    let second_password = service_password(&name).await;
+    assert_eq!(
+        login_result(f.pg, &name, &legacy_password, &name).await,
+        Ok(()),
+        "the owner's credential, which the running tasks hold, after the first rotation"
+    );
+    service_creates_a_table_as(f.pg, &login_a, &name, &second_password).await;
+
+    let second = f.update(&id, props("r3"), props("r2")).await;
+    f.assert_success(&second);
+    let login_b = format!("{name}_b");
+    assert_eq!(second.data("Username"), Some(login_b.as_str()));
+    assert_eq!(
+        login_result(f.pg, &name, &legacy_password, &name).await,
+        // Its password is gone too (NOLOGIN PASSWORD NULL): authentication fails first.
+        Err("28P01".to_string()),
+        "the owner still logs in after the second rotation"
+    );
+    assert_eq!(role(f.pg, &name).await, Some((false, false, false, false)));
+    assert_eq!(
+        login_result(f.pg, &login_a, &second_password, &name).await,
+        Ok(())
+    );
+    service_creates_a_table_as(f.pg, &login_b, &name, &service_password(&name).await).await;
+
+    let deleted = f.delete(&id, props("r3")).await;
+    f.assert_success(&deleted);
+    for role_name in [&name, &login_a, &login_b] {
+        assert_eq!(
+            role(f.pg, role_name).await,
+            None,
+            "role {role_name} is still there"
+        );
+    }
+    f.assert_hidden(
+        &[&created, &unchanged, &first, &second, &deleted],
+        &[&legacy_password, &second_password],
+    );
 }
 
 /// Rotate to r2, roll back to r1 (CloudFormation's rollback Update: previous values as the
@@ -983,11 +1217,14 @@ async fn rotation_rollback_restores_the_old_password_in_ssm_and_postgres() {
     assert_eq!(p3, p1, "the rollback did not restore r1's password");
     assert_eq!(key_id.as_deref(), Some(KEY));
     service_creates_a_table(f.pg, &name, &p1).await;
-    let refused =
-        f.pg.connect(&name, &p2, &name)
-            .await
-            .expect_err("r2's password still works after the rollback");
-    assert_eq!(sqlstate(&refused), "28P01", "{refused:?}");
+    assert_eq!(
+        rolled_back.data("Username"),
+        created.data("Username"),
+        "the rollback flips back"
+    );
+    // Tasks started with r2's credential survive the rollback: its login role keeps it until the
+    // next rotation.
+    service_creates_a_table(f.pg, &name, &p2).await;
     // The rollback delivered twice: still r1's password, no new version.
     let again = f.update(&id, r1.clone(), r2.clone()).await;
     f.assert_success(&again);
@@ -1231,7 +1468,8 @@ async fn drop_removes_database_role_and_parameter() {
     f.assert_success(&created);
     let password = service_password(&name).await;
     // A live session of the service: Drop must end it.
-    let session = f.pg.connect(&name, &password, &name).await.unwrap();
+    let login = login_holding(&parameter_name(&name), &password).await;
+    let session = f.pg.connect(&login, &password, &name).await.unwrap();
 
     let deleted = f
         .delete(created.physical_id().expect("a physical id"), props.clone())
@@ -1242,7 +1480,13 @@ async fn drop_removes_database_role_and_parameter() {
         0,
         "the database is still there"
     );
-    assert_eq!(role(f.pg, &name).await, None, "the role is still there");
+    for role_name in [name.clone(), format!("{name}_a"), format!("{name}_b")] {
+        assert_eq!(
+            role(f.pg, &role_name).await,
+            None,
+            "role {role_name} is still there"
+        );
+    }
     assert!(
         stored(&parameter_name(&name)).await.is_none(),
         "the parameter is still there"
@@ -1302,7 +1546,7 @@ async fn replacement_creates_the_new_and_drop_spares_the_shared() {
         .await
         .expect("the shared parameter was deleted");
     assert_eq!(still, password);
-    service_creates_a_table_as(f.pg, &role_name, &new, &still).await;
+    service_creates_a_table_as(f.pg, &login_holding(&parameter, &still).await, &new, &still).await;
 }
 
 async fn invalid_property_fails_naming_it() {
@@ -1520,7 +1764,8 @@ pub(crate) async fn aws_managed_key_arn_refused() {
 
 /// The role logs in to its database with `password` (and can use it).
 async fn logs_in(f: &Fixture, name: &str, password: &str, step: &str) {
-    if let Err(e) = f.pg.connect(name, password, name).await {
+    let login = login_holding(&parameter_name(name), password).await;
+    if let Err(e) = f.pg.connect(&login, password, name).await {
         panic!("{step}: the service cannot log in with SSM's latest password: {e:?}");
     }
 }
@@ -1577,11 +1822,21 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
         "r1's password was gone, so r1 gets a new one"
     );
     logs_in(&f, &name, &restored, "back to r1").await;
-    let refused =
-        f.pg.connect(&name, &passwords[ROTATIONS - 1], &name)
-            .await
-            .expect_err("r149's password still works after the Update back to r1");
-    assert_eq!(sqlstate(&refused), "28P01", "{refused:?}");
+    // The new password went to the login role not in use (r150's, whose password is gone); the
+    // one in use (r149's) keeps working until the next rotation.
+    logs_in(
+        &f,
+        &name,
+        &passwords[ROTATIONS - 1],
+        "r149's after the Update back to r1",
+    )
+    .await;
+    let r150_login = login_holding(&parameter_name(&name), &passwords[ROTATIONS]).await;
+    assert_eq!(
+        login_result(f.pg, &r150_login, &passwords[ROTATIONS], &name).await,
+        Err("28P01".to_string()),
+        "r150's password still works after the Update back to r1"
+    );
 
     let deleted = f.delete(&id, token(1)).await;
     f.assert_success(&deleted);
@@ -1860,16 +2115,26 @@ async fn converged(f: &Fixture, name: &str, gone: bool, what: &str) {
         stored(&parameter_name(name)).await,
     );
     if gone {
+        let mut logins = Vec::new();
+        for suffix in ["_a", "_b"] {
+            logins.push(role(f.pg, &format!("{name}{suffix}")).await.is_some());
+        }
         assert_eq!(
-            (db, role_row.is_some(), parameter.is_some()),
-            (0, false, false),
+            (db, role_row.is_some(), logins, parameter.is_some()),
+            (0, false, vec![false, false], false),
             "{what}: left behind"
         );
         return;
     }
     assert_eq!(db, 1, "{what}: databases");
-    assert_eq!(role_row, Some((true, false, false, false)), "{what}: role");
+    assert_eq!(role_row, Some((false, false, false, false)), "{what}: owner role");
     let (password, _, _) = parameter.unwrap_or_else(|| panic!("{what}: no password parameter"));
+    let login = login_holding(&parameter_name(name), &password).await;
+    assert_eq!(
+        role(f.pg, &login).await,
+        Some((true, false, false, false)),
+        "{what}: login role {login}"
+    );
     service_creates_a_table(f.pg, name, &password).await;
 }
 

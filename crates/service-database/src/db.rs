@@ -111,9 +111,11 @@ impl Target {
                 // client_connection_check_interval (PostgreSQL 14+, skipped before): a statement
                 // or lock wait whose client went away (the handler ran out of time) ends within a
                 // second instead of at its timeout, releasing what it holds.
+                // standard_conforming_strings too, before any literal is sent (one round trip).
                 connection
                     .batch_execute(&format!(
                         "SET statement_timeout = {ms}; SET lock_timeout = {ms}; \
+                         SET standard_conforming_strings = on; \
                          SELECT set_config(name, '{CONNECTION_CHECK_MS}', false) FROM pg_settings \
                          WHERE name = 'client_connection_check_interval'"
                     ))
@@ -127,11 +129,7 @@ impl Target {
     /// The admin's session on [`ADMIN_DATABASE`], ready for literals.
     pub async fn admin(&self, user: &str, password: &Secret<String>) -> Result<Session, Error> {
         let client = self.connect(user, password, ADMIN_DATABASE).await?;
-        let session = Session { client };
-        session
-            .execute("preparing the session", "SET standard_conforming_strings = on")
-            .await?;
-        Ok(session)
+        Ok(Session { client })
     }
 }
 
@@ -189,8 +187,10 @@ impl Marker {
 /// A role as the cluster shows it.
 #[derive(Debug, Clone)]
 pub struct RoleRow {
+    pub name: String,
     pub comment: Option<String>,
     pub superuser: bool,
+    pub can_login: bool,
     /// Databases this role owns.
     pub owned_databases: Vec<String>,
 }
@@ -216,41 +216,55 @@ impl Session {
     }
 
     /// Takes session-level advisory locks on `keys` (sorted, so two sessions never deadlock);
-    /// they are released by [`Session::unlock`] or when the session ends.
+    /// they are released by [`Session::unlock`] or when the session ends. One round trip: the
+    /// calls of one select list run in order, each waiting (up to `lock_timeout`) for its lock.
     pub async fn lock(&self, mut keys: Vec<i64>) -> Result<(), Error> {
         keys.sort_unstable();
         keys.dedup();
-        for key in keys {
-            self.client
-                .execute("SELECT pg_advisory_lock($1)", &[&key])
-                .await
-                .map_err(|e| Error::sql("taking the advisory lock", &e))?;
-        }
-        Ok(())
+        let calls: Vec<String> = keys
+            .iter()
+            .map(|key| format!("pg_advisory_lock({key})"))
+            .collect();
+        self.execute(
+            "taking the advisory lock",
+            &format!("SELECT {}", calls.join(", ")),
+        )
+        .await
     }
 
     pub async fn unlock(&self) {
-        if let Err(e) = self.client.execute("SELECT pg_advisory_unlock_all()", &[]).await {
+        if let Err(e) = self.client.batch_execute("SELECT pg_advisory_unlock_all()").await {
             tracing::warn!(error = %postgres_detail(&e), "releasing advisory locks; the session end releases them");
         }
     }
 
     pub async fn role(&self, role: &Identifier) -> Result<Option<RoleRow>, Error> {
-        let row = self
+        Ok(self.roles(&[role]).await?.into_iter().next())
+    }
+
+    /// The roles of `names` that exist, in one query.
+    pub async fn roles(&self, names: &[&Identifier]) -> Result<Vec<RoleRow>, Error> {
+        let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        let rows = self
             .client
-            .query_opt(
-                "SELECT shobj_description(r.oid, 'pg_authid'), r.rolsuper, \
+            .query(
+                "SELECT r.rolname::text, shobj_description(r.oid, 'pg_authid'), r.rolsuper, r.rolcanlogin, \
                  ARRAY(SELECT d.datname::text FROM pg_database d WHERE d.datdba = r.oid ORDER BY 1) \
-                 FROM pg_roles r WHERE r.rolname = $1",
-                &[&role.as_str()],
+                 FROM pg_roles r WHERE r.rolname = ANY($1)",
+                &[&names],
             )
             .await
-            .map_err(|e| Error::sql(format!("looking up role {role}"), &e))?;
-        Ok(row.map(|row| RoleRow {
-            comment: row.get(0),
-            superuser: row.get(1),
-            owned_databases: row.get(2),
-        }))
+            .map_err(|e| Error::sql(format!("looking up role {}", names.join(", ")), &e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| RoleRow {
+                name: row.get(0),
+                comment: row.get(1),
+                superuser: row.get(2),
+                can_login: row.get(3),
+                owned_databases: row.get(4),
+            })
+            .collect())
     }
 
     pub async fn database(&self, database: &Identifier) -> Result<Option<DatabaseRow>, Error> {
@@ -303,6 +317,68 @@ impl Session {
             .await
     }
 
+    /// Creates the `NOLOGIN` owner role and marks it ours, in one implicit transaction.
+    pub async fn create_owner(&self, owner: &Identifier, marker: &Marker) -> Result<(), Error> {
+        let sql = format!(
+            "CREATE ROLE {r} WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS; \
+             COMMENT ON ROLE {r} IS {m}",
+            r = owner.quoted(),
+            m = marker.literal()?,
+        );
+        self.execute(&format!("creating role {owner}"), &sql).await
+    }
+
+    /// Creates (or, when `exists`, updates) a login role of `owner`: `LOGIN` with `password`,
+    /// a member of the owner, and a session that starts as the owner (`SET role`), so what it
+    /// creates belongs to the owner and stays usable through the other login role. Marked ours;
+    /// all in one implicit transaction.
+    pub async fn set_login(
+        &self,
+        login: &Identifier,
+        owner: &Identifier,
+        password: &Secret<String>,
+        marker: &Marker,
+        exists: bool,
+    ) -> Result<(), Error> {
+        let (r, o, v) = (login.quoted(), owner.quoted(), verifier(password)?);
+        let role = if exists {
+            // Only LOGIN and the password: naming SUPERUSER or NOSUPERUSER at all needs a superuser,
+            // which an RDS master is not (a superuser role was refused before this).
+            format!("ALTER ROLE {r} WITH LOGIN PASSWORD {v}; GRANT {o} TO {r}")
+        } else {
+            format!(
+                "CREATE ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS \
+                 IN ROLE {o} PASSWORD {v}"
+            )
+        };
+        let as_owner = quote_literal(owner.as_str()).expect("identifiers hold no NUL");
+        // The admin a member too: ending the login role's sessions (a Delete's) needs it.
+        let sql = format!(
+            "{role}; ALTER ROLE {r} SET role = {as_owner}; GRANT {r} TO CURRENT_USER; COMMENT ON ROLE {r} IS {m}",
+            m = marker.literal()?,
+        );
+        let doing = if exists {
+            format!("setting the password of role {login}")
+        } else {
+            format!("creating role {login}")
+        };
+        self.execute(&doing, &sql).await
+    }
+
+    /// Marks a role ours (an adopted owner), leaving its attributes and password as they are.
+    pub async fn mark_role(&self, role: &Identifier, marker: &Marker) -> Result<(), Error> {
+        let sql = format!("COMMENT ON ROLE {} IS {}", role.quoted(), marker.literal()?);
+        self.execute(&format!("marking role {role} as this resource's"), &sql)
+            .await
+    }
+
+    /// Takes a role's `LOGIN` and password away: nothing can log in as it any more.
+    pub async fn disable_login(&self, role: &Identifier) -> Result<(), Error> {
+        let sql = format!("ALTER ROLE {} WITH NOLOGIN PASSWORD NULL", role.quoted());
+        self.execute(&format!("taking the login of role {role} away"), &sql)
+            .await
+    }
+
     /// Makes the admin a member of `role`: an RDS master is no superuser, and must be a member to
     /// create a database owned by the role, or to drop it.
     pub async fn grant_role_to_admin(&self, role: &Identifier) -> Result<(), Error> {
@@ -352,7 +428,12 @@ impl Session {
     }
 
     pub async fn drop_role(&self, role: &Identifier) -> Result<(), Error> {
-        let sql = format!("DROP ROLE IF EXISTS {}", role.quoted());
+        self.drop_role_named(role.as_str()).await
+    }
+
+    /// Drops a role by the name the catalog gave (one of ours, read back from `pg_roles`).
+    pub async fn drop_role_named(&self, role: &str) -> Result<(), Error> {
+        let sql = format!("DROP ROLE IF EXISTS {}", crate::ident::quote_identifier(role));
         self.execute(&format!("dropping role {role}"), &sql).await
     }
 }

@@ -11,6 +11,8 @@ use ssm_secret::{CreateIfAbsent, DeleteOutcome, Owner, ParameterStore, PasswordP
 use crate::admin::{AdminCredential, AdminCredentials};
 use crate::db::{self, DatabaseRow, Marker, RoleRow, Session, Target};
 use crate::error::{Adoption, Error};
+use crate::ident::Identifier;
+use crate::logins::{self, Logins};
 use crate::properties::{OnDelete, Properties, Validated};
 use crate::tls;
 
@@ -54,8 +56,8 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
         }
         self.keys.check(&p.key_id).await?;
         let id = physical_id(&v)?;
-        self.ensure(&request.info, p, &v, &self.adoption(p)).await?;
-        Ok(Created::new(id).with_data(data(p, &v)))
+        let login = self.ensure(&request.info, p, &v, &self.adoption(p)).await?;
+        Ok(Created::new(id).with_data(data(p, &v, &login)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -75,14 +77,14 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
             // Delete for the old id, which drops (with OnDelete Drop) only what still names it.
             tracing::info!(old = %request.physical_id.as_str(), new = %v.physical_id(), "replacing");
             let id = physical_id(&v)?;
-            self.ensure(&request.info, p, &v, &adopt).await?;
-            return Ok(Updated::replace(id).with_data(data(p, &v)));
+            let login = self.ensure(&request.info, p, &v, &adopt).await?;
+            return Ok(Updated::replace(id).with_data(data(p, &v, &login)));
         }
         // Decided from real state: the old properties (what failed last time, on a rollback) only
         // say what may have moved, so that PostgreSQL is checked and the error can say why.
         let old = request.old_properties.as_ref();
-        self.converge_password(&request.info, p, &v, old, &adopt).await?;
-        Ok(Updated::keep().with_data(data(p, &v)))
+        let login = self.converge_password(&request.info, p, &v, old, &adopt).await?;
+        Ok(Updated::keep().with_data(data(p, &v, &login)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -125,23 +127,27 @@ impl ServiceDatabase {
         }
     }
 
-    /// Create (and replacement): converges on the password parameter, the role and the database.
+    /// Create (and replacement): converges on the password parameter, the roles and the database.
     /// The steps: the two passwords (SSM), then under the lock on the names, [`inspect`] what the
     /// cluster holds (refusing what is not ours) and [`apply`] what is missing, then check the
-    /// role can use its database's schema `public`; the PostgreSQL part [`within_deadline`].
+    /// owner can use its database's schema `public`; the PostgreSQL part [`within_deadline`].
+    /// Returns the login role that holds the password (`Data.Username`).
     async fn ensure(
         &self,
         info: &RequestInfo,
         p: &Properties,
         v: &Validated,
         adopt: &Adoption,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<Identifier, HandlerError> {
         let progress = &info.progress;
+        let logins = Logins::of(&v.role)?;
         progress.set("reading the admin credential");
         let admin = self.admin.current(&v.admin).await?;
 
         progress.set("getting or creating the service password parameter");
-        let password = self.service_password(p, v, &Owner::of(info), adopt).await?;
+        let (password, login) = self
+            .service_password(p, v, &logins, &Owner::of(info), adopt)
+            .await?;
 
         // The parameter exists now: a Create that fails from here on answers with this id, and
         // CloudFormation's rollback Delete removes what it made.
@@ -151,15 +157,12 @@ impl ServiceDatabase {
         let target = target(info, p, v)?;
         within_deadline(info, async {
             let (session, admin) = self.admin_session(info, &target, v, admin).await?;
-            under_lock(info, &session, v, async {
-                let found = inspect(
-                    session.role(&v.role).await?,
-                    session.database(&v.database).await?,
-                    v,
-                    &marker,
-                    adopt,
-                )?;
-                apply(info, &session, v, &found, &password, &marker).await
+            under_lock(info, &session, v, Some(&logins), async {
+                let names = logins.all();
+                let (roles, database) =
+                    tokio::try_join!(session.roles(&names), session.database(&v.database))?;
+                let found = inspect(roles, database, v, &logins, &login, &marker, adopt)?;
+                apply(info, &session, v, &logins, &login, &found, &password, &marker).await
             })
             .await?;
 
@@ -170,14 +173,16 @@ impl ServiceDatabase {
             db::check_public_schema(&client, &v.database, &v.role).await
         })
         .await?;
-        Ok(())
+        Ok(login)
     }
 
-    /// In-place Update: the password this `RotationToken` stands for, decided from what SSM holds.
-    /// The version labelled with the token (a rollback of a rotation, or a duplicate delivery) is
-    /// restored; a token never seen gets a new password; a parameter written before labels keeps
-    /// its password unless the old properties name another token. Whatever changes, SSM's latest
-    /// version and the role's password in PostgreSQL end up the same.
+    /// In-place Update: the password this `RotationToken` stands for, decided from what SSM holds,
+    /// and the login role it goes to ([`plan_password`]). The version labelled with the token (a
+    /// rollback of a rotation, or a duplicate delivery) is restored; a token never seen gets a new
+    /// password; a parameter written before labels keeps its password unless the old properties
+    /// name another token. A new or restored password goes to the login role not in use, so the
+    /// one the running tasks hold keeps working. Returns the login role that holds SSM's latest
+    /// version (`Data.Username`).
     async fn converge_password(
         &self,
         info: &RequestInfo,
@@ -185,21 +190,100 @@ impl ServiceDatabase {
         v: &Validated,
         old: Option<&Properties>,
         adopt: &Adoption,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<Identifier, HandlerError> {
         let progress = &info.progress;
-        let name = &p.password_parameter_name;
+        let logins = Logins::of(&v.role)?;
         let old_role = old.and_then(|o| o.validate().ok()).map(|o| o.role);
         let role_moved = old_role.as_ref().is_some_and(|r| *r != v.role);
-        let parameter_moved = old.is_some_and(|o| o.password_parameter_name != *name);
+        let parameter_moved = old.is_some_and(|o| o.password_parameter_name != p.password_parameter_name);
         let token_changed = old.is_some_and(|o| o.rotation_token != p.rotation_token);
         progress.set("reading the password parameter and its versions");
+        let (plan, history) = self
+            .plan_update(info, p, v, &logins, parameter_moved, token_changed, adopt)
+            .await?;
+        if !plan.changed && !token_changed && !role_moved && !parameter_moved {
+            // The login role already holds this password: nothing to do in PostgreSQL.
+            self.store_password(info, p, &plan, &history).await?;
+            return Ok(plan.login);
+        }
+
+        let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
+        progress.set("reading the admin credential");
+        let admin = self.admin.current(&v.admin).await?;
+        let target = target(info, p, v)?;
+        let outcome = within_deadline(info, async {
+            let (session, _) = self.admin_session(info, &target, v, admin).await?;
+            under_lock(info, &session, v, Some(&logins), async {
+                // Planned again under the lock: a duplicate delivery that ran meanwhile has
+                // labelled its version, and this one then holds that password instead of making
+                // a third.
+                progress.set("reading the password parameter and its versions again, under the lock");
+                let (plan, history) = self
+                    .plan_update(info, p, v, &logins, parameter_moved, token_changed, adopt)
+                    .await?;
+                let roles = session.roles(&logins.all()).await?;
+                let row = |name: &Identifier| roles.iter().find(|r| r.name == name.as_str());
+                check_role_to_set(row(&logins.owner), &v.role, role_moved, &marker, adopt)?;
+                let login_row = row(&plan.login);
+                if plan.login != logins.owner {
+                    check_login_to_set(login_row, &plan.login, &marker, adopt)?;
+                }
+                // SSM first: a failure after it leaves the parameter ahead of the role, which the
+                // next Update (or the rollback) sets again.
+                self.store_password(info, p, &plan, &history).await?;
+                progress.set(format!("setting the password of role {}", plan.login));
+                if plan.login == logins.owner {
+                    // Made before the login roles, and not rotated since: the owner logs in.
+                    session
+                        .set_role_password(&logins.owner, &plan.value, &marker)
+                        .await?;
+                } else {
+                    session
+                        .set_login(
+                            &plan.login,
+                            &logins.owner,
+                            &plan.value,
+                            &marker,
+                            login_row.is_some(),
+                        )
+                        .await?;
+                }
+                if let Some(owner) = row(&logins.owner)
+                    && owner.can_login
+                    && !plan.keeps_login(&logins.owner)
+                {
+                    // The owner of a resource made before the login roles, two rotations on: no
+                    // running task holds its credential any more.
+                    progress.set(format!("taking the login of role {} away", logins.owner));
+                    session.disable_login(&logins.owner).await?;
+                }
+                Ok(plan.login)
+            })
+            .await
+        })
+        .await;
+        Ok(outcome?)
+    }
+
+    /// Reads the password parameter and its history, and plans the Update from them.
+    #[allow(clippy::too_many_arguments)]
+    async fn plan_update(
+        &self,
+        info: &RequestInfo,
+        p: &Properties,
+        v: &Validated,
+        logins: &Logins,
+        parameter_moved: bool,
+        token_changed: bool,
+        adopt: &Adoption,
+    ) -> Result<(PasswordPlan, ssm_secret::History), Error> {
+        let name = &p.password_parameter_name;
         let stored = match self.password_parameter(name).await {
             Err(Error::Store { detail, .. }) if parameter_moved && detail == "does not exist" => {
                 return Err(Error::Unsupported(format!(
                     "PasswordParameterName cannot change in place (to {name}, which does not exist); \
                      give the database a new DatabaseName too, which replaces the resource"
-                ))
-                .into());
+                )));
             }
             other => other?,
         };
@@ -210,8 +294,7 @@ impl ServiceDatabase {
                     .owner
                     .map_or_else(|| "no owner tags".to_string(), |o| o.describe()),
                 adopt: adopt.clone(),
-            }
-            .into());
+            });
         }
         let history = self
             .store
@@ -219,30 +302,8 @@ impl ServiceDatabase {
             .await
             .map_err(|e| store_error(name, &e))?
             .created_for(stored.created_for.as_deref());
-        let plan = plan_password(p, v, &stored, &history, token_changed)?;
-        if !plan.changed && !token_changed && !role_moved && !parameter_moved {
-            // The role already holds this password: nothing to do in PostgreSQL.
-            return Ok(self.store_password(info, p, &plan, &history).await?);
-        }
-
-        let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
-        progress.set("reading the admin credential");
-        let admin = self.admin.current(&v.admin).await?;
-        let target = target(info, p, v)?;
-        let outcome = within_deadline(info, async {
-            let (session, _) = self.admin_session(info, &target, v, admin).await?;
-            under_lock(info, &session, v, async {
-                check_role_to_set(session.role(&v.role).await?, role_moved, v, &marker, adopt)?;
-                // SSM first: a failure after it leaves the parameter ahead of the role, which the
-                // next Update (or the rollback) sets again.
-                self.store_password(info, p, &plan, &history).await?;
-                progress.set(format!("setting the password of role {}", v.role));
-                session.set_role_password(&v.role, &plan.value, &marker).await
-            })
-            .await
-        })
-        .await;
-        Ok(outcome?)
+        let plan = plan_password(p, v, logins, &stored, &history, token_changed)?;
+        Ok((plan, history))
     }
 
     /// Puts `plan` in SSM: a new version when it needs one, labelled with the `RotationToken`.
@@ -284,6 +345,8 @@ impl ServiceDatabase {
     ) -> Result<(), HandlerError> {
         let progress = &info.progress;
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, physical_id);
+        // A RoleName too long for the login roles' suffix never had any.
+        let logins = Logins::of(&v.role).ok();
         progress.set("reading the admin credential");
         let admin = self.admin.current(&v.admin).await?;
         let connected = within_deadline(info, async {
@@ -299,7 +362,7 @@ impl ServiceDatabase {
             }
             Err(error) => return Err(error.into()),
         };
-        let outcome = within_deadline(info, under_lock(info, &session, v, async {
+        let outcome = within_deadline(info, under_lock(info, &session, v, logins.as_ref(), async {
             match session.database(&v.database).await? {
                 None => tracing::info!(database = %v.database, "database already gone"),
                 Some(row) => match Marker::parse(row.comment.as_deref()) {
@@ -317,8 +380,13 @@ impl ServiceDatabase {
                     }
                 },
             }
+            let mut names = vec![&v.role];
+            if let Some(logins) = &logins {
+                names.extend([&logins.a, &logins.b]);
+            }
+            let roles = session.roles(&names).await?;
             let mut role_gone = true;
-            match session.role(&v.role).await? {
+            match roles.iter().find(|r| r.name == v.role.as_str()) {
                 None => tracing::info!(role = %v.role, "role already gone"),
                 Some(row) if !marker.claims(row.comment.as_deref()) => {
                     role_gone = false;
@@ -326,9 +394,21 @@ impl ServiceDatabase {
                 }
                 Some(row) if !row.owned_databases.is_empty() => {
                     role_gone = false;
-                    tracing::info!(role = %v.role, databases = ?row.owned_databases, "role still owns databases; left in place");
+                    tracing::info!(role = %v.role, databases = ?row.owned_databases, "role still owns databases; it and its login roles are left in place");
                 }
-                Some(_) => {
+                Some(_) => {}
+            }
+            if role_gone {
+                // The login roles first: they go with their owner, when they are ours.
+                for login in roles.iter().filter(|r| r.name != v.role.as_str()) {
+                    if marker.claims(login.comment.as_deref()) {
+                        progress.set(format!("dropping role {}", login.name));
+                        session.drop_role_named(&login.name).await?;
+                    } else {
+                        tracing::warn!(role = %login.name, "login role is not ours; left in place");
+                    }
+                }
+                if roles.iter().any(|r| r.name == v.role.as_str()) {
                     progress.set(format!("dropping role {}", v.role));
                     session.drop_role(&v.role).await?;
                 }
@@ -355,7 +435,7 @@ impl ServiceDatabase {
         let name = &p.password_parameter_name;
         match self.store.get(name).await.map_err(|e| store_error(name, &e))? {
             None => return Ok(()),
-            Some(stored) if stored.description.as_deref() != Some(description(v).as_str()) => {
+            Some(stored) if !logins::serves(stored.description.as_deref(), &v.physical_id()) => {
                 tracing::info!(parameter = %name, "the password parameter now serves another database; left in place");
                 return Ok(());
             }
@@ -433,28 +513,32 @@ impl ServiceDatabase {
             })
     }
 
-    /// Gets or creates (`Overwrite=false`) the service's password parameter. A parameter of
-    /// somebody else's is refused unless `Adopt`.
+    /// Gets or creates (`Overwrite=false`) the service's password parameter, and says which
+    /// login role its password is for: a new parameter's is for `<RoleName>_a`; an existing one
+    /// keeps the login role its description names (a retried Create, a replacement, or a
+    /// parameter written before the login roles, whose description names the owner). A parameter
+    /// of somebody else's is refused unless `Adopt`.
     async fn service_password(
         &self,
         p: &Properties,
         v: &Validated,
+        logins: &Logins,
         owner: &Owner,
         adopt: &Adoption,
-    ) -> Result<Secret<String>, Error> {
+    ) -> Result<(Secret<String>, Identifier), Error> {
         let name = &p.password_parameter_name;
-        let description = description(v);
         let candidate = new_password(p)?;
         let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
+        let first = logins::description(&logins.a, &v.physical_id());
         let stored = self
             .store
-            .create_if_absent(name, &candidate, &p.key_id, Some(&description), owner, &label)
+            .create_if_absent(name, &candidate, &p.key_id, Some(&first), owner, &label)
             .await
             .map_err(|e| store_error(name, &e))?;
         let existing = match stored {
             // Bound to its token from the start by its created-for tag, so a later rollback
             // can find it.
-            CreateIfAbsent::Created(stored) => return Ok(stored.value),
+            CreateIfAbsent::Created(stored) => return Ok((stored.value, logins.a.clone())),
             CreateIfAbsent::Existing(existing) => existing,
         };
         if existing.owner.as_ref() != Some(owner) {
@@ -472,6 +556,11 @@ impl ServiceDatabase {
                 .await
                 .map_err(|e| store_error(name, &e))?;
         }
+        let login = logins
+            .named_in(existing.description.as_deref())
+            .unwrap_or(&logins.a)
+            .clone();
+        let description = logins::description(&login, &v.physical_id());
         let mut version = existing.version;
         if existing.description.as_deref() != Some(description.as_str()) {
             // A replacement (or adoption): the parameter now serves this physical id.
@@ -492,36 +581,41 @@ impl ServiceDatabase {
             .label(name, version, &label)
             .await
             .map_err(|e| store_error(name, &e))?;
-        Ok(existing.value)
+        Ok((existing.value, login))
     }
 }
 
-/// Runs `work` holding the advisory locks on the database's and the role's names: requests for
+/// Runs `work` holding the advisory locks on the database's and the roles' names: requests for
 /// the same names (a duplicate delivery, a replacement and its rollback) take turns, so each
 /// decides from what the one before it left.
 async fn under_lock<T>(
     info: &RequestInfo,
     session: &Session,
     v: &Validated,
+    logins: Option<&Logins>,
     work: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
     info.progress
         .set(format!("waiting for the lock on database {}", v.database));
-    session
-        .lock(vec![
-            db::lock_key("database", &v.database),
-            db::lock_key("role", &v.role),
-        ])
-        .await?;
+    let mut keys = vec![
+        db::lock_key("database", &v.database),
+        db::lock_key("role", &v.role),
+    ];
+    if let Some(logins) = logins {
+        keys.extend([&logins.a, &logins.b].map(|login| db::lock_key("role", login)));
+    }
+    session.lock(keys).await?;
     let outcome = work.await;
     session.unlock().await;
     outcome
 }
 
-/// The role and database a Create found, once [`inspect`] has let it change them.
+/// The roles and database a Create found, once [`inspect`] has let it change them.
 #[derive(Debug)]
 struct Found {
-    role: Option<RoleRow>,
+    owner: Option<RoleRow>,
+    /// The login role the password goes to (`None` when absent, or when it is the owner).
+    login: Option<RoleRow>,
     database: Option<DatabaseRow>,
 }
 
@@ -529,36 +623,51 @@ struct Found {
 /// under its names: absent, marked as ours, or (with `Adopt` allowed) anybody's but a superuser.
 /// What is not ours fails the request naming it, and what `Adopt` could do about it.
 fn inspect(
-    role: Option<RoleRow>,
+    roles: Vec<RoleRow>,
     database: Option<DatabaseRow>,
     v: &Validated,
+    logins: &Logins,
+    login: &Identifier,
     marker: &Marker,
     adopt: &Adoption,
 ) -> Result<Found, Error> {
-    let role_is_ours = match &role {
-        None => true,
-        Some(row) => marker.claims(row.comment.as_deref()),
-    };
-    if let Some(row) = &role {
+    let mut owner = None;
+    let mut login_row = None;
+    for row in roles {
+        let name = if row.name == logins.owner.as_str() {
+            &logins.owner
+        } else if row.name == login.as_str() {
+            login
+        } else {
+            continue;
+        };
         if row.superuser {
             return Err(Error::RoleIsSuperuser {
-                role: v.role.to_string(),
+                role: name.to_string(),
             });
         }
-        if !role_is_ours && !adopt.allowed() {
+        if !marker.claims(row.comment.as_deref()) && !adopt.allowed() {
             return Err(Error::RoleNotOurs {
-                role: v.role.to_string(),
+                role: name.to_string(),
                 found: describe_comment(row.comment.as_deref()),
                 adopt: adopt.clone(),
             });
         }
+        if *name == logins.owner {
+            owner = Some(row);
+        } else {
+            login_row = Some(row);
+        }
     }
+    let owner_is_ours = owner
+        .as_ref()
+        .is_some_and(|row| marker.claims(row.comment.as_deref()));
     let database_is_ours = match &database {
         None => true,
         Some(row) => match Marker::parse(row.comment.as_deref()) {
             Some(m) => m.same_resource(marker),
             // Created by us, then interrupted before the comment: owned by our own role.
-            None => row.comment.is_none() && role.is_some() && role_is_ours && row.owner == v.role.as_str(),
+            None => row.comment.is_none() && owner_is_ours && row.owner == v.role.as_str(),
         },
     };
     if let Some(row) = &database
@@ -572,42 +681,75 @@ fn inspect(
             adopt: adopt.clone(),
         });
     }
-    Ok(Found { role, database })
+    Ok(Found {
+        owner,
+        login: login_row,
+        database,
+    })
 }
 
-/// Makes the cluster match: the role with the parameter's password, granted to the admin; the
-/// database owned by the role; PUBLIC shut out. Each step is idempotent, so a retried Create
-/// (or a replacement onto names it already holds) only sets what differs.
+/// Makes the cluster match: the owner role (`NOLOGIN`), granted to the admin; the login role
+/// with the parameter's password, acting as the owner; the database owned by the owner; PUBLIC
+/// shut out. Each step is idempotent, so a retried Create (or a replacement onto names it already
+/// holds) only sets what differs. A parameter written before the login roles names the owner as
+/// the one that logs in: it keeps doing so.
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     info: &RequestInfo,
     session: &Session,
     v: &Validated,
+    logins: &Logins,
+    login: &Identifier,
     found: &Found,
     password: &Secret<String>,
     marker: &Marker,
 ) -> Result<(), Error> {
     let progress = &info.progress;
-    if found.role.is_none() {
-        progress.set(format!("creating role {}", v.role));
-        session.create_role(&v.role, password, marker).await?;
+    let owner = &logins.owner;
+    if *login == *owner {
+        if found.owner.is_none() {
+            progress.set(format!("creating role {owner}"));
+            session.create_role(owner, password, marker).await?;
+        } else {
+            progress.set(format!("setting the password of role {owner}"));
+            session.set_role_password(owner, password, marker).await?;
+        }
     } else {
-        // Ours (a retried Create, a replacement) or adopted: its password is the parameter's.
-        progress.set(format!("setting the password of role {}", v.role));
-        session.set_role_password(&v.role, password, marker).await?;
+        match &found.owner {
+            None => {
+                progress.set(format!("creating role {owner}"));
+                session.create_owner(owner, marker).await?;
+            }
+            Some(row) if !marker.claims(row.comment.as_deref()) => {
+                // Adopted: marked ours, and nobody logs in as it with a password this resource
+                // does not hold; the service logs in through the login roles.
+                progress.set(format!("marking role {owner} as this resource's"));
+                session.mark_role(owner, marker).await?;
+                if row.can_login {
+                    progress.set(format!("taking the login of role {owner} away"));
+                    session.disable_login(owner).await?;
+                }
+            }
+            Some(_) => {}
+        }
+        progress.set(format!("setting the password of role {login}"));
+        session
+            .set_login(login, owner, password, marker, found.login.is_some())
+            .await?;
     }
-    progress.set(format!("granting role {} to the admin user", v.role));
-    session.grant_role_to_admin(&v.role).await?;
+    progress.set(format!("granting role {owner} to the admin user"));
+    session.grant_role_to_admin(owner).await?;
     match &found.database {
         None => {
             progress.set(format!("creating database {}", v.database));
-            session.create_database(&v.database, &v.role).await?;
+            session.create_database(&v.database, owner).await?;
         }
-        Some(row) if row.owner != v.role.as_str() => {
+        Some(row) if row.owner != owner.as_str() => {
             progress.set(format!(
-                "making role {} the owner of database {}",
-                v.role, v.database
+                "making role {owner} the owner of database {}",
+                v.database
             ));
-            session.set_database_owner(&v.database, &v.role).await?;
+            session.set_database_owner(&v.database, owner).await?;
         }
         Some(_) => {}
     }
@@ -615,12 +757,18 @@ async fn apply(
     session.isolate_database(&v.database, marker).await
 }
 
-/// The password an in-place Update holds, and what SSM needs to hold it.
+/// The password an in-place Update holds, the login role it goes to, and what SSM needs to hold
+/// it.
 struct PasswordPlan {
     value: Secret<String>,
-    /// Not the parameter's latest value: the role's password changes too.
+    /// Not the parameter's latest value: a login role's password changes too.
     changed: bool,
-    /// A new parameter version is needed (another value, key or description).
+    /// The login role that holds `value` once the Update is done (`Data.Username`).
+    login: Identifier,
+    /// The login role the running tasks may still hold, which keeps its login: the one whose
+    /// password was the latest before this one.
+    previous: Option<Identifier>,
+    /// A new parameter version is needed (another value, login role, key or description).
     rewrite: bool,
     /// The parameter's latest version, labelled unless `rewrite` makes a newer one.
     version: i64,
@@ -630,12 +778,23 @@ struct PasswordPlan {
     description: String,
 }
 
+impl PasswordPlan {
+    /// Whether `role` holds a credential a running task may hold, once the Update is done.
+    fn keeps_login(&self, role: &Identifier) -> bool {
+        self.login == *role || self.previous.as_ref() == Some(role)
+    }
+}
+
 /// The password this `RotationToken` stands for: the version labelled with it (a rollback, or a
 /// duplicate delivery); a new one for a token never seen (or a changed token on a parameter
-/// written before labels); else the parameter's.
+/// written before labels); else the parameter's. And the login role for it: the current one (the
+/// latest version's) when the password stays; otherwise the one not in use, so that the running
+/// tasks' credential keeps working: the restored version's own login role when that is not the
+/// current one (a rollback flips back), else the other of the pair.
 fn plan_password(
     p: &Properties,
     v: &Validated,
+    logins: &Logins,
     stored: &StoredParameter,
     history: &ssm_secret::History,
     token_changed: bool,
@@ -655,13 +814,36 @@ fn plan_password(
         None => stored.value.clone(),
     };
     let changed = value != stored.value;
-    let description = description(v);
+    // Written before the login roles (or by hand): the owner is the one that logs in.
+    let current = logins
+        .named_in(stored.description.as_deref())
+        .unwrap_or(&logins.owner)
+        .clone();
+    let (login, previous) = if changed {
+        let own = labelled
+            .and_then(|version| logins.named_in(version.description.as_deref()))
+            .filter(|login| **login != current);
+        let login = own.unwrap_or_else(|| logins.other(&current)).clone();
+        (login, Some(current))
+    } else {
+        let previous = history
+            .versions
+            .iter()
+            .rev()
+            .filter_map(|version| logins.named_in(version.description.as_deref()))
+            .find(|login| **login != current)
+            .cloned();
+        (current, previous)
+    };
+    let description = logins::description(&login, &v.physical_id());
     let rewrite = changed
         || stored.key_id.as_deref() != Some(p.key_id.as_str())
         || stored.description.as_deref() != Some(description.as_str());
     Ok(PasswordPlan {
         value,
         changed,
+        login,
+        previous,
         rewrite,
         version: stored.version,
         labelled: labelled.map(|l| l.version),
@@ -670,27 +852,47 @@ fn plan_password(
     })
 }
 
-/// An in-place Update sets the password of its own role only, and never makes one: a role that is
-/// missing or not ours fails the request, saying what to do.
+/// An in-place Update sets passwords of its own roles only, and never makes the owner: an owner
+/// role that is missing or not ours fails the request, saying what to do.
 fn check_role_to_set(
-    role: Option<RoleRow>,
+    role: Option<&RoleRow>,
+    name: &Identifier,
     role_moved: bool,
-    v: &Validated,
     marker: &Marker,
     adopt: &Adoption,
 ) -> Result<(), Error> {
     match role {
         None if role_moved => Err(Error::Unsupported(format!(
-            "RoleName cannot change in place (to {}, which does not exist); give the \
-             database a new DatabaseName too, which replaces the resource",
-            v.role
+            "RoleName cannot change in place (to {name}, which does not exist); give the \
+             database a new DatabaseName too, which replaces the resource"
         ))),
         None => Err(Error::Unsupported(format!(
-            "role {} does not exist; cannot set its password",
-            v.role
+            "role {name} does not exist; cannot set its password"
         ))),
         Some(row) if !marker.claims(row.comment.as_deref()) => Err(Error::RoleNotOurs {
-            role: v.role.to_string(),
+            role: name.to_string(),
+            found: describe_comment(row.comment.as_deref()),
+            adopt: adopt.clone(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The login role a new password goes to: absent (made now) or ours; never a superuser, never
+/// another's.
+fn check_login_to_set(
+    role: Option<&RoleRow>,
+    name: &Identifier,
+    marker: &Marker,
+    adopt: &Adoption,
+) -> Result<(), Error> {
+    match role {
+        None => Ok(()),
+        Some(row) if row.superuser => Err(Error::RoleIsSuperuser {
+            role: name.to_string(),
+        }),
+        Some(row) if !marker.claims(row.comment.as_deref()) && !adopt.allowed() => Err(Error::RoleNotOurs {
+            role: name.to_string(),
             found: describe_comment(row.comment.as_deref()),
             adopt: adopt.clone(),
         }),
@@ -764,16 +966,6 @@ fn physical_id(v: &Validated) -> Result<PhysicalId, Error> {
     })
 }
 
-/// The password parameter's description; it names the physical id it serves, so the Delete of a
-/// replaced resource can tell the parameter has moved on.
-fn description(v: &Validated) -> String {
-    format!(
-        "Password of Postgres role {} for database {} (Custom::ServiceDatabase)",
-        v.role,
-        v.physical_id()
-    )
-}
-
 fn describe_comment(comment: Option<&str>) -> String {
     match Marker::parse(comment) {
         Some(m) => format!(
@@ -786,10 +978,10 @@ fn describe_comment(comment: Option<&str>) -> String {
 }
 
 /// `Data`: what a service needs to connect (the password itself stays in SSM).
-fn data(p: &Properties, v: &Validated) -> Data {
+fn data(p: &Properties, v: &Validated, login: &Identifier) -> Data {
     let mut data = Data::new();
     data.insert("DatabaseName".into(), v.database.to_string());
-    data.insert("Username".into(), v.role.to_string());
+    data.insert("Username".into(), login.to_string());
     data.insert("PasswordParameterName".into(), p.password_parameter_name.clone());
     data.insert("Host".into(), v.host.clone());
     data.insert("Port".into(), v.port.to_string());
@@ -818,8 +1010,8 @@ mod tests {
             },
             host: "db.example.com".into(),
             port: 5432,
-            database: crate::ident::Identifier::new("orders").unwrap(),
-            role: crate::ident::Identifier::new("orders").unwrap(),
+            database: Identifier::new("orders").unwrap(),
+            role: Identifier::new("orders").unwrap(),
             connect_timeout: Duration::from_secs(10),
         }
     }
@@ -832,12 +1024,14 @@ mod tests {
         Some(serde_json::to_string(marker).unwrap())
     }
 
-    fn role(comment: Option<String>) -> Option<RoleRow> {
-        Some(RoleRow {
+    fn role(name: &str, comment: Option<String>) -> RoleRow {
+        RoleRow {
+            name: name.into(),
             comment,
             superuser: false,
+            can_login: true,
             owned_databases: vec![],
-        })
+        }
     }
 
     fn database(owner: &str, comment: Option<String>) -> Option<DatabaseRow> {
@@ -847,26 +1041,33 @@ mod tests {
         })
     }
 
+    /// [`inspect`] for role `orders` logging in as `orders_a`.
+    fn check(roles: Vec<RoleRow>, database: Option<DatabaseRow>, adopt: &Adoption) -> Result<Found, Error> {
+        let v = validated();
+        let logins = Logins::of(&v.role).unwrap();
+        inspect(roles, database, &v, &logins, &logins.a, &ours(), adopt)
+    }
+
     #[test]
     fn absent_or_ours_may_be_changed() {
-        let (v, m) = (validated(), ours());
-        assert!(inspect(None, None, &v, &m, &Adoption::NotAsked).is_ok());
-        let found = inspect(
-            role(comment(&m)),
+        let m = ours();
+        assert!(check(vec![], None, &Adoption::NotAsked).is_ok());
+        let found = check(
+            vec![
+                role("orders", comment(&m)),
+                role("orders_a", comment(&m)),
+                role("orders_b", None),
+            ],
             database("orders", comment(&m)),
-            &v,
-            &m,
             &Adoption::NotAsked,
         )
         .unwrap();
-        assert!(found.role.is_some() && found.database.is_some());
+        assert!(found.owner.is_some() && found.login.is_some() && found.database.is_some());
         // Made by us, interrupted before its comment: owned by our role, no comment.
         assert!(
-            inspect(
-                role(comment(&m)),
+            check(
+                vec![role("orders", comment(&m))],
                 database("orders", None),
-                &v,
-                &m,
                 &Adoption::NotAsked
             )
             .is_ok()
@@ -875,24 +1076,32 @@ mod tests {
 
     #[test]
     fn another_resources_role_or_database_is_refused_naming_adopt() {
-        let (v, m) = (validated(), ours());
         let theirs = Marker::new("arn:stack/b", "Db", "db.example.com:5432/orders");
         let refused = Adoption::Refused("the function's CFN_ALLOW_ADOPT setting is off".into());
-        let error = inspect(role(comment(&theirs)), None, &v, &m, &refused).unwrap_err();
+        let error = check(vec![role("orders", comment(&theirs))], None, &refused).unwrap_err();
         assert!(matches!(error, Error::RoleNotOurs { .. }), "{error}");
         assert!(error.to_string().contains("CFN_ALLOW_ADOPT"), "{error}");
-        let error = inspect(None, database("someone", None), &v, &m, &Adoption::NotAsked).unwrap_err();
+        // The login role's name taken by another resource's role.
+        let error = check(
+            vec![role("orders_a", comment(&theirs))],
+            None,
+            &Adoption::NotAsked,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, Error::RoleNotOurs { role, .. } if role == "orders_a"),
+            "{error}"
+        );
+        let error = check(vec![], database("someone", None), &Adoption::NotAsked).unwrap_err();
         assert!(matches!(error, Error::DatabaseNotOurs { .. }), "{error}");
         assert!(
             error.to_string().ends_with("or set Adopt to take it over"),
             "{error}"
         );
         assert!(
-            inspect(
-                role(comment(&theirs)),
+            check(
+                vec![role("orders", comment(&theirs))],
                 database("someone", None),
-                &v,
-                &m,
                 &Adoption::Allowed
             )
             .is_ok()
@@ -901,16 +1110,119 @@ mod tests {
 
     #[test]
     fn a_superuser_is_never_taken() {
-        let (v, m) = (validated(), ours());
-        let superuser = Some(RoleRow {
-            comment: comment(&m),
-            superuser: true,
-            owned_databases: vec![],
-        });
-        let error = inspect(superuser, None, &v, &m, &Adoption::Allowed).unwrap_err();
-        let reason = error.to_string();
-        assert!(reason.contains("is a superuser"), "{reason}");
-        assert!(reason.contains("Adopt cannot take it over"), "{reason}");
-        assert!(!reason.contains("set Adopt"), "Adopt would not help: {reason}");
+        let m = ours();
+        for name in ["orders", "orders_a"] {
+            let superuser = RoleRow {
+                superuser: true,
+                ..role(name, comment(&m))
+            };
+            let error = check(vec![superuser], None, &Adoption::Allowed).unwrap_err();
+            let reason = error.to_string();
+            assert!(
+                reason.contains(&format!("role {name} ")) && reason.contains("is a superuser"),
+                "{reason}"
+            );
+            assert!(reason.contains("Adopt cannot take it over"), "{reason}");
+            assert!(!reason.contains("set Adopt"), "Adopt would not help: {reason}");
+        }
+    }
+
+    /// Plans an Update to `token` on a parameter whose versions are `(login, token)`, oldest first.
+    fn plan(versions: &[(&str, &str)], token: &str) -> PasswordPlan {
+        let v = validated();
+        let logins = Logins::of(&v.role).unwrap();
+        let p: Properties = serde_json::from_value(serde_json::json!({
+            "ClusterEndpoint": "db.example.com", "AdminUsername": "postgres",
+            "AdminPasswordParameterName": "/admin", "DatabaseName": "orders",
+            "PasswordParameterName": "/orders", "KeyId": "alias/orders", "RotationToken": token,
+        }))
+        .unwrap();
+        let named = |login: &str| Identifier::new(login).unwrap();
+        let history = ssm_secret::History {
+            versions: versions
+                .iter()
+                .zip(1..)
+                .map(|((login, token), version)| ssm_secret::Version {
+                    version,
+                    value: Secret::new(format!("p{version}")),
+                    labels: vec![ssm_secret::rotation_label(Some(token))],
+                    description: Some(logins::description(&named(login), &v.physical_id())),
+                })
+                .collect(),
+            created_for: None,
+        };
+        let latest = history.versions.last().unwrap();
+        let stored = StoredParameter {
+            name: "/orders".into(),
+            arn: "arn:aws:ssm:eu-west-1:1:parameter/orders".into(),
+            version: latest.version,
+            value: latest.value.clone(),
+            key_id: Some("alias/orders".into()),
+            owner: None,
+            created_for: None,
+            description: latest.description.clone(),
+        };
+        plan_password(&p, &v, &logins, &stored, &history, true).unwrap()
+    }
+
+    fn logins_of(plan: &PasswordPlan) -> (&str, Option<&str>) {
+        (
+            plan.login.as_str(),
+            plan.previous.as_ref().map(Identifier::as_str),
+        )
+    }
+
+    #[test]
+    fn a_rotation_goes_to_the_login_role_not_in_use() {
+        let p = plan(&[("orders_a", "r1")], "r2");
+        assert!(p.changed && p.rewrite);
+        assert_eq!(logins_of(&p), ("orders_b", Some("orders_a")));
+        assert!(
+            p.description.contains("role orders_b for database"),
+            "{}",
+            p.description
+        );
+        let p = plan(&[("orders_a", "r1"), ("orders_b", "r2")], "r3");
+        assert_eq!(logins_of(&p), ("orders_a", Some("orders_b")));
+    }
+
+    #[test]
+    fn a_rollback_flips_back_and_a_duplicate_stays() {
+        // Rollback of r2: r1's password, on r1's login role, which still holds it.
+        let p = plan(&[("orders_a", "r1"), ("orders_b", "r2")], "r1");
+        assert!(p.changed);
+        assert_eq!(p.value.expose(), "p1");
+        assert_eq!(logins_of(&p), ("orders_a", Some("orders_b")));
+        // A duplicate of r2, done: nothing changes, and orders_a stays the previous one.
+        let p = plan(&[("orders_a", "r1"), ("orders_b", "r2")], "r2");
+        assert!(!p.changed && !p.rewrite);
+        assert_eq!(logins_of(&p), ("orders_b", Some("orders_a")));
+        // Back to r1 from r3 (orders_a again): orders_a holds r3's, which the tasks hold, so r1's
+        // password goes to orders_b.
+        let p = plan(
+            &[("orders_a", "r1"), ("orders_b", "r2"), ("orders_a", "r3")],
+            "r1",
+        );
+        assert_eq!(p.value.expose(), "p1");
+        assert_eq!(logins_of(&p), ("orders_b", Some("orders_a")));
+    }
+
+    #[test]
+    fn a_resource_made_before_the_login_roles_moves_to_the_pair() {
+        // The owner logs in; its first rotation goes to orders_a, the owner stays the previous.
+        let p = plan(&[("orders", "r1")], "r2");
+        assert_eq!(logins_of(&p), ("orders_a", Some("orders")));
+        assert!(p.keeps_login(&Identifier::new("orders").unwrap()));
+        // Its rollback gives the owner its password back.
+        let p = plan(&[("orders", "r1"), ("orders_a", "r2")], "r1");
+        assert_eq!(logins_of(&p), ("orders", Some("orders_a")));
+        // A duplicate of the first rotation keeps the owner's login.
+        let p = plan(&[("orders", "r1"), ("orders_a", "r2")], "r2");
+        assert!(!p.changed);
+        assert!(p.keeps_login(&Identifier::new("orders").unwrap()));
+        // The second rotation: no task holds the owner's credential any more.
+        let p = plan(&[("orders", "r1"), ("orders_a", "r2")], "r3");
+        assert_eq!(logins_of(&p), ("orders_b", Some("orders_a")));
+        assert!(!p.keeps_login(&Identifier::new("orders").unwrap()));
     }
 }

@@ -65,6 +65,9 @@ pub struct Version {
     pub version: i64,
     pub value: Secret<String>,
     pub labels: Vec<String>,
+    /// The version's description (each `PutParameter` sets one; a caller may record in it what
+    /// the value is for).
+    pub description: Option<String>,
 }
 
 /// A parameter's versions, oldest first.
@@ -237,6 +240,7 @@ fn version(p: &ParameterHistory) -> Version {
         version: p.version(),
         value: Secret::new(p.value().unwrap_or_default().to_string()),
         labels: p.labels().to_vec(),
+        description: p.description().map(str::to_string),
     }
 }
 
@@ -289,6 +293,7 @@ mod tests {
             version,
             value: Secret::new(format!("p{version}")),
             labels: labels.iter().map(|l| l.to_string()).collect(),
+            description: None,
         };
         let history = History {
             versions: vec![v(1, &["rotation-a"]), v(2, &["other"]), v(3, &["rotation-b"])],
@@ -314,6 +319,7 @@ mod tests {
             version,
             value: Secret::new(format!("p{version}")),
             labels: labels.iter().map(|l| l.to_string()).collect(),
+            description: None,
         };
         let created = rotation_label(Some("r0"));
         let rotated = rotation_label(Some("r1"));
