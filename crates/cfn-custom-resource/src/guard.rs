@@ -213,14 +213,14 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                     .physical_id
                     .clone()
                     .unwrap_or_else(|| envelope.marker_id());
-                return failed(reason, physical_id);
+                return Answer::failed(reason, physical_id);
             }
         };
         if request_type == RequestType::Delete && envelope.physical_id.as_deref().is_some_and(is_marker) {
             tracing::info!(
                 "Delete of a resource whose Create failed: nothing was created, nothing to delete"
             );
-            return succeeded(
+            return Answer::success(
                 envelope.physical_id.clone().unwrap_or_default(),
                 Data::new(),
                 false,
@@ -287,7 +287,7 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                 data,
                 no_echo,
             }) => {
-                let answer = succeeded(
+                let answer = Answer::success(
                     physical_id
                         .clone()
                         .unwrap_or_else(|| envelope.physical_id.clone().unwrap_or_default()),
@@ -328,7 +328,7 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                 .clone()
                 .unwrap_or_else(|| envelope.marker_id()),
         };
-        failed(error.message().to_string(), physical_id)
+        Answer::failed(error.message().to_string(), physical_id)
     }
 
     /// Sends the one response of this invocation and tells the runtime how that went.
@@ -339,12 +339,8 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
         deadline: Instant,
         cost: Cost,
     ) -> Result<(), lambda_runtime::Error> {
-        let status = if answer.success { "SUCCESS" } else { "FAILED" };
-        let physical_id = answer.physical_id.clone();
-        let reason = sanitize_reason(answer.reason.as_deref().unwrap_or_default());
-        let mut data_keys: Vec<&str> = answer.data.keys().map(String::as_str).collect();
-        data_keys.sort_unstable();
-        let data_keys = data_keys.join(",");
+        let status = answer.status();
+        let physical_id = answer.physical_id().to_string();
         let body = encode(&envelope.identity, answer.clone());
         let give_up_at = deadline
             .checked_sub(self.config.delivery_slack)
@@ -359,30 +355,37 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
         } = cost;
         match sent {
             Ok(attempts) => {
-                if answer.success {
-                    tracing::info!(
-                        status,
-                        physical_id,
-                        data_keys,
-                        attempts,
-                        aws_calls,
-                        aws_us,
-                        handler_us,
-                        put_us,
-                        "response delivered"
-                    );
-                } else {
-                    tracing::warn!(
-                        status,
-                        physical_id,
-                        reason,
-                        attempts,
-                        aws_calls,
-                        aws_us,
-                        handler_us,
-                        put_us,
-                        "response delivered"
-                    );
+                match &answer {
+                    Answer::Success { data, .. } => {
+                        let mut data_keys: Vec<&str> = data.keys().map(String::as_str).collect();
+                        data_keys.sort_unstable();
+                        let data_keys = data_keys.join(",");
+                        tracing::info!(
+                            status,
+                            physical_id,
+                            data_keys,
+                            attempts,
+                            aws_calls,
+                            aws_us,
+                            handler_us,
+                            put_us,
+                            "response delivered"
+                        );
+                    }
+                    Answer::Failed { reason, .. } => {
+                        let reason = sanitize_reason(reason);
+                        tracing::warn!(
+                            status,
+                            physical_id,
+                            reason,
+                            attempts,
+                            aws_calls,
+                            aws_us,
+                            handler_us,
+                            put_us,
+                            "response delivered"
+                        );
+                    }
                 }
                 Ok(())
             }
@@ -508,7 +511,7 @@ fn not_strict_json(envelope: &Envelope, problem: &str) -> Answer {
         (_, Some(id)) => id.clone(),
     };
     tracing::warn!(problem, "the event is not strict JSON");
-    failed(reason, physical_id)
+    Answer::failed(reason, physical_id)
 }
 
 /// What the guard made of an invocation, handed to [`report`] for the Runtime API.
@@ -588,26 +591,6 @@ where
                 })
                 .await
         })
-    }
-}
-
-fn succeeded(physical_id: String, data: Data, no_echo: bool) -> Answer {
-    Answer {
-        success: true,
-        reason: None,
-        physical_id,
-        data,
-        no_echo,
-    }
-}
-
-fn failed(reason: String, physical_id: String) -> Answer {
-    Answer {
-        success: false,
-        reason: Some(reason),
-        physical_id,
-        data: Data::new(),
-        no_echo: false,
     }
 }
 
