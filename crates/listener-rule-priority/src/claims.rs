@@ -398,13 +398,9 @@ pub enum Reserved {
     Lost(Option<Reservation>),
 }
 
-/// FNV-1a, 64 bits: a short, stable, SSM-safe key for a stack and logical id.
+/// A short, stable, SSM-safe key for a stack and logical id: FNV-1a, 64 bits, of the owner.
 fn key(owner: &Owner) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in owner.to_string().bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = cfn_custom_resource::fnv1a_64(owner.to_string().bytes());
     format!("r-{hash:016x}")
 }
 

@@ -43,11 +43,7 @@ pub const SPREAD_WINDOW: usize = 64;
 /// losses, so different resources land on different numbers and a resource that lost again tries
 /// elsewhere. (Duplicates of one resource pick the same numbers; the reservation settles them.)
 pub fn spread_seed(owner: &Owner, lost: usize) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in owner.to_string().bytes().chain(lost.to_le_bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = cfn_custom_resource::fnv1a_64(owner.to_string().bytes().chain(lost.to_le_bytes()));
     // FNV's low bits are weak for short inputs that differ at the end: fold the high half in.
     hash ^ (hash >> 29)
 }
