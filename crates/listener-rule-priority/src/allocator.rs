@@ -24,11 +24,16 @@ struct Round {
     lost: usize,
     /// The highest of them: its holder raises the hint at least that far.
     highest_lost: Option<u32>,
-    /// Stale claims it reclaimed.
-    reclaimed: usize,
 }
 
 impl Round {
+    /// A claim this allocation made: it holds the priority, and releases it if the allocation
+    /// fails.
+    fn won(&mut self, priority: u32) {
+        self.mine.push(priority);
+        self.fresh.push(priority);
+    }
+
     /// One INFO line when concurrent requests won some of the candidates.
     fn log_lost(&self) {
         if self.lost > 0 {
@@ -227,8 +232,7 @@ impl ListenerRulePriority {
             match claims.claim(&self.ssm, candidate, owner).await? {
                 claims::Claimed::Won => {
                     tracing::info!(priority = candidate, claim = %claims.name(candidate), "claimed");
-                    round.mine.push(candidate);
-                    round.fresh.push(candidate);
+                    round.won(candidate);
                 }
                 claims::Claimed::Lost => {
                     round.lost += 1;
@@ -333,9 +337,7 @@ impl ListenerRulePriority {
                     age_limit_s = age,
                     "reclaimed a stale claim no rule holds"
                 );
-                round.reclaimed += 1;
-                round.mine.push(priority);
-                round.fresh.push(priority);
+                round.won(priority);
             }
         }
 
