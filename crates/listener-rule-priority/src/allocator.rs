@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cfn_custom_resource::{HandlerError, Progress};
 
+use crate::allocation::Priorities;
 use crate::claims::{self, ListenerClaims, Owner};
 use crate::error::Error;
 use crate::spread::{candidates, spread, spread_seed};
@@ -27,6 +28,11 @@ struct Round {
 }
 
 impl Round {
+    /// What it holds, once that is `want` priorities (`want` is at least one).
+    fn filled(&self, want: usize) -> Option<Priorities> {
+        Priorities::new(self.mine.iter().copied()).filter(|p| p.len() >= want)
+    }
+
     /// A claim this allocation made: it holds the priority, and releases it if the allocation
     /// fails.
     fn won(&mut self, priority: u32) {
@@ -100,10 +106,8 @@ impl ListenerRulePriority {
         // there first): the same priorities, if they still fit and are still ours.
         let mut overwrite_reservation = false;
         if let Some(reservation) = &state.reservation {
-            let fits = reservation.priorities.len() == want
-                && reservation.priorities.iter().all(|p| properties.contains(*p));
-            let current = Allocation::new(listener, reservation.priorities.iter().copied());
-            if fits && self.reassert(&current, owner).await? {
+            let current = Allocation::new(listener, reservation.priorities.clone());
+            if properties.fits(&current.priorities) && self.reassert(&current, owner).await? {
                 tracing::info!(priorities = ?current.priorities, "this resource's reservation is answered again");
                 return Ok(current);
             }
@@ -129,21 +133,25 @@ impl ListenerRulePriority {
                 .undo(&claims, &round.fresh, owner, listener, error.into())
                 .await);
         }
-        if round.mine.len() < want {
-            tracing::info!(
-                start,
-                found = round.mine.len(),
-                "no room above the highest rule and the hint; reading every claim"
-            );
-            if let Err(error) = self
-                .allocate_listed(&claims, properties, owner, &BTreeSet::new(), &rules, &mut round)
-                .await
-            {
-                return Err(self.undo(&claims, &round.fresh, owner, listener, error).await);
+        let priorities = match round.filled(want) {
+            Some(priorities) => priorities,
+            None => {
+                tracing::info!(
+                    start,
+                    found = round.mine.len(),
+                    "no room above the highest rule and the hint; reading every claim"
+                );
+                match self
+                    .allocate_listed(&claims, properties, owner, &BTreeSet::new(), &rules, &mut round)
+                    .await
+                {
+                    Ok(priorities) => priorities,
+                    Err(error) => return Err(self.undo(&claims, &round.fresh, owner, listener, error).await),
+                }
             }
-        }
+        };
         round.log_lost();
-        let allocation = Allocation::new(listener, round.mine.iter().copied());
+        let allocation = Allocation::new(listener, priorities);
         let claimed = started.elapsed();
 
         // Of duplicate requests for one resource, the first reservation wins; the others give
@@ -152,7 +160,7 @@ impl ListenerRulePriority {
             priorities: allocation.priorities.clone(),
             owner: owner.clone(),
         };
-        let top = allocation.priorities.last().copied().unwrap_or(0);
+        let top = allocation.priorities.highest();
         // Skipped when the hint we read is already at or above ours, or when a concurrent
         // request holds a higher candidate we lost: it raises the hint past ours itself (a write
         // each fewer on a crowded listener; the hint is best effort either way).
@@ -182,10 +190,7 @@ impl ListenerRulePriority {
         );
         match reserved {
             Ok(claims::Reserved::Won) => Ok(allocation),
-            Ok(claims::Reserved::Lost(Some(winner)))
-                if winner.priorities.len() == want
-                    && winner.priorities.iter().all(|p| properties.contains(*p)) =>
-            {
+            Ok(claims::Reserved::Lost(Some(winner))) if properties.fits(&winner.priorities) => {
                 tracing::info!(
                     ours = ?allocation.priorities,
                     theirs = ?winner.priorities,
@@ -193,7 +198,7 @@ impl ListenerRulePriority {
                 );
                 // Not the ones it answers with: a duplicate running at the same moment finds the
                 // claims the other wrote and counts them as its own (both name this resource).
-                for &priority in round.fresh.iter().filter(|p| !winner.priorities.contains(p)) {
+                for &priority in round.fresh.iter().filter(|p| !winner.priorities.contains(**p)) {
                     if let Err(error) = claims.release(&self.ssm, priority, owner).await {
                         tracing::warn!(priority, "cannot release a duplicate claim: {error}");
                     }
@@ -250,6 +255,7 @@ impl ListenerRulePriority {
     /// The path that reads every claim: this resource's own claims in range first (except those in
     /// `exclude`, the allocation being replaced), then the free priorities in [`candidates`]
     /// order (none tried twice), then stale claims reclaimed lowest first (see the crate doc).
+    /// The priorities `round` holds then, or [`Error::Exhausted`] when they are too few.
     async fn allocate_listed(
         &self,
         claims: &ListenerClaims,
@@ -258,7 +264,7 @@ impl ListenerRulePriority {
         exclude: &BTreeSet<u32>,
         rules: &BTreeSet<u32>,
         round: &mut Round,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<Priorities, HandlerError> {
         let listener = properties.listener_arn.as_str();
         let want = properties.count as usize;
         let existing = claims.read_with_age(&self.ssm).await?;
@@ -341,20 +347,19 @@ impl ListenerRulePriority {
             }
         }
 
-        if round.mine.len() < want {
-            let in_range =
-                |set: &mut dyn Iterator<Item = &u32>| set.filter(|p| properties.contains(**p)).count();
-            return Err(Error::Exhausted {
-                listener: listener.to_string(),
-                range: properties.min_priority..=properties.max_priority,
-                needed: properties.count,
-                found: round.mine.len() as u32,
-                rules: in_range(&mut rules.iter()),
-                claims: in_range(&mut existing.keys().filter(|p| !rules.contains(p))) + round.lost,
-            }
-            .into());
+        if let Some(priorities) = round.filled(want) {
+            return Ok(priorities);
         }
-        Ok(())
+        let in_range = |set: &mut dyn Iterator<Item = &u32>| set.filter(|p| properties.contains(**p)).count();
+        Err(Error::Exhausted {
+            listener: listener.to_string(),
+            range: properties.min_priority..=properties.max_priority,
+            needed: properties.count,
+            found: round.mine.len() as u32,
+            rules: in_range(&mut rules.iter()),
+            claims: in_range(&mut existing.keys().filter(|p| !rules.contains(p))) + round.lost,
+        }
+        .into())
     }
 
     /// Update's allocation: the rules, then [`ListenerRulePriority::allocate_listed`].
@@ -374,14 +379,16 @@ impl ListenerRulePriority {
         let rules = rules::priorities(&self.elbv2, listener).await?;
         let mut round = Round::default();
         progress.set(format!("claiming priorities on listener {listener}"));
-        if let Err(error) = self
+        match self
             .allocate_listed(&claims, properties, owner, exclude, &rules, &mut round)
             .await
         {
-            return Err(self.undo(&claims, &round.fresh, owner, listener, error).await);
+            Ok(priorities) => {
+                round.log_lost();
+                Ok(Allocation::new(listener, priorities))
+            }
+            Err(error) => Err(self.undo(&claims, &round.fresh, owner, listener, error).await),
         }
-        round.log_lost();
-        Ok(Allocation::new(listener, round.mine))
     }
 
     /// Releases the claims a failed allocation made; if that fails too, the error carries their
@@ -404,12 +411,9 @@ impl ListenerRulePriority {
                 kept.push(priority);
             }
         }
-        match kept.is_empty() {
-            true => error,
-            false => match Allocation::new(listener, kept).id() {
-                Ok(id) => error.with_physical_id(id),
-                Err(_) => error,
-            },
+        match Priorities::new(kept).map(|kept| Allocation::new(listener, kept).id()) {
+            Some(Ok(id)) => error.with_physical_id(id),
+            None | Some(Err(_)) => error,
         }
     }
 
@@ -417,7 +421,7 @@ impl ListenerRulePriority {
     /// someone else.
     pub(crate) async fn reassert(&self, current: &Allocation, owner: &Owner) -> Result<bool, HandlerError> {
         let claims = ListenerClaims::under(&self.claim_root, &current.listener_arn);
-        for &priority in &current.priorities {
+        for priority in current.priorities.iter() {
             match claims.owner(&self.ssm, priority).await? {
                 Some(holder) if holder == *owner => {}
                 Some(holder) => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterType;
 
+use crate::allocation::Priorities;
 use crate::error::Error;
 
 /// Where every listener's claims live.
@@ -366,24 +367,19 @@ pub struct State {
 /// A resource's reservation: `<p1>,<p2>,...|<owner>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    pub priorities: Vec<u32>,
+    pub priorities: Priorities,
     pub owner: Owner,
 }
 
 impl Reservation {
     fn value(&self) -> String {
-        let list: Vec<String> = self.priorities.iter().map(u32::to_string).collect();
-        format!("{}|{}", list.join(","), self.owner)
+        format!("{}|{}", self.priorities, self.owner)
     }
 
     fn parse(value: &str) -> Option<Self> {
         let (list, owner) = value.split_once('|')?;
-        let priorities = list
-            .split(',')
-            .map(|p| p.parse().ok())
-            .collect::<Option<Vec<u32>>>()?;
         Some(Self {
-            priorities,
+            priorities: Priorities::parse(list)?,
             owner: Owner::parse(owner)?,
         })
     }
@@ -524,11 +520,11 @@ impl ListenerClaims {
 
     /// Deletes `owner`'s reservation if it names exactly `priorities` (so the Delete of an old id
     /// after a replacement does not drop the new one's). A reservation that is gone is fine.
-    pub async fn unreserve(&self, ssm: &Client, owner: &Owner, priorities: &[u32]) -> Result<(), Error> {
+    pub async fn unreserve(&self, ssm: &Client, owner: &Owner, priorities: &Priorities) -> Result<(), Error> {
         let Some(held) = self.reservation(ssm, owner).await? else {
             return Ok(());
         };
-        if held.priorities != priorities {
+        if held.priorities != *priorities {
             return Ok(());
         }
         let name = self.reservation_name(owner);
@@ -610,7 +606,7 @@ mod tests {
             "not on the claim level"
         );
         let reservation = Reservation {
-            priorities: vec![6, 7],
+            priorities: Priorities::new([6, 7]).unwrap(),
             owner: owner.clone(),
         };
         assert_eq!(Reservation::parse(&reservation.value()), Some(reservation));

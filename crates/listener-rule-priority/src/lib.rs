@@ -156,7 +156,7 @@ mod spread;
 
 use std::time::Duration;
 
-pub use allocation::Allocation;
+pub use allocation::{Allocation, Priorities};
 pub use claims::{CLAIM_ROOT, Claim, Claimed, ListenerClaims, Owner, STATE_DIR};
 pub use error::Error;
 pub use properties::{HIGHEST_PRIORITY, LOWEST_PRIORITY, MAX_COUNT, Properties};

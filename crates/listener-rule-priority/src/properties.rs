@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use crate::allocation::Priorities;
 use crate::error::Error;
 
 /// The lowest priority ELBv2 accepts.
@@ -95,6 +96,11 @@ impl Properties {
 
     pub(crate) fn contains(&self, priority: u32) -> bool {
         (self.min_priority..=self.max_priority).contains(&priority)
+    }
+
+    /// Whether `priorities` can answer these properties: `Count` of them, all in the range.
+    pub(crate) fn fits(&self, priorities: &Priorities) -> bool {
+        priorities.len() == self.count as usize && priorities.iter().all(|p| self.contains(p))
     }
 }
 

@@ -32,9 +32,8 @@ impl CustomResource for ListenerRulePriority {
         let owner = Owner::of(&request.info);
         let current = Allocation::parse(request.physical_id.as_str());
         if let Some(current) = &current {
-            let keepable = current.listener_arn == properties.listener_arn
-                && current.priorities.len() == properties.count as usize
-                && current.priorities.iter().all(|p| properties.contains(*p));
+            let keepable =
+                current.listener_arn == properties.listener_arn && properties.fits(&current.priorities);
             if keepable {
                 request.info.progress.set("checking the current claims");
                 if self.reassert(current, &owner).await? {
@@ -45,7 +44,7 @@ impl CustomResource for ListenerRulePriority {
         }
         let exclude: BTreeSet<u32> = current
             .filter(|c| c.listener_arn == properties.listener_arn)
-            .map(|c| c.priorities.into_iter().collect())
+            .map(|c| c.priorities.iter().collect())
             .unwrap_or_default();
         let allocation = self
             .allocate(properties, &owner, &exclude, &request.info.progress)
@@ -67,7 +66,7 @@ impl CustomResource for ListenerRulePriority {
             .progress
             .set(format!("releasing claims under {}", claims.path()));
         let mut any = false;
-        for &priority in &allocation.priorities {
+        for priority in allocation.priorities.iter() {
             let released = claims.release(&self.ssm, priority, &owner).await?;
             tracing::info!(priority, released, "release");
             any |= released;
@@ -77,8 +76,7 @@ impl CustomResource for ListenerRulePriority {
             .await?;
         // Lower the hint when it points at what was just freed, so the top is handed out again.
         if any {
-            let top = allocation.priorities.last().copied().unwrap_or(0);
-            let lowest = allocation.priorities.first().copied().unwrap_or(1);
+            let (lowest, top) = (allocation.priorities.lowest(), allocation.priorities.highest());
             match claims.state(&self.ssm, &owner).await {
                 Ok(state) if state.hint == Some(top) => {
                     claims.set_hint(&self.ssm, lowest - 1).await;
