@@ -200,7 +200,11 @@ impl ListenerRulePriority {
                 // claims the other wrote and counts them as its own (both name this resource).
                 for &priority in round.fresh.iter().filter(|p| !winner.priorities.contains(**p)) {
                     if let Err(error) = claims.release(&self.ssm, priority, owner).await {
-                        tracing::warn!(priority, "cannot release a duplicate claim: {error}");
+                        tracing::warn!(
+                            priority,
+                            "cannot release a duplicate claim: {}",
+                            cfn_custom_resource::error_chain(&error)
+                        );
                     }
                 }
                 Ok(Allocation::new(listener, winner.priorities))
@@ -406,7 +410,8 @@ impl ListenerRulePriority {
             if let Err(release) = claims.release(&self.ssm, priority, owner).await {
                 tracing::warn!(
                     priority,
-                    "cannot release a claim after a failed allocation: {release}"
+                    "cannot release a claim after a failed allocation: {}",
+                    cfn_custom_resource::error_chain(&release)
                 );
                 kept.push(priority);
             }

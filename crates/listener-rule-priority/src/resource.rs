@@ -83,7 +83,10 @@ impl CustomResource for ListenerRulePriority {
                     tracing::info!(hint = lowest - 1, "lowered the hint");
                 }
                 Ok(_) => {}
-                Err(error) => tracing::warn!("cannot read the hint: {error}"),
+                Err(error) => tracing::warn!(
+                    "cannot read the hint: {}",
+                    cfn_custom_resource::error_chain(&error)
+                ),
             }
         }
         Ok(())
