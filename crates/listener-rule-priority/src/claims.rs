@@ -101,16 +101,6 @@ impl ListenerClaims {
         format!("{}/{priority}", self.path)
     }
 
-    /// Every claim on the listener, priority → owner, over all pages.
-    pub async fn read(&self, ssm: &Client) -> Result<BTreeMap<u32, Owner>, Error> {
-        Ok(self
-            .read_with_age(ssm)
-            .await?
-            .into_iter()
-            .map(|(p, c)| (p, c.owner))
-            .collect())
-    }
-
     /// Every claim on the listener with when it was written, over all pages. Only the listener's
     /// own level is read (`Recursive=false`) and only names ending in a number count.
     pub async fn read_with_age(&self, ssm: &Client) -> Result<BTreeMap<u32, Claim>, Error> {
