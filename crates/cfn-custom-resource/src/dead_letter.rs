@@ -53,7 +53,7 @@ use tracing::Instrument as _;
 
 use crate::guard::{Config, Transport, time_left};
 use crate::request::{Envelope, RequestType};
-use crate::response::{Answer, Data, encode};
+use crate::response::{Answer, encode};
 use crate::send::{SendPolicy, Sender};
 
 /// What a destination record says about the attempts; the fields the responder uses.
@@ -240,13 +240,7 @@ impl<T: Transport> Responder<T> {
             (_, Some(id)) => id.clone(),
         };
         let reason = record.reason(&envelope.raw_request_type);
-        let answer = Answer {
-            success: false,
-            reason: Some(reason),
-            physical_id: physical_id.clone(),
-            data: Data::new(),
-            no_echo: false,
-        };
+        let answer = Answer::failed(reason, physical_id.clone());
         let body = encode(&envelope.identity, answer);
         let give_up_at = deadline
             .checked_sub(self.config.delivery_slack)

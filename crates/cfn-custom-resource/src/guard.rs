@@ -213,14 +213,14 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                     .physical_id
                     .clone()
                     .unwrap_or_else(|| envelope.marker_id());
-                return failed(reason, physical_id);
+                return Answer::failed(reason, physical_id);
             }
         };
         if request_type == RequestType::Delete && envelope.physical_id.as_deref().is_some_and(is_marker) {
             tracing::info!(
                 "Delete of a resource whose Create failed: nothing was created, nothing to delete"
             );
-            return succeeded(
+            return Answer::success(
                 envelope.physical_id.clone().unwrap_or_default(),
                 Data::new(),
                 false,
@@ -287,7 +287,7 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                 data,
                 no_echo,
             }) => {
-                let answer = succeeded(
+                let answer = Answer::success(
                     physical_id
                         .clone()
                         .unwrap_or_else(|| envelope.physical_id.clone().unwrap_or_default()),
@@ -328,7 +328,7 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                 .clone()
                 .unwrap_or_else(|| envelope.marker_id()),
         };
-        failed(error.message().to_string(), physical_id)
+        Answer::failed(error.message().to_string(), physical_id)
     }
 
     /// Sends the one response of this invocation and tells the runtime how that went.
@@ -339,12 +339,8 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
         deadline: Instant,
         cost: Cost,
     ) -> Result<(), lambda_runtime::Error> {
-        let status = if answer.success { "SUCCESS" } else { "FAILED" };
-        let physical_id = answer.physical_id.clone();
-        let reason = sanitize_reason(answer.reason.as_deref().unwrap_or_default());
-        let mut data_keys: Vec<&str> = answer.data.keys().map(String::as_str).collect();
-        data_keys.sort_unstable();
-        let data_keys = data_keys.join(",");
+        let status = answer.status();
+        let physical_id = answer.physical_id().to_string();
         let body = encode(&envelope.identity, answer.clone());
         let give_up_at = deadline
             .checked_sub(self.config.delivery_slack)
@@ -359,30 +355,37 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
         } = cost;
         match sent {
             Ok(attempts) => {
-                if answer.success {
-                    tracing::info!(
-                        status,
-                        physical_id,
-                        data_keys,
-                        attempts,
-                        aws_calls,
-                        aws_us,
-                        handler_us,
-                        put_us,
-                        "response delivered"
-                    );
-                } else {
-                    tracing::warn!(
-                        status,
-                        physical_id,
-                        reason,
-                        attempts,
-                        aws_calls,
-                        aws_us,
-                        handler_us,
-                        put_us,
-                        "response delivered"
-                    );
+                match &answer {
+                    Answer::Success { data, .. } => {
+                        let mut data_keys: Vec<&str> = data.keys().map(String::as_str).collect();
+                        data_keys.sort_unstable();
+                        let data_keys = data_keys.join(",");
+                        tracing::info!(
+                            status,
+                            physical_id,
+                            data_keys,
+                            attempts,
+                            aws_calls,
+                            aws_us,
+                            handler_us,
+                            put_us,
+                            "response delivered"
+                        );
+                    }
+                    Answer::Failed { reason, .. } => {
+                        let reason = sanitize_reason(reason);
+                        tracing::warn!(
+                            status,
+                            physical_id,
+                            reason,
+                            attempts,
+                            aws_calls,
+                            aws_us,
+                            handler_us,
+                            put_us,
+                            "response delivered"
+                        );
+                    }
                 }
                 Ok(())
             }
@@ -508,7 +511,7 @@ fn not_strict_json(envelope: &Envelope, problem: &str) -> Answer {
         (_, Some(id)) => id.clone(),
     };
     tracing::warn!(problem, "the event is not strict JSON");
-    failed(reason, physical_id)
+    Answer::failed(reason, physical_id)
 }
 
 /// What the guard made of an invocation, handed to [`report`] for the Runtime API.
@@ -591,26 +594,6 @@ where
     }
 }
 
-fn succeeded(physical_id: String, data: Data, no_echo: bool) -> Answer {
-    Answer {
-        success: true,
-        reason: None,
-        physical_id,
-        data,
-        no_echo,
-    }
-}
-
-fn failed(reason: String, physical_id: String) -> Answer {
-    Answer {
-        success: false,
-        reason: Some(reason),
-        physical_id,
-        data: Data::new(),
-        no_echo: false,
-    }
-}
-
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_string()
@@ -635,30 +618,68 @@ mod tests {
         name: String,
     }
 
-    /// A handler that names the resource after its `Name` property.
+    /// A handler that names the resource after its `Name` property, and misbehaves for a few
+    /// names: `fail`, `partial` (fails after publishing a partial id), `panic`, `slow` (outlives
+    /// the watchdog), `big` (more Data than a response holds), `replace` (Update replaces).
     struct Named;
+
+    async fn misbehave(name: &str, info: &crate::RequestInfo) -> Result<(), HandlerError> {
+        match name {
+            "fail" => Err(HandlerError::new("the thing is broken")),
+            "partial" => {
+                info.partial_id.publish(PhysicalId::new("half-made")?);
+                Err(HandlerError::new("gave up half-way"))
+            }
+            "panic" => panic!("the thing exploded"),
+            "slow" => {
+                info.progress.set("waiting for the thing");
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 
     impl CustomResource for Named {
         type Properties = Props;
 
         async fn create(&self, request: Create<Props>) -> Result<Created, HandlerError> {
-            Ok(Created::new(PhysicalId::new(request.properties.name)?))
+            misbehave(&request.properties.name, &request.info).await?;
+            let data = match request.properties.name.as_str() {
+                "big" => (0..100).map(|i| (format!("Key{i}"), "v".repeat(100))).collect(),
+                _ => Data::from([("Name".to_string(), request.properties.name.clone())]),
+            };
+            Ok(Created::new(PhysicalId::new(request.properties.name)?).with_data(data))
         }
 
-        async fn update(&self, _: Update<Props>) -> Result<Updated, HandlerError> {
-            Ok(Updated::keep())
+        async fn update(&self, request: Update<Props>) -> Result<Updated, HandlerError> {
+            misbehave(&request.properties.name, &request.info).await?;
+            match request.properties.name.as_str() {
+                "replace" => Ok(Updated::replace(PhysicalId::new("replacement")?)),
+                _ => Ok(Updated::keep()),
+            }
         }
 
-        async fn delete(&self, _: Delete<Props>) -> Result<(), HandlerError> {
-            Ok(())
+        async fn delete(&self, request: Delete<Props>) -> Result<(), HandlerError> {
+            misbehave(&request.properties.name, &request.info).await
         }
     }
 
     /// The bodies the guard sends for `event`.
     async fn answers(event: &[u8]) -> (Result<(), String>, Vec<Value>) {
+        answers_within(event, Config::default(), Duration::from_secs(60)).await
+    }
+
+    /// The bodies the guard sends for `event` with `config`, when `left` is left before the
+    /// deadline.
+    async fn answers_within(
+        event: &[u8],
+        config: Config,
+        left: Duration,
+    ) -> (Result<(), String>, Vec<Value>) {
         let capture = Capture::default();
-        let guard = Guard::with_transport(Named, Config::default(), capture.clone());
-        let deadline = SystemTime::now() + Duration::from_secs(60);
+        let guard = Guard::with_transport(Named, config, capture.clone());
+        let deadline = SystemTime::now() + left;
         let outcome = guard
             .invoke(event, "test", deadline)
             .await
@@ -742,5 +763,156 @@ mod tests {
         assert_eq!(bodies[0]["Status"], "FAILED");
         assert_eq!(bodies[0]["PhysicalResourceId"], marker_physical_id("Thing", "r1"));
         assert!(bodies[0]["Reason"].as_str().unwrap().contains("1025 bytes"));
+    }
+
+    /// An event of `request_type` for a resource named `name` (a JSON value), with
+    /// `PhysicalResourceId` `physical_id` when there is one.
+    fn event(request_type: &str, name: &str, physical_id: Option<&str>) -> Vec<u8> {
+        let mut event: Value = serde_json::from_slice(&create(&format!("{name:?}"))).unwrap();
+        event["RequestType"] = json!(request_type);
+        if let Some(id) = physical_id {
+            event["PhysicalResourceId"] = json!(id);
+        }
+        event.to_string().into_bytes()
+    }
+
+    /// The one body the guard sends for `event`; the runtime hears `Ok`, since it was delivered.
+    async fn the_answer(event: &[u8]) -> Value {
+        let (outcome, mut bodies) = answers(event).await;
+        assert_eq!(outcome, Ok(()));
+        assert_eq!(bodies.len(), 1, "{bodies:?}");
+        bodies.remove(0)
+    }
+
+    #[tokio::test]
+    async fn a_success_carries_data_and_no_reason() {
+        let body = the_answer(&create(r#""thing-1""#)).await;
+        assert_eq!(body["Status"], "SUCCESS");
+        assert_eq!(body["Data"], json!({"Name": "thing-1"}));
+        assert_eq!(body["Reason"], Value::Null, "{body}");
+        assert_eq!(body["LogicalResourceId"], "Thing");
+    }
+
+    #[tokio::test]
+    async fn a_handler_error_is_failed_with_its_message_and_the_marker_id() {
+        let body = the_answer(&create(r#""fail""#)).await;
+        assert_eq!(body["Status"], "FAILED");
+        assert_eq!(body["Reason"], "the thing is broken");
+        assert_eq!(body["PhysicalResourceId"], marker_physical_id("Thing", "r1"));
+        assert_eq!(body["Data"], json!({}));
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_answers_with_what_it_made() {
+        let body = the_answer(&create(r#""partial""#)).await;
+        assert_eq!(body["Status"], "FAILED");
+        assert_eq!(body["Reason"], "gave up half-way");
+        let id = body["PhysicalResourceId"].as_str().unwrap();
+        assert_eq!(
+            unwrap_partial(id),
+            Some("half-made"),
+            "the rollback Delete must reach what was made: {id}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_failed_with_the_panic_message() {
+        let body = the_answer(&create(r#""panic""#)).await;
+        assert_eq!(body["Status"], "FAILED");
+        let reason = body["Reason"].as_str().unwrap();
+        assert_eq!(reason, "the Create handler panicked: the thing exploded");
+        assert_eq!(body["PhysicalResourceId"], marker_physical_id("Thing", "r1"));
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_answers_failed_naming_what_the_handler_was_doing() {
+        let config = Config {
+            deadline_margin: Duration::from_millis(1_500),
+            ..Config::default()
+        };
+        let (outcome, bodies) = answers_within(&create(r#""slow""#), config, Duration::from_secs(2)).await;
+        assert_eq!(outcome, Ok(()));
+        assert_eq!(bodies.len(), 1, "one answer, the watchdog's");
+        let reason = bodies[0]["Reason"].as_str().unwrap();
+        assert_eq!(bodies[0]["Status"], "FAILED");
+        assert!(
+            reason.starts_with("timed out while waiting for the thing") && reason.contains("stopped"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_little_time_left_is_failed_without_running_the_handler() {
+        let (outcome, bodies) =
+            answers_within(&create(r#""panic""#), Config::default(), Duration::from_secs(1)).await;
+        assert_eq!(outcome, Ok(()));
+        let reason = bodies[0]["Reason"].as_str().unwrap();
+        assert_eq!(bodies[0]["Status"], "FAILED");
+        assert!(
+            reason.contains("the Create handler was not started") && !reason.contains("panicked"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn data_too_big_to_send_is_failed_with_the_id_of_what_was_made() {
+        let body = the_answer(&create(r#""big""#)).await;
+        assert_eq!(body["Status"], "FAILED");
+        assert!(body["Reason"].as_str().unwrap().contains("4096-byte"), "{body}");
+        assert_eq!(body["Data"], json!({}));
+        assert_eq!(
+            unwrap_partial(body["PhysicalResourceId"].as_str().unwrap()),
+            Some("big")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_property_is_failed_naming_it() {
+        let body = the_answer(&create("5")).await;
+        assert_eq!(body["Status"], "FAILED");
+        let reason = body["Reason"].as_str().unwrap();
+        assert!(reason.contains("Name"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn an_update_keeps_or_replaces_the_id_and_a_failed_one_keeps_it() {
+        let kept = the_answer(&event("Update", "thing-1", Some("thing-1"))).await;
+        assert_eq!(
+            (&kept["Status"], &kept["PhysicalResourceId"]),
+            (&json!("SUCCESS"), &json!("thing-1"))
+        );
+        let replaced = the_answer(&event("Update", "replace", Some("thing-1"))).await;
+        assert_eq!(
+            (&replaced["Status"], &replaced["PhysicalResourceId"]),
+            (&json!("SUCCESS"), &json!("replacement"))
+        );
+        let failed = the_answer(&event("Update", "fail", Some("thing-1"))).await;
+        assert_eq!(
+            (&failed["Status"], &failed["PhysicalResourceId"]),
+            (&json!("FAILED"), &json!("thing-1")),
+            "a failed Update must not look like a replacement"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_delete_of_a_failed_create_succeeds_without_the_handler() {
+        let marker = marker_physical_id("Thing", "r0");
+        // `fail` would make the handler answer FAILED: the handler is never called.
+        let body = the_answer(&event("Delete", "fail", Some(&marker))).await;
+        assert_eq!(body["Status"], "SUCCESS");
+        assert_eq!(body["PhysicalResourceId"], marker);
+        let failed = the_answer(&event("Delete", "fail", Some("thing-1"))).await;
+        assert_eq!(
+            (&failed["Status"], &failed["PhysicalResourceId"]),
+            (&json!("FAILED"), &json!("thing-1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_request_type_is_failed() {
+        let body = the_answer(&event("Upsert", "thing-1", None)).await;
+        assert_eq!(body["Status"], "FAILED");
+        assert!(body["Reason"].as_str().unwrap().contains("Upsert"), "{body}");
+        assert_eq!(body["PhysicalResourceId"], marker_physical_id("Thing", "r1"));
     }
 }

@@ -63,6 +63,7 @@ pub mod de;
 pub mod dead_letter;
 mod error;
 mod guard;
+mod hash;
 mod owner;
 mod raw;
 mod request;
@@ -77,6 +78,7 @@ use std::future::Future;
 pub use cost::aws_calls;
 pub use error::{HandlerError, error_chain};
 pub use guard::{Config, Guard, Transport, run, run_with_config};
+pub use hash::fnv1a_64;
 /// The error type a Lambda `main` returns.
 pub use lambda_runtime::Error as RuntimeError;
 pub use owner::Owner;

@@ -130,14 +130,62 @@ impl Updated {
     }
 }
 
-/// What the guard decided to answer, before it is fitted into 4096 bytes.
+/// What the guard decided to answer, before it is fitted into 4096 bytes. A SUCCESS carries no
+/// `Reason` and a FAILED always carries one (an empty one is replaced when it is encoded); a
+/// FAILED carries no `Data`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Answer {
-    pub success: bool,
-    pub reason: Option<String>,
-    pub physical_id: String,
-    pub data: Data,
-    pub no_echo: bool,
+pub(crate) enum Answer {
+    Success {
+        physical_id: String,
+        data: Data,
+        no_echo: bool,
+    },
+    Failed {
+        physical_id: String,
+        reason: String,
+        /// Kept from a SUCCESS whose `Data` did not fit ([`encode`]); `false` otherwise.
+        no_echo: bool,
+    },
+}
+
+impl Answer {
+    /// A SUCCESS.
+    pub fn success(physical_id: String, data: Data, no_echo: bool) -> Self {
+        Self::Success {
+            physical_id,
+            data,
+            no_echo,
+        }
+    }
+
+    /// A FAILED saying `reason`.
+    pub fn failed(reason: String, physical_id: String) -> Self {
+        Self::Failed {
+            physical_id,
+            reason,
+            no_echo: false,
+        }
+    }
+
+    /// `SUCCESS` or `FAILED`, as the response's `Status` says it.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Self::Success { .. } => "SUCCESS",
+            Self::Failed { .. } => "FAILED",
+        }
+    }
+
+    pub fn physical_id(&self) -> &str {
+        match self {
+            Self::Success { physical_id, .. } | Self::Failed { physical_id, .. } => physical_id,
+        }
+    }
+
+    fn physical_id_mut(&mut self) -> &mut String {
+        match self {
+            Self::Success { physical_id, .. } | Self::Failed { physical_id, .. } => physical_id,
+        }
+    }
 }
 
 /// The identity fields every response copies from its request.
@@ -153,21 +201,17 @@ const TRUNCATED: &str = " [...truncated]";
 /// Why the answer's `Data` cannot be sent: `Some(reason)` when the body would exceed
 /// [`MAX_BODY_BYTES`] with it (a `Reason` can be cut to fit, `Data` cannot).
 pub(crate) fn oversized_data(identity: &Identity, answer: &Answer) -> Option<String> {
-    if answer.data.is_empty() {
+    let Answer::Success { data, .. } = answer else {
         return None;
-    }
-    let without_reason = Answer {
-        reason: None,
-        ..answer.clone()
     };
-    if serialize(identity, &without_reason).len() <= MAX_BODY_BYTES {
+    if data.is_empty() || serialize(identity, answer).len() <= MAX_BODY_BYTES {
         return None;
     }
-    let data_bytes = serde_json::to_vec(&answer.data).map_or(0, |d| d.len());
+    let data_bytes = serde_json::to_vec(data).map_or(0, |d| d.len());
     Some(format!(
         "the response Data ({} keys, {data_bytes} bytes as JSON) does not fit in CloudFormation's \
          {MAX_BODY_BYTES}-byte response limit; return less Data",
-        answer.data.len()
+        data.len()
     ))
 }
 
@@ -175,26 +219,22 @@ pub(crate) fn oversized_data(identity: &Identity, answer: &Answer) -> Option<Str
 /// on a character boundary keeping its head; `Data` that cannot fit turns the answer into FAILED
 /// (the guard checks [`oversized_data`] first, to choose the FAILED answer's physical id).
 pub(crate) fn encode(identity: &Identity, mut answer: Answer) -> Vec<u8> {
-    answer.reason = answer.reason.map(|reason| sanitize_reason(&reason));
-    if !answer.success && answer.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        answer.reason = Some(NO_REASON.to_string());
+    if let Answer::Failed { reason, .. } = &mut answer {
+        *reason = sanitize_reason(reason);
+        if reason.trim().is_empty() {
+            *reason = NO_REASON.to_string();
+        }
     }
     let body = serialize(identity, &answer);
     if body.len() <= MAX_BODY_BYTES {
         return body;
     }
     if let Some(reason) = oversized_data(identity, &answer) {
-        answer = Answer {
-            success: false,
-            reason: Some(match answer.reason {
-                Some(original) if !answer.success => {
-                    format!("{reason}; the original failure was: {original}")
-                }
-                _ => reason,
-            }),
-            data: Data::new(),
-            no_echo: answer.no_echo,
-            physical_id: answer.physical_id,
+        let no_echo = matches!(answer, Answer::Success { no_echo: true, .. });
+        answer = Answer::Failed {
+            physical_id: std::mem::take(answer.physical_id_mut()),
+            reason,
+            no_echo,
         };
     }
     let body = fit_reason(identity, answer.clone());
@@ -210,20 +250,31 @@ pub(crate) fn encode(identity: &Identity, mut answer: Answer) -> Vec<u8> {
         request_id: cut(&identity.request_id),
         logical_resource_id: cut(&identity.logical_resource_id),
     };
-    answer.physical_id = cut(&answer.physical_id);
+    let physical_id = answer.physical_id_mut();
+    *physical_id = cut(physical_id);
     fit_reason(&identity, answer)
 }
 
 /// How much of each field copied from the event fits when together they would not.
 const MAX_ECHOED_BYTES: usize = 512;
 
-/// The body with `Reason` cut to the room the other fields leave.
-fn fit_reason(identity: &Identity, mut answer: Answer) -> Vec<u8> {
-    let reason = answer.reason.take().unwrap_or_default();
-    answer.reason = Some(String::new());
-    let room = MAX_BODY_BYTES.saturating_sub(serialize(identity, &answer).len());
-    answer.reason = Some(truncate_json_string(&reason, room));
-    serialize(identity, &answer)
+/// The body with `Reason` cut to the room the other fields leave (a SUCCESS has none to cut).
+fn fit_reason(identity: &Identity, answer: Answer) -> Vec<u8> {
+    let Answer::Failed {
+        physical_id,
+        reason,
+        no_echo,
+    } = answer
+    else {
+        return serialize(identity, &answer);
+    };
+    let failed = |reason| Answer::Failed {
+        physical_id: physical_id.clone(),
+        reason,
+        no_echo,
+    };
+    let room = MAX_BODY_BYTES.saturating_sub(serialize(identity, &failed(String::new())).len());
+    serialize(identity, &failed(truncate_json_string(&reason, room)))
 }
 
 /// The Reason of a FAILED answer whose handler gave none: CloudFormation requires one.
@@ -255,18 +306,22 @@ pub(crate) fn sanitize_reason(text: &str) -> String {
 
 fn serialize(identity: &Identity, answer: &Answer) -> Vec<u8> {
     let mut response = CloudFormationCustomResourceResponse::default();
-    response.status = if answer.success {
-        CloudFormationCustomResourceResponseStatus::Success
-    } else {
-        CloudFormationCustomResourceResponseStatus::Failed
-    };
-    response.reason = answer.reason.clone();
-    response.physical_resource_id = answer.physical_id.clone();
+    match answer {
+        Answer::Success { data, no_echo, .. } => {
+            response.status = CloudFormationCustomResourceResponseStatus::Success;
+            response.no_echo = *no_echo;
+            response.data = data.clone();
+        }
+        Answer::Failed { reason, no_echo, .. } => {
+            response.status = CloudFormationCustomResourceResponseStatus::Failed;
+            response.reason = Some(reason.clone());
+            response.no_echo = *no_echo;
+        }
+    }
+    response.physical_resource_id = answer.physical_id().to_string();
     response.stack_id = identity.stack_id.clone();
     response.request_id = identity.request_id.clone();
     response.logical_resource_id = identity.logical_resource_id.clone();
-    response.no_echo = answer.no_echo;
-    response.data = answer.data.clone();
     serde_json::to_vec(&response).expect("a response of strings always serializes")
 }
 
@@ -305,13 +360,7 @@ mod tests {
     }
 
     fn failed(reason: String) -> Answer {
-        Answer {
-            success: false,
-            reason: Some(reason),
-            physical_id: "id".into(),
-            data: Data::new(),
-            no_echo: false,
-        }
+        Answer::failed(reason, "id".into())
     }
 
     #[test]
@@ -343,10 +392,8 @@ mod tests {
 
     #[test]
     fn oversized_data_turns_into_failed() {
-        let mut answer = failed(String::new());
-        answer.success = true;
-        answer.reason = None;
-        answer.data = (0..100).map(|i| (format!("Key{i}"), "v".repeat(100))).collect();
+        let data = (0..100).map(|i| (format!("Key{i}"), "v".repeat(100))).collect();
+        let answer = Answer::success("id".into(), data, false);
         let body = encode(&identity(), answer);
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(parsed["Status"], "FAILED");
@@ -410,8 +457,7 @@ mod tests {
             request_id: "\u{1}".repeat(3000),
             logical_resource_id: "é".repeat(3000),
         };
-        let mut answer = failed("why".into());
-        answer.physical_id = "p".repeat(1024);
+        let answer = Answer::failed("why".into(), "p".repeat(1024));
         let body = encode(&huge, answer);
         assert!(body.len() <= MAX_BODY_BYTES, "{}", body.len());
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();

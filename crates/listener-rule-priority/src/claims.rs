@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ssm::Client;
+use aws_sdk_ssm::error::SdkError;
+use aws_sdk_ssm::operation::put_parameter::{PutParameterError, PutParameterOutput};
 use aws_sdk_ssm::types::ParameterType;
 
+use crate::allocation::Priorities;
 use crate::error::Error;
 
 /// Where every listener's claims live.
@@ -98,16 +101,6 @@ impl ListenerClaims {
         format!("{}/{priority}", self.path)
     }
 
-    /// Every claim on the listener, priority → owner, over all pages.
-    pub async fn read(&self, ssm: &Client) -> Result<BTreeMap<u32, Owner>, Error> {
-        Ok(self
-            .read_with_age(ssm)
-            .await?
-            .into_iter()
-            .map(|(p, c)| (p, c.owner))
-            .collect())
-    }
-
     /// Every claim on the listener with when it was written, over all pages. Only the listener's
     /// own level is read (`Recursive=false`) and only names ending in a number count.
     pub async fn read_with_age(&self, ssm: &Client) -> Result<BTreeMap<u32, Claim>, Error> {
@@ -124,7 +117,7 @@ impl ListenerClaims {
                 .await
                 .map_err(|e| Error::ReadClaims {
                     path: self.path.clone(),
-                    message: cfn_custom_resource::error_chain(&e),
+                    source: e.into(),
                 })?;
             for parameter in page.parameters() {
                 let priority = parameter
@@ -172,14 +165,14 @@ impl ListenerClaims {
         owner: &Owner,
     ) -> Result<Claimed, Error> {
         let name = self.name(priority);
-        let fail = |e: &dyn std::error::Error| Error::Claim {
+        let fail = |e: SdkError<PutParameterError>| Error::Claim {
             priority,
             name: name.clone(),
-            message: cfn_custom_resource::error_chain(e),
+            source: e.into(),
         };
         let written = overwrite(ssm, &name, owner.to_string())
             .await
-            .map_err(|e| fail(&e))?
+            .map_err(fail)?
             .version();
         if written == 1 {
             // The claim was gone and this write created it: a create-if-absent claim made after
@@ -205,9 +198,7 @@ impl ListenerClaims {
         match winner {
             Some(winner) if winner != *owner => {
                 if self.owner(ssm, priority).await?.as_ref() == Some(owner) {
-                    overwrite(ssm, &name, winner.to_string())
-                        .await
-                        .map_err(|e| fail(&e))?;
+                    overwrite(ssm, &name, winner.to_string()).await.map_err(fail)?;
                     tracing::info!(
                         priority,
                         winner = %winner,
@@ -229,19 +220,17 @@ impl ListenerClaims {
         let name = self.name(priority);
         match ssm.get_parameter().name(format!("{name}:{version}")).send().await {
             Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(holder)),
-            Err(e) => {
-                let message = cfn_custom_resource::error_chain(&e);
-                let service = e.into_service_error();
-                if service.is_parameter_not_found() || service.is_parameter_version_not_found() {
-                    Ok(None)
-                } else {
-                    Err(Error::Claim {
-                        priority,
-                        name,
-                        message,
-                    })
-                }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found() || s.is_parameter_version_not_found()) =>
+            {
+                Ok(None)
             }
+            Err(e) => Err(Error::Claim {
+                priority,
+                name,
+                source: e.into(),
+            }),
         }
     }
 
@@ -263,41 +252,40 @@ impl ListenerClaims {
             .description(description)
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(Claimed::Won),
-            Err(e) => {
-                let message = cfn_custom_resource::error_chain(&e);
-                let service = e.into_service_error();
-                if service.is_parameter_already_exists() {
-                    // Ours when it names this resource: written by an earlier attempt of this
-                    // request that was killed (or whose answer was lost, and the SDK retried),
-                    // or by a duplicate delivery running at the same moment. Taking it for
-                    // someone else's would leak it: no answer of ours would ever name it.
-                    match self.owner(ssm, priority).await? {
-                        Some(holder) if holder == *owner => {
-                            tracing::info!(
-                                priority,
-                                "the claim already names this resource (an earlier attempt wrote it)"
-                            );
-                            Ok(Claimed::Won)
-                        }
-                        _ => Ok(Claimed::Lost),
+        let e = match put {
+            Ok(_) => return Ok(Claimed::Won),
+            Err(e) => e,
+        };
+        match e.as_service_error() {
+            Some(service) if service.is_parameter_already_exists() => {
+                // Ours when it names this resource: written by an earlier attempt of this
+                // request that was killed (or whose answer was lost, and the SDK retried), or by
+                // a duplicate delivery running at the same moment. Taking it for someone else's
+                // would leak it: no answer of ours would ever name it.
+                match self.owner(ssm, priority).await? {
+                    Some(holder) if holder == *owner => {
+                        tracing::info!(
+                            priority,
+                            "the claim already names this resource (an earlier attempt wrote it)"
+                        );
+                        Ok(Claimed::Won)
                     }
-                } else if service.is_too_many_updates() {
-                    // Someone is writing the same name right now: whoever's value is there won.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    match self.owner(ssm, priority).await? {
-                        Some(holder) if holder == *owner => Ok(Claimed::Won),
-                        _ => Ok(Claimed::Lost),
-                    }
-                } else {
-                    Err(Error::Claim {
-                        priority,
-                        name,
-                        message,
-                    })
+                    _ => Ok(Claimed::Lost),
                 }
             }
+            Some(service) if service.is_too_many_updates() => {
+                // Someone is writing the same name right now: whoever's value is there won.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match self.owner(ssm, priority).await? {
+                    Some(holder) if holder == *owner => Ok(Claimed::Won),
+                    _ => Ok(Claimed::Lost),
+                }
+            }
+            _ => Err(Error::Claim {
+                priority,
+                name,
+                source: e.into(),
+            }),
         }
     }
 
@@ -306,18 +294,12 @@ impl ListenerClaims {
         let name = self.name(priority);
         match ssm.get_parameter().name(&name).send().await {
             Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(holder)),
-            Err(e) => {
-                let message = cfn_custom_resource::error_chain(&e);
-                if e.into_service_error().is_parameter_not_found() {
-                    Ok(None)
-                } else {
-                    Err(Error::Claim {
-                        priority,
-                        name,
-                        message,
-                    })
-                }
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(None),
+            Err(e) => Err(Error::Claim {
+                priority,
+                name,
+                source: e.into(),
+            }),
         }
     }
 
@@ -325,11 +307,6 @@ impl ListenerClaims {
     /// else holds, is left alone. Returns whether a claim was deleted.
     pub async fn release(&self, ssm: &Client, priority: u32, owner: &Owner) -> Result<bool, Error> {
         let name = self.name(priority);
-        let release_error = |message: String| Error::Release {
-            priority,
-            name: name.clone(),
-            message,
-        };
         match self.owner(ssm, priority).await {
             Ok(None) => return Ok(false),
             Ok(Some(holder)) if holder != *owner => {
@@ -337,19 +314,23 @@ impl ListenerClaims {
                 return Ok(false);
             }
             Ok(Some(_)) => {}
-            Err(Error::Claim { message, .. }) => return Err(release_error(message)),
+            Err(Error::Claim { source, .. }) => {
+                return Err(Error::Release {
+                    priority,
+                    name,
+                    source,
+                });
+            }
             Err(other) => return Err(other),
         }
         match ssm.delete_parameter().name(&name).send().await {
             Ok(_) => Ok(true),
-            Err(e) => {
-                let message = cfn_custom_resource::error_chain(&e);
-                if e.into_service_error().is_parameter_not_found() {
-                    Ok(false)
-                } else {
-                    Err(release_error(message))
-                }
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(false),
+            Err(e) => Err(Error::Release {
+                priority,
+                name,
+                source: e.into(),
+            }),
         }
     }
 }
@@ -366,24 +347,19 @@ pub struct State {
 /// A resource's reservation: `<p1>,<p2>,...|<owner>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    pub priorities: Vec<u32>,
+    pub priorities: Priorities,
     pub owner: Owner,
 }
 
 impl Reservation {
     fn value(&self) -> String {
-        let list: Vec<String> = self.priorities.iter().map(u32::to_string).collect();
-        format!("{}|{}", list.join(","), self.owner)
+        format!("{}|{}", self.priorities, self.owner)
     }
 
     fn parse(value: &str) -> Option<Self> {
         let (list, owner) = value.split_once('|')?;
-        let priorities = list
-            .split(',')
-            .map(|p| p.parse().ok())
-            .collect::<Option<Vec<u32>>>()?;
         Some(Self {
-            priorities,
+            priorities: Priorities::parse(list)?,
             owner: Owner::parse(owner)?,
         })
     }
@@ -398,13 +374,9 @@ pub enum Reserved {
     Lost(Option<Reservation>),
 }
 
-/// FNV-1a, 64 bits: a short, stable, SSM-safe key for a stack and logical id.
+/// A short, stable, SSM-safe key for a stack and logical id: FNV-1a, 64 bits, of the owner.
 fn key(owner: &Owner) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in owner.to_string().bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = cfn_custom_resource::fnv1a_64(owner.to_string().bytes());
     format!("r-{hash:016x}")
 }
 
@@ -419,10 +391,10 @@ impl ListenerClaims {
         format!("{}/reservation/{}", self.state, key(owner))
     }
 
-    fn state_error(name: String, e: impl std::error::Error + 'static) -> Error {
+    fn state_error(name: String, e: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::State {
             name,
-            message: cfn_custom_resource::error_chain(&e),
+            source: Box::new(e),
         }
     }
 
@@ -476,24 +448,22 @@ impl ListenerClaims {
             .overwrite(false)
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(Reserved::Won),
-            Err(e) => {
-                let message = cfn_custom_resource::error_chain(&e);
-                let service = e.into_service_error();
-                if service.is_parameter_already_exists() || service.is_too_many_updates() {
-                    if service.is_too_many_updates() {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    let held = self.reservation(ssm, &reservation.owner).await?;
-                    match held {
-                        Some(held) if held == *reservation => Ok(Reserved::Won),
-                        other => Ok(Reserved::Lost(other)),
-                    }
-                } else {
-                    Err(Error::State { name, message })
-                }
-            }
+        let e = match put {
+            Ok(_) => return Ok(Reserved::Won),
+            Err(e) => e,
+        };
+        let (exists, busy) = e.as_service_error().map_or((false, false), |s| {
+            (s.is_parameter_already_exists(), s.is_too_many_updates())
+        });
+        if !(exists || busy) {
+            return Err(Self::state_error(name, e));
+        }
+        if busy {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        match self.reservation(ssm, &reservation.owner).await? {
+            Some(held) if held == *reservation => Ok(Reserved::Won),
+            other => Ok(Reserved::Lost(other)),
         }
     }
 
@@ -506,14 +476,8 @@ impl ListenerClaims {
                 .and_then(|p| p.value())
                 .and_then(Reservation::parse)
                 .filter(|r| r.owner == *owner)),
-            Err(e) => {
-                let message = cfn_custom_resource::error_chain(&e);
-                if e.into_service_error().is_parameter_not_found() {
-                    Ok(None)
-                } else {
-                    Err(Error::State { name, message })
-                }
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(None),
+            Err(e) => Err(Self::state_error(name, e)),
         }
     }
 
@@ -528,24 +492,18 @@ impl ListenerClaims {
 
     /// Deletes `owner`'s reservation if it names exactly `priorities` (so the Delete of an old id
     /// after a replacement does not drop the new one's). A reservation that is gone is fine.
-    pub async fn unreserve(&self, ssm: &Client, owner: &Owner, priorities: &[u32]) -> Result<(), Error> {
+    pub async fn unreserve(&self, ssm: &Client, owner: &Owner, priorities: &Priorities) -> Result<(), Error> {
         let Some(held) = self.reservation(ssm, owner).await? else {
             return Ok(());
         };
-        if held.priorities != priorities {
+        if held.priorities != *priorities {
             return Ok(());
         }
         let name = self.reservation_name(owner);
         match ssm.delete_parameter().name(&name).send().await {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let message = cfn_custom_resource::error_chain(&e);
-                if e.into_service_error().is_parameter_not_found() {
-                    Ok(())
-                } else {
-                    Err(Error::State { name, message })
-                }
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(()),
+            Err(e) => Err(Self::state_error(name, e)),
         }
     }
 }
@@ -556,10 +514,7 @@ async fn overwrite(
     ssm: &Client,
     name: &str,
     value: String,
-) -> Result<
-    aws_sdk_ssm::operation::put_parameter::PutParameterOutput,
-    aws_sdk_ssm::error::SdkError<aws_sdk_ssm::operation::put_parameter::PutParameterError>,
-> {
+) -> Result<PutParameterOutput, SdkError<PutParameterError>> {
     ssm.put_parameter()
         .name(name)
         .value(value)
@@ -614,7 +569,7 @@ mod tests {
             "not on the claim level"
         );
         let reservation = Reservation {
-            priorities: vec![6, 7],
+            priorities: Priorities::new([6, 7]).unwrap(),
             owner: owner.clone(),
         };
         assert_eq!(Reservation::parse(&reservation.value()), Some(reservation));

@@ -26,7 +26,7 @@ pub async fn priorities(elbv2: &Client, listener_arn: &str) -> Result<BTreeSet<u
             .await
             .map_err(|e| Error::DescribeRules {
                 listener: listener_arn.to_string(),
-                message: cfn_custom_resource::error_chain(&e),
+                source: e.into(),
             })?;
         pages += 1;
         priorities.extend(

@@ -471,18 +471,13 @@ fn verifier(password: &Secret<String>) -> Result<String, Error> {
 
 /// A stable advisory-lock key for a name of a kind (`database`, `role`): FNV-1a, 64 bits.
 pub fn lock_key(kind: &str, name: &Identifier) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in MANAGED_BY
+    let bytes = MANAGED_BY
         .bytes()
         .chain([0])
         .chain(kind.bytes())
         .chain([0])
-        .chain(name.as_str().bytes())
-    {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash as i64
+        .chain(name.as_str().bytes());
+    cfn_custom_resource::fnv1a_64(bytes) as i64
 }
 
 #[cfg(test)]
