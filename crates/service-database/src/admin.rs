@@ -55,9 +55,9 @@ impl AdminCredentials {
                     .ssm
                     .value_and_version(parameter)
                     .await
-                    .map_err(|e| Error::Store {
+                    .map_err(|source| Error::Store {
                         name: parameter.clone(),
-                        detail: cfn_custom_resource::error_chain(&e),
+                        source,
                     })?
                     .ok_or_else(|| Error::AdminPasswordMissing(parameter.clone()))?;
                 Ok(AdminCredential {
@@ -81,9 +81,9 @@ impl AdminCredentials {
         let mut candidates: Vec<AdminCredential> = Vec::new();
         match source {
             AdminSource::Ssm { username, parameter } => {
-                let history = self.ssm.history(parameter).await.map_err(|e| Error::Store {
+                let history = self.ssm.history(parameter).await.map_err(|source| Error::Store {
                     name: parameter.clone(),
-                    detail: cfn_custom_resource::error_chain(&e),
+                    source,
                 })?;
                 if let Some(previous) = history
                     .versions

@@ -12,8 +12,16 @@ pub enum Error {
     )]
     AdminPasswordMissing(String),
 
-    #[error("SSM parameter {name}: {detail}")]
-    Store { name: String, detail: String },
+    /// An SSM call failed; the boundary renders its chain (the call, SSM's message, a hint).
+    #[error("SSM parameter {name}")]
+    Store {
+        name: String,
+        #[source]
+        source: ssm_secret::StoreError,
+    },
+
+    #[error("SSM parameter {0}: does not exist")]
+    ParameterMissing(String),
 
     #[error("cannot generate the service password: {0}")]
     Password(String),

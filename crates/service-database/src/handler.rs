@@ -279,7 +279,7 @@ impl ServiceDatabase {
     ) -> Result<(PasswordPlan, ssm_secret::History), Error> {
         let name = &p.password_parameter_name;
         let stored = match self.password_parameter(name).await {
-            Err(Error::Store { detail, .. }) if parameter_moved && detail == "does not exist" => {
+            Err(Error::ParameterMissing(_)) if parameter_moved => {
                 return Err(Error::Unsupported(format!(
                     "PasswordParameterName cannot change in place (to {name}, which does not exist); \
                      give the database a new DatabaseName too, which replaces the resource"
@@ -300,7 +300,7 @@ impl ServiceDatabase {
             .store
             .history(name)
             .await
-            .map_err(|e| store_error(name, &e))?
+            .map_err(|e| store_error(name, e))?
             .created_for(stored.created_for.as_deref());
         let plan = plan_password(p, v, logins, &stored, &history, token_changed)?;
         Ok((plan, history))
@@ -323,13 +323,13 @@ impl ServiceDatabase {
                 .store
                 .put_new_version(name, &plan.value, &p.key_id, Some(&plan.description), history)
                 .await
-                .map_err(|e| store_error(name, &e))?;
+                .map_err(|e| store_error(name, e))?;
         }
         if plan.labelled != Some(version) {
             self.store
                 .label(name, version, &plan.label)
                 .await
-                .map_err(|e| store_error(name, &e))?;
+                .map_err(|e| store_error(name, e))?;
         }
         Ok(())
     }
@@ -433,7 +433,7 @@ impl ServiceDatabase {
     ) -> Result<(), HandlerError> {
         info.progress.set("deleting the password parameter");
         let name = &p.password_parameter_name;
-        match self.store.get(name).await.map_err(|e| store_error(name, &e))? {
+        match self.store.get(name).await.map_err(|e| store_error(name, e))? {
             None => return Ok(()),
             Some(stored) if !logins::serves(stored.description.as_deref(), &v.physical_id()) => {
                 tracing::info!(parameter = %name, "the password parameter now serves another database; left in place");
@@ -445,7 +445,7 @@ impl ServiceDatabase {
             .store
             .delete_if_owned(name, &Owner::of(info))
             .await
-            .map_err(|e| store_error(name, &e))?
+            .map_err(|e| store_error(name, e))?
         {
             DeleteOutcome::Deleted | DeleteOutcome::AlreadyGone => {}
             DeleteOutcome::NotOurs(owner) => {
@@ -506,11 +506,8 @@ impl ServiceDatabase {
         self.store
             .get(name)
             .await
-            .map_err(|e| store_error(name, &e))?
-            .ok_or_else(|| Error::Store {
-                name: name.to_string(),
-                detail: "does not exist".into(),
-            })
+            .map_err(|e| store_error(name, e))?
+            .ok_or_else(|| Error::ParameterMissing(name.to_string()))
     }
 
     /// Gets or creates (`Overwrite=false`) the service's password parameter, and says which
@@ -534,7 +531,7 @@ impl ServiceDatabase {
             .store
             .create_if_absent(name, &candidate, &p.key_id, Some(&first), owner, &label)
             .await
-            .map_err(|e| store_error(name, &e))?;
+            .map_err(|e| store_error(name, e))?;
         let existing = match stored {
             // Bound to its token from the start by its created-for tag, so a later rollback
             // can find it.
@@ -554,7 +551,7 @@ impl ServiceDatabase {
             self.store
                 .tag(name, owner)
                 .await
-                .map_err(|e| store_error(name, &e))?;
+                .map_err(|e| store_error(name, e))?;
         }
         let login = logins
             .named_in(existing.description.as_deref())
@@ -574,13 +571,13 @@ impl ServiceDatabase {
                     &ssm_secret::History::default(),
                 )
                 .await
-                .map_err(|e| store_error(name, &e))?;
+                .map_err(|e| store_error(name, e))?;
         }
         // The password kept is the one this token now stands for.
         self.store
             .label(name, version, &label)
             .await
-            .map_err(|e| store_error(name, &e))?;
+            .map_err(|e| store_error(name, e))?;
         Ok((existing.value, login))
     }
 }
@@ -908,10 +905,10 @@ fn new_password(p: &Properties) -> Result<Secret<String>, Error> {
     ssm_secret::generate_os(&policy).map_err(|e| Error::Password(e.to_string()))
 }
 
-fn store_error(name: &str, error: &ssm_secret::StoreError) -> Error {
+fn store_error(name: &str, error: ssm_secret::StoreError) -> Error {
     Error::Store {
         name: name.to_string(),
-        detail: cfn_custom_resource::error_chain(error),
+        source: error,
     }
 }
 
