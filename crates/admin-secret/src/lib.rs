@@ -198,13 +198,6 @@ impl Settings {
         }
     }
 
-    pub fn fixed(adopt: bool, return_password: bool) -> Self {
-        Self {
-            adopt: settings::fixed_adopt(adopt),
-            return_password: settings::fixed_return_password(return_password),
-        }
-    }
-
     fn check_return_password(&self, properties: &Properties) -> Result<(), HandlerError> {
         if properties.return_password {
             self.return_password.require("ReturnPassword")?;

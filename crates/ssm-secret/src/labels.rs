@@ -107,11 +107,6 @@ impl History {
                 .any(|v| v.labels.iter().any(|l| is_rotation_label(l)))
     }
 
-    /// The latest version.
-    pub fn latest(&self) -> Option<&Version> {
-        self.versions.last()
-    }
-
     /// The versions SSM deletes when one more version is written (it keeps [`MAX_VERSIONS`]),
     /// oldest first: they must carry no label by then.
     pub fn ageing_out(&self) -> &[Version] {
@@ -298,7 +293,6 @@ mod tests {
         assert_eq!(history.labelled("rotation-b").unwrap().version, 3);
         assert!(history.labelled("rotation-c").is_none());
         assert!(history.has_rotation_labels());
-        assert_eq!(history.latest().unwrap().version, 3);
         assert!(
             !History {
                 versions: vec![v(1, &["other"])],
