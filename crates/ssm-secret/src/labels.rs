@@ -143,7 +143,7 @@ impl ParameterStore {
                 {
                     return Ok(History::default());
                 }
-                Err(error) => return Err(StoreError::aws("GetParameterHistory", name, &error)),
+                Err(error) => return Err(StoreError::aws("GetParameterHistory", name, error)),
             };
             versions.extend(output.parameters().iter().map(version));
             match output.next_token() {
@@ -189,7 +189,7 @@ impl ParameterStore {
                 .set_labels(Some(ours.iter().map(|l| l.to_string()).collect()))
                 .send()
                 .await
-                .map_err(|error| StoreError::aws("UnlabelParameterVersion", name, &error))?;
+                .map_err(|error| StoreError::aws("UnlabelParameterVersion", name, error))?;
             tracing::info!(
                 parameter = name,
                 version = old.version,
@@ -210,7 +210,7 @@ impl ParameterStore {
             .labels(label)
             .send()
             .await
-            .map_err(|error| StoreError::aws("LabelParameterVersion", name, &error))?;
+            .map_err(|error| StoreError::aws("LabelParameterVersion", name, error))?;
         if !output.invalid_labels().is_empty() {
             return Err(StoreError::Label {
                 name: name.to_string(),
