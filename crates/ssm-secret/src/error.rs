@@ -4,6 +4,7 @@
 //! `HandlerError` renders `error: source: ...`). No message ever holds a secret value.
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
+use cfn_custom_resource::Owner;
 
 /// Why no password could be generated under a policy. Messages never hold a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +22,7 @@ pub enum PasswordError {
     Rng(#[source] rand::rngs::SysError),
 }
 
-/// Why an SSM operation failed. Messages name the parameter and say what to
+/// Why an SSM operation failed, or what it refused. Messages name the parameter and say what to
 /// fix; they never hold the parameter's value.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +38,14 @@ pub enum StoreError {
     /// There is no such parameter ([`crate::ParameterStore::get_existing`]).
     #[error("SSM parameter {name} does not exist")]
     NotFound { name: String },
+    /// The parameter exists and its owner tags name someone else, or no one
+    /// ([`crate::ParameterStore::ensure_owned`] without adoption). Callers usually turn this into
+    /// a Reason naming their own property and `Adopt`.
+    #[error(
+        "SSM parameter {name} already exists and was not created by this resource ({})",
+        whose(.owner.as_ref())
+    )]
+    NotOurs { name: String, owner: Option<Owner> },
     #[error(
         "SSM answered {action} for parameter {name} without {missing}; retry, and report it if it persists"
     )]
@@ -77,6 +86,14 @@ impl StoreError {
             name: name.to_string(),
             source: error.into(),
         }
+    }
+}
+
+/// Who a parameter that is not ours belongs to, for a Reason.
+fn whose(owner: Option<&Owner>) -> String {
+    match owner {
+        Some(other) => format!("it belongs to {}", other.describe()),
+        None => "it carries no owner tags".to_string(),
     }
 }
 

@@ -36,7 +36,7 @@ use cfn_custom_resource::Secret;
 use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
-use crate::store::ParameterStore;
+use crate::store::{ParameterStore, StoredParameter};
 
 /// How many versions of a parameter SSM keeps: writing one more deletes the oldest.
 pub const MAX_VERSIONS: usize = 100;
@@ -65,6 +65,17 @@ pub struct Version {
     pub version: i64,
     pub value: Secret<String>,
     pub labels: Vec<String>,
+}
+
+/// Which password a `RotationToken` stands for ([`History::choose`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Choice<'h> {
+    /// The token was seen before: this version's password is the one to hold.
+    Restore(&'h Version),
+    /// A token never seen: generate a new password.
+    Rotate,
+    /// A parameter written before labels whose token did not change: keep its current password.
+    Keep,
 }
 
 /// A parameter's versions, oldest first.
@@ -107,6 +118,24 @@ impl History {
                 .any(|v| v.labels.iter().any(|l| is_rotation_label(l)))
     }
 
+    /// Which password the token labelled `label` stands for, decided from this history alone
+    /// (read with [`ParameterStore::history_of`], so version 1 is bound to the token it was
+    /// created for):
+    ///
+    /// - the newest version bound to `label` ([`History::labelled`]): a rollback of a rotation,
+    ///   or a duplicate delivery, whose password is to be held again (or still);
+    /// - a new password, for a token no version is bound to while others are;
+    /// - for a parameter written before labels (no version bound to any token), the current
+    ///   password, unless `token_changed` (the old properties named another token: the only
+    ///   evidence left for such a parameter) asks for a new one.
+    pub fn choose(&self, label: &str, token_changed: bool) -> Choice<'_> {
+        match self.labelled(label) {
+            Some(version) => Choice::Restore(version),
+            None if self.has_rotation_labels() || token_changed => Choice::Rotate,
+            None => Choice::Keep,
+        }
+    }
+
     /// The versions SSM deletes when one more version is written (it keeps [`MAX_VERSIONS`]),
     /// oldest first: they must carry no label by then.
     pub fn ageing_out(&self) -> &[Version] {
@@ -116,8 +145,20 @@ impl History {
 }
 
 impl ParameterStore {
+    /// Every version of `stored` with its decrypted value and labels, version 1 bound to the token
+    /// the parameter was created for ([`History::created_for`] with its
+    /// [`StoredParameter::created_for`]): the history to decide a rotation from
+    /// ([`History::choose`]). Empty when the parameter is gone.
+    pub async fn history_of(&self, stored: &StoredParameter) -> Result<History, StoreError> {
+        Ok(self
+            .history(&stored.name)
+            .await?
+            .created_for(stored.created_for.as_deref()))
+    }
+
     /// Every version of `name` with its decrypted value and labels (`GetParameterHistory` with
-    /// decryption, all pages); empty when there is no such parameter.
+    /// decryption, all pages); empty when there is no such parameter. Version 1 is not bound to
+    /// the token it was created for: to decide a rotation, read [`ParameterStore::history_of`].
     pub async fn history(&self, name: &str) -> Result<History, StoreError> {
         self.read_history(name, true).await
     }
@@ -300,6 +341,33 @@ mod tests {
             }
             .has_rotation_labels()
         );
+    }
+
+    #[test]
+    fn choose_restores_rotates_or_keeps() {
+        let v = |version, labels: &[&str]| Version {
+            version,
+            value: Secret::new(format!("p{version}")),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+        };
+        let (r0, r1) = (rotation_label(Some("r0")), rotation_label(Some("r1")));
+        let bound = History {
+            versions: vec![v(1, &[]), v(2, &[r1.as_str()])],
+            created_for: None,
+        }
+        .created_for(Some(&r0));
+        assert!(matches!(bound.choose(&r0, true), Choice::Restore(v) if v.version == 1));
+        assert!(matches!(bound.choose(&r1, false), Choice::Restore(v) if v.version == 2));
+        // A token never seen rotates, whatever the old properties say.
+        let r2 = rotation_label(Some("r2"));
+        assert!(matches!(bound.choose(&r2, false), Choice::Rotate));
+        // Before labels, only the old properties can tell.
+        let unbound = History {
+            versions: vec![v(1, &[])],
+            created_for: None,
+        };
+        assert!(matches!(unbound.choose(&r2, false), Choice::Keep));
+        assert!(matches!(unbound.choose(&r2, true), Choice::Rotate));
     }
 
     #[test]

@@ -27,6 +27,9 @@
 //! - [`ParameterStore::create_if_absent`]: `PutParameter` with `Overwrite=false` and the owner
 //!   tags; an existing parameter is left untouched and returned as [`CreateIfAbsent::Existing`], so a
 //!   caller can tell its own (a retried Create) from someone else's.
+//! - [`ParameterStore::ensure_owned`]: the get-or-create a resource makes of its secret: creates
+//!   it, reuses our own, or adopts somebody else's when asked (else [`StoreError::NotOurs`]);
+//!   the version it returns is bound to the token its password is for.
 //! - [`ParameterStore::get`]: value (decrypted), version, ARN, KMS key id, description and owner
 //!   ([`ParameterStore::get_existing`]: [`StoreError::NotFound`] when there is none).
 //! - [`ParameterStore::put_new_version`]: `Overwrite=true`; returns the new version. Before it
@@ -35,9 +38,10 @@
 //! - [`ParameterStore::tag`]: sets the owner tags (SSM refuses tags with `Overwrite=true`).
 //! - [`ParameterStore::delete_if_owned`]: deletes only a parameter whose tags name the owner.
 //!
-//! Rotation ([`rotation_label`], [`ParameterStore::history`], [`ParameterStore::label`]): each
-//! version is labelled with a hash of the `RotationToken` it was made for, so a token seen before
-//! restores its password instead of generating a new one (see the `labels` module).
+//! Rotation ([`rotation_label`], [`ParameterStore::history_of`], [`History::choose`],
+//! [`ParameterStore::label`]): each version is labelled with a hash of the `RotationToken` it was
+//! made for, so a token seen before restores its password instead of generating a new one (see
+//! the `labels` module).
 //!
 //! # Keys
 //!
@@ -54,6 +58,7 @@
 //! or an error.
 
 mod arn;
+mod ensure;
 mod error;
 mod kms;
 mod labels;
@@ -61,9 +66,12 @@ mod password;
 mod store;
 
 pub use cfn_custom_resource::{Owner, Secret};
+pub use ensure::{Ensured, Wanted};
 pub use error::{KeyError, PasswordError, StoreError};
 pub use kms::{KeyGuard, refuse_aws_alias};
-pub use labels::{History, MAX_VERSIONS, ROTATION_LABEL_PREFIX, Version, is_rotation_label, rotation_label};
+pub use labels::{
+    Choice, History, MAX_VERSIONS, ROTATION_LABEL_PREFIX, Version, is_rotation_label, rotation_label,
+};
 pub use password::{CharClass, DEFAULT_EXCLUDE, PasswordPolicy, generate, generate_os};
 pub use store::{
     CreateIfAbsent, DeleteOutcome, LOGICAL_ID_TAG, ParameterStore, STACK_ID_TAG, StoredParameter,

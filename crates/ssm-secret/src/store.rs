@@ -48,7 +48,7 @@ fn tag_value(tags: &[Tag], key: &str) -> Option<String> {
 }
 
 /// A parameter as SSM holds it, with its decrypted value.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredParameter {
     pub name: String,
     pub arn: String,
