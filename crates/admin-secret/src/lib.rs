@@ -68,7 +68,10 @@ use cfn_custom_resource::{
     settings::{self, Switch},
 };
 use serde::Deserialize;
-use ssm_secret::{DeleteOutcome, Owner, ParameterStore, PasswordPolicy, StoredParameter};
+use ssm_secret::{
+    Choice, DeleteOutcome, History, Owner, ParameterStore, PasswordPolicy, StoreError, StoredParameter,
+    Wanted,
+};
 
 /// Aurora PostgreSQL's limits on `MasterUserPassword`'s length.
 pub const LENGTH_RANGE: std::ops::RangeInclusive<u32> = 8..=41;
@@ -76,8 +79,6 @@ pub const LENGTH_RANGE: std::ops::RangeInclusive<u32> = 8..=41;
 pub const DEFAULT_LENGTH: u32 = 32;
 /// Characters Aurora rejects in a master password: excluded whatever `ExcludeCharacters` says.
 pub const AURORA_FORBIDDEN: &str = "/@\" ";
-/// The AWS-managed SSM key: every principal in the account can decrypt with it.
-const AWS_MANAGED_SSM_KEY: &str = "alias/aws/ssm";
 
 /// The `Custom::AdminSecret` properties.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -137,12 +138,7 @@ impl Properties {
                 "property `KeyId` is empty; give the id, ARN or alias of a customer-managed KMS key",
             ));
         }
-        if key == AWS_MANAGED_SSM_KEY || key.ends_with(&format!(":{AWS_MANAGED_SSM_KEY}")) {
-            return Err(HandlerError::new(format!(
-                "property `KeyId` is {key:?}, the AWS-managed SSM key, which every principal in the account can \
-                 decrypt with; give a customer-managed KMS key"
-            )));
-        }
+        ssm_secret::refuse_aws_alias(key)?;
         if !LENGTH_RANGE.contains(&self.length) {
             return Err(HandlerError::new(format!(
                 "property `Length` is {}; Aurora accepts master passwords of {} to {} characters",
@@ -198,13 +194,6 @@ impl Settings {
         }
     }
 
-    pub fn fixed(adopt: bool, return_password: bool) -> Self {
-        Self {
-            adopt: settings::fixed_adopt(adopt),
-            return_password: settings::fixed_return_password(return_password),
-        }
-    }
-
     fn check_return_password(&self, properties: &Properties) -> Result<(), HandlerError> {
         if properties.return_password {
             self.return_password.require("ReturnPassword")?;
@@ -223,9 +212,9 @@ impl AdminSecret {
     }
 
     /// Creates the parameter `properties.parameter_name` holding `value` (a fresh password when
-    /// `None`), or finds our own, or adopts a foreign one when asked; the version it returns is
-    /// bound to the `RotationToken` it holds the password for (by the created-for tag when this
-    /// request created it, by a label otherwise).
+    /// `None`), or finds our own, or adopts a foreign one when asked
+    /// ([`ParameterStore::ensure_owned`]); the version it returns is bound to the `RotationToken`
+    /// it holds the password for.
     async fn ensure(
         &self,
         info: &RequestInfo,
@@ -233,79 +222,231 @@ impl AdminSecret {
         policy: &PasswordPolicy,
         value: Option<Secret<String>>,
     ) -> Result<StoredParameter, HandlerError> {
+        let name = properties.parameter_name.as_str();
+        let owner = Owner::of(info);
         let label = ssm_secret::rotation_label(properties.rotation_token.as_deref());
-        let (stored, created) = self
-            .ensure_parameter(info, properties, policy, value, &label)
-            .await?;
-        // A parameter this request created is bound to its token by its created-for tag.
-        if !created {
-            self.store.label(&stored.name, stored.version, &label).await?;
+        let value = match value {
+            Some(value) => value,
+            None => ssm_secret::generate_os(policy)?,
+        };
+        info.progress.set(format!("creating SSM parameter {name}"));
+        let wanted = Wanted {
+            name,
+            key_id: &properties.key_id,
+            description: properties.description.as_deref(),
+            owner: &owner,
+            label: &label,
+        };
+        let adopt = properties.adopt && self.settings.adopt.refusal().is_none();
+        match self.store.ensure_owned(&wanted, &value, adopt).await {
+            Ok(ensured) => Ok(ensured.into_stored()),
+            Err(not_ours @ StoreError::NotOurs { .. }) => {
+                if properties.adopt {
+                    // Asked for, but the function's setting refuses it: say so.
+                    self.settings.adopt.require("Adopt")?;
+                }
+                Err(HandlerError::new(format!(
+                    "{not_ours}; choose another ParameterName, delete the parameter, or set Adopt to \"true\" to \
+                     take it over"
+                )))
+            }
+            Err(error) => Err(error.into()),
         }
-        Ok(stored)
     }
 
-    async fn ensure_parameter(
+    /// Carries out an in-place [`UpdatePlan::InPlace`]: a new version when the plan puts one,
+    /// the owner tags, the token's label.
+    async fn update_in_place(
         &self,
         info: &RequestInfo,
         properties: &Properties,
         policy: &PasswordPolicy,
-        value: Option<Secret<String>>,
-        label: &str,
-    ) -> Result<(StoredParameter, bool), HandlerError> {
-        let name = properties.parameter_name.as_str();
-        let owner = Owner::of(info);
-        let value = match value {
-            Some(value) => value,
-            None => ssm_secret::generate_os(policy)
-                .map_err(|e| HandlerError::new(format!("cannot generate a password: {e}")))?,
-        };
-        info.progress.set(format!("creating SSM parameter {name}"));
-        let description = properties.description.as_deref();
-        match self
-            .store
-            .create_if_absent(name, &value, &properties.key_id, description, &owner, label)
-            .await?
-        {
-            ssm_secret::CreateIfAbsent::Created(stored) => Ok((stored, true)),
-            ssm_secret::CreateIfAbsent::Existing(stored) if stored.owner.as_ref() == Some(&owner) => {
-                tracing::info!(
-                    parameter = name,
-                    version = stored.version,
-                    "the parameter is already ours (a retried request); reusing it"
-                );
-                Ok((stored, false))
-            }
-            ssm_secret::CreateIfAbsent::Existing(mut stored) if properties.adopt => {
-                self.settings.adopt.require("Adopt")?;
-                tracing::warn!(parameter = name, previous_owner = ?stored.owner, "adopting an existing parameter");
-                info.progress.set(format!("adopting SSM parameter {name}"));
-                stored.version = self
-                    .store
-                    .put_new_version(
-                        name,
-                        &stored.value,
-                        &properties.key_id,
-                        description,
-                        &ssm_secret::History::default(),
-                    )
-                    .await?;
-                self.store.tag(name, &owner).await?;
-                stored.key_id = Some(properties.key_id.clone());
-                stored.owner = Some(owner);
-                Ok((stored, false))
-            }
-            ssm_secret::CreateIfAbsent::Existing(stored) => {
-                let whose = match &stored.owner {
-                    Some(other) => format!("it belongs to {}", other.describe()),
-                    None => "it carries no owner tags".to_string(),
-                };
-                Err(HandlerError::new(format!(
-                    "SSM parameter {name} already exists and was not created by this resource ({whose}); \
-                     choose another ParameterName, delete the parameter, or set Adopt to \"true\" to take it over"
-                )))
-            }
+        name: &str,
+        history: &History,
+        step: InPlace,
+    ) -> Result<StoredParameter, HandlerError> {
+        let InPlace {
+            mut stored,
+            keep,
+            put,
+            tag,
+            label,
+        } = step;
+        if let Some(put) = put {
+            let value = match keep {
+                Some(value) => value,
+                None => ssm_secret::generate_os(policy)?,
+            };
+            info.progress
+                .set(format!("putting a new version of SSM parameter {name}"));
+            stored.version = self
+                .store
+                .put_new_version(
+                    name,
+                    &value,
+                    &properties.key_id,
+                    put.description.as_deref(),
+                    history,
+                )
+                .await?;
+            stored.value = value;
+        } else {
+            tracing::info!(
+                parameter = name,
+                version = stored.version,
+                "nothing to change in SSM"
+            );
         }
+        if tag {
+            self.store.tag(name, &Owner::of(info)).await?;
+        }
+        if let Some(label) = label {
+            self.store.label(name, stored.version, &label).await?;
+        }
+        Ok(stored)
     }
+}
+
+/// What an Update does, decided before anything is written from what SSM holds: the parameter
+/// ([`ParameterStore::get`]) and, when it is ours, its history ([`ParameterStore::history_of`]).
+#[derive(Debug, PartialEq)]
+enum UpdatePlan {
+    /// `ParameterName` changed: the new parameter, holding `keep` (the password this token stands
+    /// for, when it may stay) or else a new password; a new physical id.
+    Replace { keep: Option<Secret<String>> },
+    /// The parameter is gone: created again with a new password, same physical id.
+    Recreate,
+    /// The same parameter, changed in place.
+    InPlace(Box<InPlace>),
+}
+
+/// The in-place part of an Update.
+#[derive(Debug, PartialEq)]
+struct InPlace {
+    /// The parameter as it is now.
+    stored: StoredParameter,
+    /// The password to hold if an existing one will do; `None` generates one (and `put` is set).
+    keep: Option<Secret<String>>,
+    /// A new version is put, for a changed password, key or description.
+    put: Option<Put>,
+    /// The owner tags are set (adoption).
+    tag: bool,
+    /// The label to put on the version holding the password, unless it is there already.
+    label: Option<String>,
+}
+
+/// A new version of the parameter.
+#[derive(Debug, PartialEq)]
+struct Put {
+    /// `None` leaves SSM's description; `Some("")` clears one the properties no longer give.
+    description: Option<String>,
+}
+
+/// The Update's plan. `current` is the parameter under the current physical id, `history` its
+/// history when it is ours or is to be adopted (else empty), `token_changed` whether the old
+/// properties named another `RotationToken` (only consulted for a parameter written before
+/// labels).
+fn plan_update(
+    properties: &Properties,
+    policy: &PasswordPolicy,
+    owner: &Owner,
+    current_name: &str,
+    current: Option<StoredParameter>,
+    history: &History,
+    token_changed: bool,
+) -> Result<UpdatePlan, HandlerError> {
+    let label = ssm_secret::rotation_label(properties.rotation_token.as_deref());
+    let ours = current
+        .as_ref()
+        .is_some_and(|c| c.owner.as_ref() == Some(owner) || properties.adopt);
+    // The password this token stands for, decided from what SSM holds: the version labelled
+    // with the token (a rollback of a rotation, or a duplicate delivery), a new one for a token
+    // never seen, or, for a parameter written before labels, the current one unless the token
+    // changed.
+    let wanted = match history.choose(&label, token_changed) {
+        Choice::Restore(version) => {
+            tracing::info!(
+                parameter = current_name,
+                version = version.version,
+                "RotationToken seen before: its password is the one to hold"
+            );
+            Some(version.value.clone())
+        }
+        Choice::Rotate => {
+            tracing::info!(
+                parameter = current_name,
+                "new RotationToken: rotating the password"
+            );
+            None
+        }
+        Choice::Keep => current.as_ref().map(|c| c.value.clone()),
+    };
+    // The password to hold, if an existing one will do: it must still satisfy the policy.
+    let keep = wanted.filter(|_| ours).filter(|value| {
+        let fits = policy.accepts(value.expose());
+        if !fits {
+            tracing::info!(
+                parameter = current_name,
+                "the password does not satisfy the new policy; generating a new one"
+            );
+        }
+        fits
+    });
+
+    if properties.parameter_name != current_name {
+        tracing::info!(from = current_name, to = %properties.parameter_name, "ParameterName changed: replacing the parameter");
+        return Ok(UpdatePlan::Replace { keep });
+    }
+    let Some(stored) = current else {
+        tracing::warn!(
+            parameter = current_name,
+            "the parameter is gone; creating it again with a new password"
+        );
+        return Ok(UpdatePlan::Recreate);
+    };
+    let adopting = stored.owner.as_ref() != Some(owner);
+    if adopting && !properties.adopt {
+        return Err(HandlerError::new(format!(
+            "SSM parameter {current_name} is no longer tagged as belonging to this resource; restore its tags \
+             ({} and {}) or set Adopt to \"true\"",
+            ssm_secret::STACK_ID_TAG,
+            ssm_secret::LOGICAL_ID_TAG
+        )));
+    }
+
+    let key_changed = stored.key_id.as_deref() != Some(properties.key_id.as_str());
+    let description_changed =
+        stored.description.as_deref().unwrap_or("") != properties.description.as_deref().unwrap_or("");
+    let value_changed = keep.as_ref().is_none_or(|value| *value != stored.value);
+    let put = (value_changed || key_changed || description_changed).then(|| {
+        tracing::info!(
+            parameter = current_name,
+            value_changed,
+            key_changed,
+            description_changed,
+            "putting a new version"
+        );
+        Put {
+            description: match properties.description.as_deref() {
+                Some(description) => Some(description.to_string()),
+                None if description_changed => Some(String::new()),
+                None => None,
+            },
+        }
+    });
+    // The version holding the password is the new one, or the current one: label it unless the
+    // token's label is on it already.
+    let labelled_already = put.is_none()
+        && history
+            .labelled(&label)
+            .is_some_and(|v| v.version == stored.version);
+    Ok(UpdatePlan::InPlace(Box::new(InPlace {
+        stored,
+        keep,
+        put,
+        tag: adopting,
+        label: (!labelled_already).then_some(label),
+    })))
 }
 
 fn physical_id(name: &str) -> Result<PhysicalId, HandlerError> {
@@ -364,131 +505,44 @@ impl CustomResource for AdminSecret {
         if properties.adopt && current.as_ref().is_some_and(|c| c.owner.as_ref() != Some(&owner)) {
             self.settings.adopt.require("Adopt")?;
         }
-        let label = ssm_secret::rotation_label(properties.rotation_token.as_deref());
-        let ours = current
+        let history = match &current {
+            Some(c) if c.owner.as_ref() == Some(&owner) || properties.adopt => {
+                self.store.history_of(c).await?
+            }
+            _ => History::default(),
+        };
+        // Old properties that do not parse count as no rotation.
+        let token_changed = old_properties
             .as_ref()
-            .is_some_and(|c| c.owner.as_ref() == Some(&owner) || properties.adopt);
-        // The password this token stands for, decided from what SSM holds: the version labelled
-        // with the token (a rollback of a rotation, or a duplicate delivery), a new one for a
-        // token never seen, or, for a parameter written before labels, the current one unless
-        // the token changed.
-        let history = if ours {
-            let created_for = current.as_ref().and_then(|c| c.created_for.as_deref());
-            self.store.history(current_name).await?.created_for(created_for)
-        } else {
-            ssm_secret::History::default()
-        };
-        let wanted = match (history.labelled(&label), &current) {
-            (Some(version), _) => {
-                tracing::info!(
-                    parameter = current_name,
-                    version = version.version,
-                    "RotationToken seen before: its password is the one to hold"
-                );
-                Some(version.value.clone())
-            }
-            (None, _) if history.has_rotation_labels() => {
-                tracing::info!(
-                    parameter = current_name,
-                    "new RotationToken: rotating the password"
-                );
-                None
-            }
-            (None, Some(current)) => {
-                // No labels yet: only the old properties can tell; old properties that do not
-                // parse count as no rotation.
-                let rotate = old_properties
-                    .as_ref()
-                    .is_some_and(|old| old.rotation_token != properties.rotation_token);
-                (!rotate).then(|| current.value.clone())
-            }
-            (None, None) => None,
-        };
-        // The password to hold, if an existing one will do: it must still satisfy the policy.
-        let keep = wanted.filter(|_| ours).filter(|value| {
-            let fits = policy.accepts(value.expose());
-            if !fits {
-                tracing::info!(
-                    parameter = current_name,
-                    "the password does not satisfy the new policy; generating a new one"
-                );
-            }
-            fits
-        });
+            .is_some_and(|old| old.rotation_token != properties.rotation_token);
 
-        if properties.parameter_name != current_name {
-            tracing::info!(from = current_name, to = %properties.parameter_name, "ParameterName changed: replacing the parameter");
-            let stored = self.ensure(&info, &properties, &policy, keep).await?;
-            return Ok(Updated::replace(physical_id(&stored.name)?)
-                .with_data(data(&stored, properties.return_password))
-                .no_echo(properties.return_password));
-        }
-
-        let Some(mut stored) = current else {
-            tracing::warn!(
-                parameter = current_name,
-                "the parameter is gone; creating it again with a new password"
-            );
-            let stored = self.ensure(&info, &properties, &policy, None).await?;
-            return Ok(Updated::keep()
-                .with_data(data(&stored, properties.return_password))
-                .no_echo(properties.return_password));
+        let plan = plan_update(
+            &properties,
+            &policy,
+            &owner,
+            current_name,
+            current,
+            &history,
+            token_changed,
+        )?;
+        let (stored, updated) = match plan {
+            UpdatePlan::Replace { keep } => {
+                let stored = self.ensure(&info, &properties, &policy, keep).await?;
+                let id = physical_id(&stored.name)?;
+                (stored, Updated::replace(id))
+            }
+            UpdatePlan::Recreate => {
+                let stored = self.ensure(&info, &properties, &policy, None).await?;
+                (stored, Updated::keep())
+            }
+            UpdatePlan::InPlace(step) => {
+                let stored = self
+                    .update_in_place(&info, &properties, &policy, current_name, &history, *step)
+                    .await?;
+                (stored, Updated::keep())
+            }
         };
-        if stored.owner.as_ref() != Some(&owner) && !properties.adopt {
-            return Err(HandlerError::new(format!(
-                "SSM parameter {current_name} is no longer tagged as belonging to this resource; restore its tags \
-                 ({} and {}) or set Adopt to \"true\"",
-                ssm_secret::STACK_ID_TAG,
-                ssm_secret::LOGICAL_ID_TAG
-            )));
-        }
-
-        let key_changed = stored.key_id.as_deref() != Some(properties.key_id.as_str());
-        let description_changed =
-            stored.description.as_deref().unwrap_or("") != properties.description.as_deref().unwrap_or("");
-        let value = match keep {
-            Some(value) => value,
-            None => ssm_secret::generate_os(&policy)
-                .map_err(|e| HandlerError::new(format!("cannot generate a password: {e}")))?,
-        };
-        let value_changed = value != stored.value;
-        if value_changed || key_changed || description_changed {
-            tracing::info!(
-                parameter = current_name,
-                value_changed,
-                key_changed,
-                description_changed,
-                "putting a new version"
-            );
-            info.progress
-                .set(format!("putting a new version of SSM parameter {current_name}"));
-            let description = match properties.description.as_deref() {
-                Some(description) => Some(description),
-                None if description_changed => Some(""),
-                None => None,
-            };
-            stored.version = self
-                .store
-                .put_new_version(current_name, &value, &properties.key_id, description, &history)
-                .await?;
-            stored.value = value;
-        } else {
-            tracing::info!(
-                parameter = current_name,
-                version = stored.version,
-                "nothing to change in SSM"
-            );
-        }
-        if stored.owner.as_ref() != Some(&owner) {
-            self.store.tag(current_name, &owner).await?;
-        }
-        if history
-            .labelled(&label)
-            .is_none_or(|v| v.version != stored.version)
-        {
-            self.store.label(current_name, stored.version, &label).await?;
-        }
-        Ok(Updated::keep()
+        Ok(updated
             .with_data(data(&stored, properties.return_password))
             .no_echo(properties.return_password))
     }
@@ -580,6 +634,262 @@ mod tests {
         }
         assert!(parse(serde_json::json!({"ParameterName": "/p", "KeyId": "k", "Colour": "red"})).is_err());
         assert!(parse(serde_json::json!({"ParameterName": "/p", "KeyId": "k", "OnDelete": "Drop"})).is_err());
+    }
+
+    mod plan {
+        use super::*;
+        use ssm_secret::{Version, rotation_label};
+
+        const NAME: &str = "/p";
+
+        fn owner() -> Owner {
+            Owner::new(
+                "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1",
+                "Secret",
+            )
+        }
+
+        fn properties(token: Option<&str>) -> Properties {
+            let mut p = parse(serde_json::json!({"ParameterName": NAME, "KeyId": "alias/k"})).unwrap();
+            p.rotation_token = token.map(str::to_string);
+            p
+        }
+
+        /// Our parameter at `version`, holding `value`, created for token `r0`.
+        fn stored(version: i64, value: &str) -> StoredParameter {
+            StoredParameter {
+                name: NAME.into(),
+                arn: format!("arn:aws:ssm:us-east-1:123456789012:parameter{NAME}"),
+                version,
+                value: Secret::new(value.into()),
+                key_id: Some("alias/k".into()),
+                owner: Some(owner()),
+                created_for: Some(rotation_label(Some("r0"))),
+                description: None,
+            }
+        }
+
+        /// Versions `(version, value, tokens labelled)`, bound to `r0` by the created-for tag.
+        fn history(versions: &[(i64, &str, &[&str])]) -> History {
+            History {
+                versions: versions
+                    .iter()
+                    .map(|(version, value, tokens)| Version {
+                        version: *version,
+                        value: Secret::new(value.to_string()),
+                        labels: tokens.iter().map(|t| rotation_label(Some(t))).collect(),
+                    })
+                    .collect(),
+                created_for: None,
+            }
+            .created_for(Some(&rotation_label(Some("r0"))))
+        }
+
+        fn plan(
+            p: &Properties,
+            current: Option<StoredParameter>,
+            history: &History,
+            token_changed: bool,
+        ) -> Result<UpdatePlan, HandlerError> {
+            plan_update(
+                p,
+                &p.validate().unwrap(),
+                &owner(),
+                NAME,
+                current,
+                history,
+                token_changed,
+            )
+        }
+
+        fn in_place(plan: UpdatePlan) -> InPlace {
+            match plan {
+                UpdatePlan::InPlace(step) => *step,
+                other => panic!("not in place: {other:?}"),
+            }
+        }
+
+        const FIRST: &str = "Aa1!aaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        const SECOND: &str = "Bb2!bbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+        #[test]
+        fn same_token_writes_nothing() {
+            let step = in_place(
+                plan(
+                    &properties(Some("r0")),
+                    Some(stored(1, FIRST)),
+                    &history(&[(1, FIRST, &[])]),
+                    false,
+                )
+                .unwrap(),
+            );
+            assert_eq!(step.keep, Some(Secret::new(FIRST.into())));
+            assert_eq!((step.put, step.tag, step.label), (None, false, None));
+        }
+
+        #[test]
+        fn new_token_rotates_and_labels_the_new_version() {
+            let step = in_place(
+                plan(
+                    &properties(Some("r1")),
+                    Some(stored(1, FIRST)),
+                    &history(&[(1, FIRST, &[])]),
+                    true,
+                )
+                .unwrap(),
+            );
+            assert_eq!(step.keep, None, "a new password");
+            assert_eq!(step.put, Some(Put { description: None }));
+            assert_eq!(step.label, Some(rotation_label(Some("r1"))));
+        }
+
+        #[test]
+        fn token_seen_before_restores_its_password() {
+            // r0 (version 1) rotated to r1 (version 2); the rollback asks for r0 again.
+            let step = in_place(
+                plan(
+                    &properties(Some("r0")),
+                    Some(stored(2, SECOND)),
+                    &history(&[(1, FIRST, &[]), (2, SECOND, &["r1"])]),
+                    true,
+                )
+                .unwrap(),
+            );
+            assert_eq!(step.keep, Some(Secret::new(FIRST.into())));
+            assert!(step.put.is_some(), "put back as the latest version");
+            assert_eq!(step.label, Some(rotation_label(Some("r0"))));
+        }
+
+        #[test]
+        fn duplicate_rotation_makes_no_new_password() {
+            let step = in_place(
+                plan(
+                    &properties(Some("r1")),
+                    Some(stored(2, SECOND)),
+                    &history(&[(1, FIRST, &[]), (2, SECOND, &["r1"])]),
+                    true,
+                )
+                .unwrap(),
+            );
+            assert_eq!(step.keep, Some(Secret::new(SECOND.into())));
+            assert_eq!((step.put, step.label), (None, None));
+        }
+
+        #[test]
+        fn unlabelled_parameter_keeps_its_password_unless_the_token_changed() {
+            let mut old = stored(3, FIRST);
+            old.created_for = None;
+            let unlabelled = History {
+                versions: vec![Version {
+                    version: 3,
+                    value: Secret::new(FIRST.into()),
+                    labels: vec![],
+                }],
+                created_for: None,
+            };
+            let kept =
+                in_place(plan(&properties(Some("r5")), Some(old.clone()), &unlabelled, false).unwrap());
+            assert_eq!(kept.keep, Some(Secret::new(FIRST.into())));
+            assert_eq!(kept.put, None);
+            assert_eq!(kept.label, Some(rotation_label(Some("r5"))), "bound from now on");
+            let rotated = in_place(plan(&properties(Some("r5")), Some(old), &unlabelled, true).unwrap());
+            assert_eq!(rotated.keep, None);
+        }
+
+        #[test]
+        fn description_or_key_change_puts_the_same_password_again() {
+            let mut p = properties(Some("r0"));
+            p.description = Some("new".into());
+            let step =
+                in_place(plan(&p, Some(stored(1, FIRST)), &history(&[(1, FIRST, &[])]), false).unwrap());
+            assert_eq!(step.keep, Some(Secret::new(FIRST.into())));
+            assert_eq!(
+                step.put,
+                Some(Put {
+                    description: Some("new".into())
+                })
+            );
+            // A description dropped from the properties is cleared.
+            let mut described = stored(1, FIRST);
+            described.description = Some("old".into());
+            let step = in_place(
+                plan(
+                    &properties(Some("r0")),
+                    Some(described),
+                    &history(&[(1, FIRST, &[])]),
+                    false,
+                )
+                .unwrap(),
+            );
+            assert_eq!(
+                step.put,
+                Some(Put {
+                    description: Some(String::new())
+                })
+            );
+            let mut p = properties(Some("r0"));
+            p.key_id = "alias/other".into();
+            let step =
+                in_place(plan(&p, Some(stored(1, FIRST)), &history(&[(1, FIRST, &[])]), false).unwrap());
+            assert_eq!(step.keep, Some(Secret::new(FIRST.into())));
+            assert!(step.put.is_some());
+        }
+
+        #[test]
+        fn a_password_outside_the_new_policy_is_replaced() {
+            let mut p = properties(Some("r0"));
+            p.length = 41;
+            let step =
+                in_place(plan(&p, Some(stored(1, FIRST)), &history(&[(1, FIRST, &[])]), false).unwrap());
+            assert_eq!(step.keep, None);
+            assert!(step.put.is_some());
+        }
+
+        #[test]
+        fn rename_replaces_carrying_the_password() {
+            let mut p = properties(Some("r0"));
+            p.parameter_name = "/q".into();
+            assert_eq!(
+                plan(&p, Some(stored(1, FIRST)), &history(&[(1, FIRST, &[])]), false).unwrap(),
+                UpdatePlan::Replace {
+                    keep: Some(Secret::new(FIRST.into()))
+                }
+            );
+            // Somebody else's parameter gives nothing to carry.
+            let mut theirs = stored(1, FIRST);
+            theirs.owner = Some(Owner::new("arn:other", "Other"));
+            assert_eq!(
+                plan(&p, Some(theirs), &History::default(), false).unwrap(),
+                UpdatePlan::Replace { keep: None }
+            );
+        }
+
+        #[test]
+        fn a_gone_parameter_is_created_again() {
+            assert_eq!(
+                plan(&properties(Some("r1")), None, &History::default(), true).unwrap(),
+                UpdatePlan::Recreate
+            );
+        }
+
+        #[test]
+        fn a_parameter_no_longer_ours_fails_unless_adopted() {
+            let mut theirs = stored(1, FIRST);
+            theirs.owner = None;
+            let error = plan(
+                &properties(Some("r0")),
+                Some(theirs.clone()),
+                &History::default(),
+                false,
+            )
+            .unwrap_err();
+            assert!(error.message().contains("no longer tagged"), "{error}");
+            let mut p = properties(Some("r0"));
+            p.adopt = true;
+            let step = in_place(plan(&p, Some(theirs), &history(&[(1, FIRST, &[])]), false).unwrap());
+            assert!(step.tag, "adoption tags it as ours");
+            assert_eq!(step.keep, Some(Secret::new(FIRST.into())));
+        }
     }
 
     /// The sample events in tests/events parse with these properties.

@@ -76,18 +76,13 @@ pub fn allow_return_password() -> Switch {
     Switch::from_env("CFN_ALLOW_RETURN_PASSWORD", "AllowReturnPassword")
 }
 
-/// Fixed versions of the two switches, for tests.
-pub fn fixed_adopt(on: bool) -> Switch {
-    Switch::fixed("CFN_ALLOW_ADOPT", "AllowAdopt", on)
-}
-
-pub fn fixed_return_password(on: bool) -> Switch {
-    Switch::fixed("CFN_ALLOW_RETURN_PASSWORD", "AllowReturnPassword", on)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixed_adopt(on: bool) -> Switch {
+        Switch::fixed("CFN_ALLOW_ADOPT", "AllowAdopt", on)
+    }
 
     #[test]
     fn off_names_the_variable_and_parameter() {

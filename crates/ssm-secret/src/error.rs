@@ -1,4 +1,10 @@
-use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata};
+//! The crate's errors. Each keeps what it came from as a typed [`std::error::Error::source`]
+//! (the SDK's service error, the OS generator's error): a caller matches on variants, and the
+//! whole chain is rendered once, where the error becomes a `Reason` (the protocol crate's
+//! `HandlerError` renders `error: source: ...`). No message ever holds a secret value.
+
+use aws_sdk_ssm::error::ProvideErrorMetadata;
+use cfn_custom_resource::Owner;
 
 /// Why no password could be generated under a policy. Messages never hold a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,24 +18,34 @@ pub enum PasswordError {
          classes; make it longer or stop requiring each class"
     )]
     TooShortForClasses { length: usize, classes: usize },
-    #[error("the operating system's random number generator failed: {0}")]
-    Rng(String),
+    #[error("cannot generate a password: the operating system's random number generator failed")]
+    Rng(#[source] rand::rngs::SysError),
 }
 
-/// Why an SSM call failed. Messages name the parameter, carry SSM's error code and message, and
-/// say what to fix; they never hold the parameter's value.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why an SSM operation failed, or what it refused. Messages name the parameter and say what to
+/// fix; they never hold the parameter's value.
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} of SSM parameter {name} failed: {detail}{hint}", hint = hint(.code.as_deref(), .action))]
+    /// An SSM call failed; `source` is SSM's error (match on its variants, or its `code()`).
+    #[error("{action} of SSM parameter {name} failed{hint}", hint = hint(.source.code(), .action))]
     Aws {
         /// The SSM action, e.g. `PutParameter`.
         action: &'static str,
         name: String,
-        /// SSM's error code, e.g. `AccessDeniedException`.
-        code: Option<String>,
-        /// The SDK error with its sources (code and message).
-        detail: String,
+        #[source]
+        source: aws_sdk_ssm::Error,
     },
+    /// There is no such parameter ([`crate::ParameterStore::get_existing`]).
+    #[error("SSM parameter {name} does not exist")]
+    NotFound { name: String },
+    /// The parameter exists and its owner tags name someone else, or no one
+    /// ([`crate::ParameterStore::ensure_owned`] without adoption). Callers usually turn this into
+    /// a Reason naming their own property and `Adopt`.
+    #[error(
+        "SSM parameter {name} already exists and was not created by this resource ({})",
+        whose(.owner.as_ref())
+    )]
+    NotOurs { name: String, owner: Option<Owner> },
     #[error(
         "SSM answered {action} for parameter {name} without {missing}; retry, and report it if it persists"
     )]
@@ -62,25 +78,78 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn aws<E>(action: &'static str, name: &str, error: &E) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
+    /// A failed SSM call: the SDK error becomes SSM's typed error (its code and message kept;
+    /// the raw HTTP response, headers and body, dropped).
+    pub(crate) fn aws(action: &'static str, name: &str, error: impl Into<aws_sdk_ssm::Error>) -> Self {
         Self::Aws {
             action,
             name: name.to_string(),
-            code: error.code().map(str::to_string),
-            detail: DisplayErrorContext(error).to_string(),
+            source: error.into(),
         }
     }
+}
 
-    /// SSM's error code, when the failure came from SSM.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Self::Aws { code, .. } => code.as_deref(),
-            _ => None,
-        }
+/// Who a parameter that is not ours belongs to, for a Reason.
+fn whose(owner: Option<&Owner>) -> String {
+    match owner {
+        Some(other) => format!("it belongs to {}", other.describe()),
+        None => "it carries no owner tags".to_string(),
     }
+}
+
+/// Why a `KeyId` cannot hold a secret ([`crate::KeyGuard::check`], [`crate::refuse_aws_alias`]).
+/// Every message names the property and the key as it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "property `KeyId` {key_id:?} cannot be used: it is an AWS-managed key (alias/aws/...), which every \
+         principal in the account may use; give a customer-managed key"
+    )]
+    AwsAlias { key_id: String },
+    #[error("property `KeyId` {key_id:?} cannot be used: KMS has no such key")]
+    NotFound { key_id: String },
+    /// A KMS call failed; `source` is KMS's error.
+    #[error("property `KeyId` {key_id:?} cannot be used: KMS {action} failed")]
+    Kms {
+        key_id: String,
+        action: &'static str,
+        #[source]
+        source: Box<aws_sdk_kms::Error>,
+    },
+    #[error("property `KeyId` {key_id:?} cannot be used: KMS DescribeKey returned no key metadata")]
+    NoMetadata { key_id: String },
+    #[error(
+        "property `KeyId` {key_id:?} cannot be used: key {key} is AWS-managed (KeyManager AWS), which every \
+         principal in the account may use; give a customer-managed key"
+    )]
+    AwsManaged { key_id: String, key: String },
+    #[error("property `KeyId` {key_id:?} cannot be used: key {key} is in state {state}, not Enabled")]
+    NotEnabled {
+        key_id: String,
+        key: String,
+        state: String,
+    },
+    #[error("property `KeyId` {key_id:?} cannot be used: key {key} reports no state")]
+    NoState { key_id: String, key: String },
+    #[error(
+        "property `KeyId` {key_id:?} cannot be used: key {key} is not a symmetric encrypt/decrypt key \
+         (KeySpec {spec}, KeyUsage {usage})"
+    )]
+    NotSymmetric {
+        key_id: String,
+        key: String,
+        spec: String,
+        usage: String,
+    },
+    #[error(
+        "property `KeyId` {key_id:?} cannot be used: key {key} is the AWS-managed key behind {alias}; give a \
+         customer-managed key"
+    )]
+    BehindAwsAlias {
+        key_id: String,
+        key: String,
+        alias: String,
+    },
 }
 
 fn hint(code: Option<&str>, action: &str) -> String {

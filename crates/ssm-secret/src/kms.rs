@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kms::Client;
 use aws_sdk_kms::types::{KeyManagerType, KeySpec, KeyState, KeyUsageType};
-use cfn_custom_resource::HandlerError;
+
+use crate::error::KeyError;
 
 /// How long a warm Lambda trusts a check that passed. Only passes are remembered, and a key
 /// disabled or scheduled for deletion within this window still cannot encrypt: SSM's write fails
@@ -28,6 +29,18 @@ fn names_aws_alias(key_id: &str) -> bool {
     key_id.starts_with("alias/aws/") || (key_id.starts_with("arn:") && key_id.contains(":alias/aws/"))
 }
 
+/// The check that needs no KMS call: `key_id` (surrounding white space ignored) must not name an
+/// AWS-managed alias (`alias/aws/ssm`, ...) as an alias name or an alias ARN. For property
+/// validation before any call; [`KeyGuard::check`] makes it too.
+pub fn refuse_aws_alias(key_id: &str) -> Result<(), KeyError> {
+    if names_aws_alias(key_id.trim()) {
+        return Err(KeyError::AwsAlias {
+            key_id: key_id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 impl KeyGuard {
     pub fn new(client: Client) -> Self {
         Self {
@@ -37,8 +50,8 @@ impl KeyGuard {
     }
 
     /// Ok when `key_id` (key id, key ARN, alias name or alias ARN) names an enabled,
-    /// customer-managed, symmetric encrypt/decrypt key; otherwise a Reason naming the key and why.
-    pub async fn check(&self, key_id: &str) -> Result<(), HandlerError> {
+    /// customer-managed, symmetric encrypt/decrypt key; otherwise why not, naming the key.
+    pub async fn check(&self, key_id: &str) -> Result<(), KeyError> {
         let fresh = |at: &Instant| at.elapsed() < PASSED_FOR;
         if self
             .passed
@@ -56,16 +69,9 @@ impl KeyGuard {
         Ok(())
     }
 
-    async fn verify(&self, key_id: &str) -> Result<(), HandlerError> {
-        let refuse =
-            |why: String| HandlerError::new(format!("property `KeyId` {key_id:?} cannot be used: {why}"));
-        if names_aws_alias(key_id.trim()) {
-            return Err(refuse(
-                "it is an AWS-managed key (alias/aws/...), which every principal in the account may use; \
-                 give a customer-managed key"
-                    .into(),
-            ));
-        }
+    async fn verify(&self, key_id: &str) -> Result<(), KeyError> {
+        refuse_aws_alias(key_id)?;
+        let given = || key_id.to_owned();
         let described = self
             .client
             .describe_key()
@@ -75,46 +81,52 @@ impl KeyGuard {
             .map_err(|e| {
                 let e = e.into_service_error();
                 if e.is_not_found_exception() {
-                    refuse("KMS has no such key".into())
+                    KeyError::NotFound { key_id: given() }
                 } else {
-                    refuse(format!(
-                        "KMS DescribeKey failed: {}",
-                        cfn_custom_resource::error_chain(&e)
-                    ))
+                    KeyError::Kms {
+                        key_id: given(),
+                        action: "DescribeKey",
+                        source: Box::new(e.into()),
+                    }
                 }
             })?;
         let Some(meta) = described.key_metadata() else {
-            return Err(refuse("KMS DescribeKey returned no key metadata".into()));
+            return Err(KeyError::NoMetadata { key_id: given() });
         };
+        let key = || meta.key_id().to_owned();
         if meta.key_manager() == Some(&KeyManagerType::Aws) {
-            return Err(refuse(format!(
-                "key {} is AWS-managed (KeyManager AWS), which every principal in the account may use; \
-                 give a customer-managed key",
-                meta.key_id()
-            )));
+            return Err(KeyError::AwsManaged {
+                key_id: given(),
+                key: key(),
+            });
         }
         match meta.key_state() {
             Some(KeyState::Enabled) => {}
             Some(state) => {
-                return Err(refuse(format!(
-                    "key {} is in state {}, not Enabled",
-                    meta.key_id(),
-                    state.as_str()
-                )));
+                return Err(KeyError::NotEnabled {
+                    key_id: given(),
+                    key: key(),
+                    state: state.as_str().to_owned(),
+                });
             }
-            None => return Err(refuse(format!("key {} reports no state", meta.key_id()))),
+            None => {
+                return Err(KeyError::NoState {
+                    key_id: given(),
+                    key: key(),
+                });
+            }
         }
         if meta.key_spec().is_some_and(|s| *s != KeySpec::SymmetricDefault)
             || meta
                 .key_usage()
                 .is_some_and(|u| *u != KeyUsageType::EncryptDecrypt)
         {
-            return Err(refuse(format!(
-                "key {} is not a symmetric encrypt/decrypt key (KeySpec {}, KeyUsage {})",
-                meta.key_id(),
-                meta.key_spec().map_or("unknown", |s| s.as_str()),
-                meta.key_usage().map_or("unknown", |u| u.as_str()),
-            )));
+            return Err(KeyError::NotSymmetric {
+                key_id: given(),
+                key: key(),
+                spec: meta.key_spec().map_or("unknown", |s| s.as_str()).to_owned(),
+                usage: meta.key_usage().map_or("unknown", |u| u.as_str()).to_owned(),
+            });
         }
         // Some KMS implementations (moto) report KeyManager CUSTOMER for the keys behind the
         // account's alias/aws/* aliases: look at the aliases that point at this key too.
@@ -126,19 +138,18 @@ impl KeyGuard {
             .items()
             .send();
         while let Some(alias) = aliases.next().await {
-            let alias = alias.map_err(|e| {
-                refuse(format!(
-                    "KMS ListAliases failed: {}",
-                    cfn_custom_resource::error_chain(&e.into_service_error())
-                ))
+            let alias = alias.map_err(|e| KeyError::Kms {
+                key_id: given(),
+                action: "ListAliases",
+                source: Box::new(e.into_service_error().into()),
             })?;
             if alias.alias_name().is_some_and(names_aws_alias) && alias.target_key_id() == Some(meta.key_id())
             {
-                return Err(refuse(format!(
-                    "key {} is the AWS-managed key behind {}; give a customer-managed key",
-                    meta.key_id(),
-                    alias.alias_name().unwrap_or_default()
-                )));
+                return Err(KeyError::BehindAwsAlias {
+                    key_id: given(),
+                    key: key(),
+                    alias: alias.alias_name().unwrap_or_default().to_owned(),
+                });
             }
         }
         Ok(())
@@ -178,8 +189,8 @@ mod tests {
             .check(key)
             .await
             .unwrap_err();
-        assert!(err.message().contains(key), "{}", err.message());
-        assert!(err.message().contains("AWS-managed"), "{}", err.message());
+        assert!(err.to_string().contains(key), "{err}");
+        assert!(err.to_string().contains("AWS-managed"), "{err}");
     }
 
     #[tokio::test]
@@ -188,7 +199,7 @@ mod tests {
             .check("alias/k")
             .await
             .unwrap_err();
-        assert!(err.message().contains("PendingDeletion"), "{}", err.message());
+        assert!(err.to_string().contains("PendingDeletion"), "{err}");
         guard(metadata(KeyManagerType::Customer, KeyState::Enabled))
             .check("alias/k")
             .await

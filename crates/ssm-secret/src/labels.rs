@@ -36,7 +36,7 @@ use cfn_custom_resource::Secret;
 use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
-use crate::store::ParameterStore;
+use crate::store::{ParameterStore, StoredParameter};
 
 /// How many versions of a parameter SSM keeps: writing one more deletes the oldest.
 pub const MAX_VERSIONS: usize = 100;
@@ -68,6 +68,17 @@ pub struct Version {
     /// The version's description (each `PutParameter` sets one; a caller may record in it what
     /// the value is for).
     pub description: Option<String>,
+}
+
+/// Which password a `RotationToken` stands for ([`History::choose`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Choice<'h> {
+    /// The token was seen before: this version's password is the one to hold.
+    Restore(&'h Version),
+    /// A token never seen: generate a new password.
+    Rotate,
+    /// A parameter written before labels whose token did not change: keep its current password.
+    Keep,
 }
 
 /// A parameter's versions, oldest first.
@@ -110,9 +121,22 @@ impl History {
                 .any(|v| v.labels.iter().any(|l| is_rotation_label(l)))
     }
 
-    /// The latest version.
-    pub fn latest(&self) -> Option<&Version> {
-        self.versions.last()
+    /// Which password the token labelled `label` stands for, decided from this history alone
+    /// (read with [`ParameterStore::history_of`], so version 1 is bound to the token it was
+    /// created for):
+    ///
+    /// - the newest version bound to `label` ([`History::labelled`]): a rollback of a rotation,
+    ///   or a duplicate delivery, whose password is to be held again (or still);
+    /// - a new password, for a token no version is bound to while others are;
+    /// - for a parameter written before labels (no version bound to any token), the current
+    ///   password, unless `token_changed` (the old properties named another token: the only
+    ///   evidence left for such a parameter) asks for a new one.
+    pub fn choose(&self, label: &str, token_changed: bool) -> Choice<'_> {
+        match self.labelled(label) {
+            Some(version) => Choice::Restore(version),
+            None if self.has_rotation_labels() || token_changed => Choice::Rotate,
+            None => Choice::Keep,
+        }
     }
 
     /// The versions SSM deletes when one more version is written (it keeps [`MAX_VERSIONS`]),
@@ -124,8 +148,20 @@ impl History {
 }
 
 impl ParameterStore {
+    /// Every version of `stored` with its decrypted value and labels, version 1 bound to the token
+    /// the parameter was created for ([`History::created_for`] with its
+    /// [`StoredParameter::created_for`]): the history to decide a rotation from
+    /// ([`History::choose`]). Empty when the parameter is gone.
+    pub async fn history_of(&self, stored: &StoredParameter) -> Result<History, StoreError> {
+        Ok(self
+            .history(&stored.name)
+            .await?
+            .created_for(stored.created_for.as_deref()))
+    }
+
     /// Every version of `name` with its decrypted value and labels (`GetParameterHistory` with
-    /// decryption, all pages); empty when there is no such parameter.
+    /// decryption, all pages); empty when there is no such parameter. Version 1 is not bound to
+    /// the token it was created for: to decide a rotation, read [`ParameterStore::history_of`].
     pub async fn history(&self, name: &str) -> Result<History, StoreError> {
         self.read_history(name, true).await
     }
@@ -151,7 +187,7 @@ impl ParameterStore {
                 {
                     return Ok(History::default());
                 }
-                Err(error) => return Err(StoreError::aws("GetParameterHistory", name, &error)),
+                Err(error) => return Err(StoreError::aws("GetParameterHistory", name, error)),
             };
             versions.extend(output.parameters().iter().map(version));
             match output.next_token() {
@@ -197,7 +233,7 @@ impl ParameterStore {
                 .set_labels(Some(ours.iter().map(|l| l.to_string()).collect()))
                 .send()
                 .await
-                .map_err(|error| StoreError::aws("UnlabelParameterVersion", name, &error))?;
+                .map_err(|error| StoreError::aws("UnlabelParameterVersion", name, error))?;
             tracing::info!(
                 parameter = name,
                 version = old.version,
@@ -218,7 +254,7 @@ impl ParameterStore {
             .labels(label)
             .send()
             .await
-            .map_err(|error| StoreError::aws("LabelParameterVersion", name, &error))?;
+            .map_err(|error| StoreError::aws("LabelParameterVersion", name, error))?;
         if !output.invalid_labels().is_empty() {
             return Err(StoreError::Label {
                 name: name.to_string(),
@@ -303,7 +339,6 @@ mod tests {
         assert_eq!(history.labelled("rotation-b").unwrap().version, 3);
         assert!(history.labelled("rotation-c").is_none());
         assert!(history.has_rotation_labels());
-        assert_eq!(history.latest().unwrap().version, 3);
         assert!(
             !History {
                 versions: vec![v(1, &["other"])],
@@ -311,6 +346,33 @@ mod tests {
             }
             .has_rotation_labels()
         );
+    }
+
+    #[test]
+    fn choose_restores_rotates_or_keeps() {
+        let v = |version, labels: &[&str]| Version {
+            version,
+            value: Secret::new(format!("p{version}")),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+        };
+        let (r0, r1) = (rotation_label(Some("r0")), rotation_label(Some("r1")));
+        let bound = History {
+            versions: vec![v(1, &[]), v(2, &[r1.as_str()])],
+            created_for: None,
+        }
+        .created_for(Some(&r0));
+        assert!(matches!(bound.choose(&r0, true), Choice::Restore(v) if v.version == 1));
+        assert!(matches!(bound.choose(&r1, false), Choice::Restore(v) if v.version == 2));
+        // A token never seen rotates, whatever the old properties say.
+        let r2 = rotation_label(Some("r2"));
+        assert!(matches!(bound.choose(&r2, false), Choice::Rotate));
+        // Before labels, only the old properties can tell.
+        let unbound = History {
+            versions: vec![v(1, &[])],
+            created_for: None,
+        };
+        assert!(matches!(unbound.choose(&r2, false), Choice::Keep));
+        assert!(matches!(unbound.choose(&r2, true), Choice::Rotate));
     }
 
     #[test]

@@ -27,21 +27,38 @@
 //! - [`ParameterStore::create_if_absent`]: `PutParameter` with `Overwrite=false` and the owner
 //!   tags; an existing parameter is left untouched and returned as [`CreateIfAbsent::Existing`], so a
 //!   caller can tell its own (a retried Create) from someone else's.
-//! - [`ParameterStore::get`]: value (decrypted), version, ARN, KMS key id, description and owner.
+//! - [`ParameterStore::ensure_owned`]: the get-or-create a resource makes of its secret: creates
+//!   it, reuses our own, or adopts somebody else's when asked (else [`StoreError::NotOurs`]);
+//!   the version it returns is bound to the token its password is for.
+//! - [`ParameterStore::get`]: value (decrypted), version, ARN, KMS key id, description and owner
+//!   ([`ParameterStore::get_existing`]: [`StoreError::NotFound`] when there is none).
 //! - [`ParameterStore::put_new_version`]: `Overwrite=true`; returns the new version. Before it
 //!   writes, our rotation labels leave the versions SSM is about to delete, so the history never
 //!   runs out (SSM keeps [`MAX_VERSIONS`]; see the `labels` module).
 //! - [`ParameterStore::tag`]: sets the owner tags (SSM refuses tags with `Overwrite=true`).
 //! - [`ParameterStore::delete_if_owned`]: deletes only a parameter whose tags name the owner.
 //!
-//! Rotation ([`rotation_label`], [`ParameterStore::history`], [`ParameterStore::label`]): each
-//! version is labelled with a hash of the `RotationToken` it was made for, so a token seen before
-//! restores its password instead of generating a new one (see the `labels` module).
+//! Rotation ([`rotation_label`], [`ParameterStore::history_of`], [`History::choose`],
+//! [`ParameterStore::label`]): each version is labelled with a hash of the `RotationToken` it was
+//! made for, so a token seen before restores its password instead of generating a new one (see
+//! the `labels` module).
 //!
-//! Errors ([`StoreError`]) name the parameter, carry SSM's error code and message and say what
-//! to fix. No value ever reaches a log line or an error.
+//! # Keys
+//!
+//! [`KeyGuard::check`] accepts a `KeyId` only for an enabled, customer-managed, symmetric key
+//! (`kms:DescribeKey`, `kms:ListAliases`); [`refuse_aws_alias`] is its part that needs no call,
+//! for property validation.
+//!
+//! # Errors
+//!
+//! [`StoreError`], [`KeyError`] and [`PasswordError`] are enums to match on (a missing parameter
+//! is [`StoreError::NotFound`], SSM's own error the typed `source` of [`StoreError::Aws`]); each
+//! message names the parameter or key and says what to fix, and the SDK's error is kept as the
+//! `source`, rendered once where the error becomes a `Reason`. No value ever reaches a log line
+//! or an error.
 
 mod arn;
+mod ensure;
 mod error;
 mod kms;
 mod labels;
@@ -49,9 +66,12 @@ mod password;
 mod store;
 
 pub use cfn_custom_resource::{Owner, Secret};
-pub use error::{PasswordError, StoreError};
-pub use kms::KeyGuard;
-pub use labels::{History, MAX_VERSIONS, ROTATION_LABEL_PREFIX, Version, is_rotation_label, rotation_label};
+pub use ensure::{Ensured, Wanted};
+pub use error::{KeyError, PasswordError, StoreError};
+pub use kms::{KeyGuard, refuse_aws_alias};
+pub use labels::{
+    Choice, History, MAX_VERSIONS, ROTATION_LABEL_PREFIX, Version, is_rotation_label, rotation_label,
+};
 pub use password::{CharClass, DEFAULT_EXCLUDE, PasswordPolicy, generate, generate_os};
 pub use store::{
     CreateIfAbsent, DeleteOutcome, LOGICAL_ID_TAG, ParameterStore, STACK_ID_TAG, StoredParameter,

@@ -160,9 +160,7 @@ pub fn generate<R: CryptoRng + ?Sized>(
 /// [`generate`] from the operating system's CSPRNG.
 pub fn generate_os(policy: &PasswordPolicy) -> Result<Secret<String>, PasswordError> {
     // Probe once so an unavailable OS generator is an error rather than a panic.
-    SysRng
-        .try_next_u32()
-        .map_err(|e| PasswordError::Rng(e.to_string()))?;
+    SysRng.try_next_u32().map_err(PasswordError::Rng)?;
     generate(policy, &mut UnwrapErr(SysRng))
 }
 

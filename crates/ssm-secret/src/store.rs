@@ -48,7 +48,7 @@ fn tag_value(tags: &[Tag], key: &str) -> Option<String> {
 }
 
 /// A parameter as SSM holds it, with its decrypted value.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredParameter {
     pub name: String,
     pub arn: String,
@@ -163,7 +163,7 @@ impl ParameterStore {
                 tracing::info!(parameter = name, version = stored.version, owner = ?stored.owner, "SSM parameter already exists");
                 Ok(CreateIfAbsent::Existing(stored))
             }
-            Err(error) => Err(StoreError::aws("PutParameter", name, &error)),
+            Err(error) => Err(StoreError::aws("PutParameter", name, error)),
         }
     }
 
@@ -198,7 +198,7 @@ impl ParameterStore {
             {
                 Ok(None)
             }
-            Err(error) => Err(StoreError::aws("GetParameter", name, &error)),
+            Err(error) => Err(StoreError::aws("GetParameter", name, error)),
         }
     }
 
@@ -240,6 +240,14 @@ impl ParameterStore {
         }))
     }
 
+    /// [`ParameterStore::get`] of a parameter that must exist: [`StoreError::NotFound`] when it
+    /// does not.
+    pub async fn get_existing(&self, name: &str) -> Result<StoredParameter, StoreError> {
+        self.get(name).await?.ok_or_else(|| StoreError::NotFound {
+            name: name.to_string(),
+        })
+    }
+
     /// The key id and description of the parameter's latest version, from
     /// `GetParameterHistory`, which IAM can scope to the parameter's ARN (`DescribeParameters`
     /// cannot be scoped and would need `"*"`). `None` when it is not found.
@@ -263,7 +271,7 @@ impl ParameterStore {
                 {
                     return Ok(None);
                 }
-                Err(error) => return Err(StoreError::aws("GetParameterHistory", name, &error)),
+                Err(error) => return Err(StoreError::aws("GetParameterHistory", name, error)),
             };
             if let Some(last) = output.parameters().iter().max_by_key(|p| p.version())
                 && latest
@@ -338,9 +346,9 @@ impl ParameterStore {
                 self.make_room(name, &fresh).await?;
                 put()
                     .await
-                    .map_err(|error| StoreError::aws("PutParameter", name, &error))?
+                    .map_err(|error| StoreError::aws("PutParameter", name, error))?
             }
-            Err(error) => return Err(StoreError::aws("PutParameter", name, &error)),
+            Err(error) => return Err(StoreError::aws("PutParameter", name, error)),
         };
         tracing::info!(
             parameter = name,
@@ -360,7 +368,7 @@ impl ParameterStore {
             .set_tags(Some(owner_tags(owner)))
             .send()
             .await
-            .map_err(|error| StoreError::aws("AddTagsToResource", name, &error))?;
+            .map_err(|error| StoreError::aws("AddTagsToResource", name, error))?;
         Ok(())
     }
 
@@ -388,7 +396,7 @@ impl ParameterStore {
             {
                 Ok(None)
             }
-            Err(error) => Err(StoreError::aws("ListTagsForResource", name, &error)),
+            Err(error) => Err(StoreError::aws("ListTagsForResource", name, error)),
         }
     }
 
@@ -414,7 +422,7 @@ impl ParameterStore {
             {
                 Ok(DeleteOutcome::AlreadyGone)
             }
-            Err(error) => Err(StoreError::aws("DeleteParameter", name, &error)),
+            Err(error) => Err(StoreError::aws("DeleteParameter", name, error)),
         }
     }
 }
