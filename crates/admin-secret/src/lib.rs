@@ -678,6 +678,7 @@ mod tests {
                         version: *version,
                         value: Secret::new(value.to_string()),
                         labels: tokens.iter().map(|t| rotation_label(Some(t))).collect(),
+                        description: None,
                     })
                     .collect(),
                 created_for: None,
@@ -784,6 +785,7 @@ mod tests {
                     version: 3,
                     value: Secret::new(FIRST.into()),
                     labels: vec![],
+                    description: None,
                 }],
                 created_for: None,
             };

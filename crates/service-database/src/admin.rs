@@ -57,7 +57,7 @@ impl AdminCredentials {
                     .await
                     .map_err(|source| Error::Store {
                         name: parameter.clone(),
-                        source,
+                        source: Box::new(source),
                     })?
                     .ok_or_else(|| Error::AdminPasswordMissing(parameter.clone()))?;
                 Ok(AdminCredential {
@@ -83,7 +83,7 @@ impl AdminCredentials {
             AdminSource::Ssm { username, parameter } => {
                 let history = self.ssm.history(parameter).await.map_err(|source| Error::Store {
                     name: parameter.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
                 if let Some(previous) = history
                     .versions

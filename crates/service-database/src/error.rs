@@ -16,8 +16,9 @@ pub enum Error {
     #[error("SSM parameter {name}")]
     Store {
         name: String,
+        /// Boxed: SSM's error is large, and every `Result` here carries this enum.
         #[source]
-        source: ssm_secret::StoreError,
+        source: Box<ssm_secret::StoreError>,
     },
 
     #[error("SSM parameter {0}: does not exist")]

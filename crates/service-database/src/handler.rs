@@ -908,7 +908,7 @@ fn new_password(p: &Properties) -> Result<Secret<String>, Error> {
 fn store_error(name: &str, error: ssm_secret::StoreError) -> Error {
     Error::Store {
         name: name.to_string(),
-        source: error,
+        source: Box::new(error),
     }
 }
 

@@ -354,6 +354,7 @@ mod tests {
             version,
             value: Secret::new(format!("p{version}")),
             labels: labels.iter().map(|l| l.to_string()).collect(),
+            description: None,
         };
         let (r0, r1) = (rotation_label(Some("r0")), rotation_label(Some("r1")));
         let bound = History {
