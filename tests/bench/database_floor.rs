@@ -52,44 +52,62 @@ pub fn service_database_create_statements(
     timeout_ms: u64,
 ) -> Vec<Step> {
     let (role, database) = (n.role.quoted(), n.database.quoted());
+    // The login role the first password goes to (`logins::Logins`): `<role>_a`.
+    let login_name = format!("{}_a", n.role);
+    let login = service_database::ident::quote_identifier(&login_name);
     let role_literal = quote_literal(n.role.as_str()).expect("no NUL");
+    let names_literal = quote_literal(&format!("{{{},{login_name},{}_b}}", n.role, n.role)).expect("no NUL");
     let database_literal = quote_literal(n.database.as_str()).expect("no NUL");
     let marker = quote_literal(&serde_json::to_string(&n.marker).expect("marker JSON")).expect("no NUL");
     let session_setup = format!(
         "SET statement_timeout = {timeout_ms}; SET lock_timeout = {timeout_ms}; \
+         SET standard_conforming_strings = on; \
          SELECT set_config(name, '1000', false) FROM pg_settings \
          WHERE name = 'client_connection_check_interval'"
     );
-    let mut keys = vec![lock_key("database", &n.database), lock_key("role", &n.role)];
+    let suffixed = |suffix: &str| Identifier::new(&format!("{}{suffix}", n.role)).expect("a valid name");
+    let mut keys = vec![
+        lock_key("database", &n.database),
+        lock_key("role", &n.role),
+        lock_key("role", &suffixed("_a")),
+        lock_key("role", &suffixed("_b")),
+    ];
     keys.sort_unstable();
     keys.dedup();
+    let calls: Vec<String> = keys.iter().map(|k| format!("pg_advisory_lock({k})")).collect();
 
     let mut steps = vec![
         Step::Connect("postgres".into()),
         Step::Send(session_setup.clone()),
-        Step::Send("SET standard_conforming_strings = on".into()),
+        Step::Send(format!("SELECT {}", calls.join(", "))),
     ];
-    steps.extend(
-        keys.iter()
-            .map(|k| Step::Send(format!("SELECT pg_advisory_lock({k})"))),
-    );
     steps.push(Step::Send(format!(
-        "SELECT shobj_description(r.oid, 'pg_authid'), r.rolsuper, \
+        "SELECT r.rolname::text, shobj_description(r.oid, 'pg_authid'), r.rolsuper, r.rolcanlogin, \
          ARRAY(SELECT d.datname::text FROM pg_database d WHERE d.datdba = r.oid ORDER BY 1) \
-         FROM pg_roles r WHERE r.rolname = {role_literal}"
+         FROM pg_roles r WHERE r.rolname = ANY({names_literal}::text[])"
     )));
     steps.push(Step::Send(format!(
         "SELECT pg_get_userbyid(d.datdba)::text, shobj_description(d.oid, 'pg_database') \
          FROM pg_database d WHERE d.datname = {database_literal}"
     )));
-    steps.push(Step::Send(if existing {
-        format!("ALTER ROLE {role} WITH LOGIN PASSWORD {verifier}; COMMENT ON ROLE {role} IS {marker}")
+    if !existing {
+        steps.push(Step::Send(format!(
+            "CREATE ROLE {role} WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION \
+             NOBYPASSRLS; COMMENT ON ROLE {role} IS {marker}"
+        )));
+    }
+    let login_statement = if existing {
+        format!("ALTER ROLE {login} WITH LOGIN PASSWORD {verifier}; GRANT {role} TO {login}")
     } else {
         format!(
-            "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION \
-             NOBYPASSRLS PASSWORD {verifier}; COMMENT ON ROLE {role} IS {marker}"
+            "CREATE ROLE {login} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION \
+             NOBYPASSRLS IN ROLE {role} PASSWORD {verifier}"
         )
-    }));
+    };
+    steps.push(Step::Send(format!(
+        "{login_statement}; ALTER ROLE {login} SET role = {role_literal}; GRANT {login} TO CURRENT_USER; \
+         COMMENT ON ROLE {login} IS {marker}"
+    )));
     steps.push(Step::Send(format!("GRANT {role} TO CURRENT_USER")));
     if !existing {
         steps.push(Step::Send(format!("CREATE DATABASE {database} OWNER {role}")));
