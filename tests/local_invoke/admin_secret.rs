@@ -9,108 +9,42 @@ use local_invoke::services::moto;
 use local_invoke::{Exchange, Harness};
 use serde_json::{Value, json};
 
-use crate::trial;
-
 const TYPE: &str = "Custom::AdminSecret";
 const LOGICAL_ID: &str = "AdminSecret";
 const KEY: &str = "alias/platform-rds-test";
 const OTHER_KEY: &str = "alias/platform-rds-test-other";
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        trial(
-            "admin_secret::create_stores_a_secure_string_under_the_key",
-            create_stores_a_secure_string_under_the_key,
-        ),
-        trial(
-            "admin_secret::a_fresh_secret_is_one_aws_call",
-            a_fresh_secret_is_one_aws_call,
-        ),
-        trial(
-            "admin_secret::retried_create_returns_the_same_version_and_value",
-            retried_create_returns_the_same_version_and_value,
-        ),
-        trial(
-            "admin_secret::foreign_parameter_fails_create_and_is_left_untouched",
-            foreign_parameter_fails_create_and_is_left_untouched,
-        ),
-        trial(
-            "admin_secret::parameter_of_another_stack_fails_create",
-            parameter_of_another_stack_fails_create,
-        ),
-        trial(
-            "admin_secret::adopt_takes_over_keeping_the_value",
-            adopt_takes_over_keeping_the_value,
-        ),
-        trial(
-            "admin_secret::description_only_update_keeps_the_value",
-            description_only_update_keeps_the_value,
-        ),
-        trial(
-            "admin_secret::rotation_token_change_generates_a_new_password",
-            rotation_token_change_generates_a_new_password,
-        ),
-        trial(
-            "admin_secret::rotation_rolled_back_restores_the_password",
-            rotation_rolled_back_restores_the_password,
-        ),
-        trial(
-            "admin_secret::duplicate_rotation_makes_no_third_password",
-            duplicate_rotation_makes_no_third_password,
-        ),
-        trial(
-            "admin_secret::rollback_ignores_invalid_old_properties",
-            rollback_ignores_invalid_old_properties,
-        ),
-        trial(
-            "admin_secret::unlabelled_parameter_keeps_its_password",
-            unlabelled_parameter_keeps_its_password,
-        ),
-        trial(
-            "admin_secret::key_change_keeps_the_value_under_the_new_key",
-            key_change_keeps_the_value_under_the_new_key,
-        ),
-        trial(
-            "admin_secret::rename_replaces_and_delete_removes_the_old",
-            rename_replaces_and_delete_removes_the_old,
-        ),
-        trial(
-            "admin_secret::retain_keeps_the_parameter",
-            retain_keeps_the_parameter,
-        ),
-        trial(
-            "admin_secret::invalid_length_fails_naming_length",
-            invalid_length_fails_naming_length,
-        ),
-        trial(
-            "admin_secret::aws_managed_key_is_rejected",
-            aws_managed_key_is_rejected,
-        ),
-        trial(
-            "admin_secret::return_password_sets_no_echo",
-            return_password_sets_no_echo,
-        ),
-        trial(
-            "admin_secret::rotations_past_ssm_history_then_back_to_the_first_token",
-            rotations_past_ssm_history_then_back_to_the_first_token,
-        ),
-        trial(
-            "admin_secret::an_update_changing_only_service_token_or_timeout_writes_nothing",
-            an_update_changing_only_service_token_or_timeout_writes_nothing,
-        ),
-        trial(
-            "admin_secret::faults::a_sequence_at_25_percent_injected_aws_faults",
-            a_sequence_at_25_percent_injected_aws_faults,
-        ),
-        trial(
-            "admin_secret::faults::exhausted_retries_name_the_call",
-            exhausted_retries_name_the_call,
-        ),
-        trial(
-            "admin_secret::faults::killed_after_each_aws_call_then_redelivered",
-            killed_after_each_aws_call_then_redelivered,
-        ),
-    ]
+    let mut all = trials![
+        admin_secret;
+        create_stores_a_secure_string_under_the_key,
+        a_fresh_secret_is_one_aws_call,
+        retried_create_returns_the_same_version_and_value,
+        foreign_parameter_fails_create_and_is_left_untouched,
+        parameter_of_another_stack_fails_create,
+        adopt_takes_over_keeping_the_value,
+        description_only_update_keeps_the_value,
+        rotation_token_change_generates_a_new_password,
+        rotation_rolled_back_restores_the_password,
+        duplicate_rotation_makes_no_third_password,
+        rollback_ignores_invalid_old_properties,
+        unlabelled_parameter_keeps_its_password,
+        key_change_keeps_the_value_under_the_new_key,
+        rename_replaces_and_delete_removes_the_old,
+        retain_keeps_the_parameter,
+        invalid_length_fails_naming_length,
+        aws_managed_key_is_rejected,
+        return_password_sets_no_echo,
+        rotations_past_ssm_history_then_back_to_the_first_token,
+        an_update_changing_only_service_token_or_timeout_writes_nothing,
+    ];
+    all.extend(trials![
+        admin_secret::faults;
+        a_sequence_at_25_percent_injected_aws_faults,
+        exhausted_retries_name_the_call,
+        killed_after_each_aws_call_then_redelivered,
+    ]);
+    all
 }
 
 // ---- helpers ----
@@ -1078,7 +1012,7 @@ pub(crate) async fn own_update_with_adopt_is_served_when_off() {
 
 /// Create (with ReturnPassword), rotate and Delete at TRACE, text and JSON: no password and no
 /// ResponseURL signature in the Lambda's output.
-pub(crate) async fn no_secret_in_trace_logs() {
+pub(crate) async fn trace_logs_hold_no_secret() {
     for json_logs in [false, true] {
         let mut env = moto().env();
         env.extend([

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use libtest_mimic::Trial;
+use libtest_mimic::{Failed, Trial};
 use local_invoke::templates::{CustomResource, Template, TemplateResolver, resolve};
 use serde_json::Value;
 
@@ -16,113 +16,114 @@ use serde_json::Value;
 const PLACEHOLDER: &str = "1";
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        Trial::test(
-            "contract::every_custom_resource_parses_with_its_handler_types",
-            || {
-                let mut problems = Vec::new();
-                let mut checked = Vec::new();
-                for template in Template::all() {
-                    for resource in template.custom_resources() {
-                        match check(&template, &resource, &BTreeMap::new()) {
-                            Ok(true) => checked.push(format!("{}:{}", resource.file, resource.logical_id)),
-                            Ok(false) => {}
-                            Err(problem) => problems.push(problem),
-                        }
+    trials![
+        sync contract;
+        every_custom_resource_parses_with_its_handler_types,
+        every_variant_of_every_custom_resource_parses_with_its_handler_types,
+        unknown_and_missing_properties_are_named,
+    ]
+}
+
+fn every_custom_resource_parses_with_its_handler_types() -> Result<(), Failed> {
+    let mut problems = Vec::new();
+    let mut checked = Vec::new();
+    for template in Template::all() {
+        for resource in template.custom_resources() {
+            match check(&template, &resource, &BTreeMap::new()) {
+                Ok(true) => checked.push(format!("{}:{}", resource.file, resource.logical_id)),
+                Ok(false) => {}
+                Err(problem) => problems.push(problem),
+            }
+        }
+    }
+    for expected in [
+        "Custom::AdminSecret",
+        "Custom::ServiceDatabase",
+        "Custom::ListenerRulePriority",
+    ] {
+        let used = Template::all()
+            .iter()
+            .flat_map(Template::custom_resources)
+            .any(|r| r.resource_type == expected);
+        if !used {
+            problems.push(format!("no template uses {expected}"));
+        }
+    }
+    if problems.is_empty() {
+        eprintln!(
+            "contract: {} custom resources checked: {}",
+            checked.len(),
+            checked.join(", ")
+        );
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+fn every_variant_of_every_custom_resource_parses_with_its_handler_types() -> Result<(), Failed> {
+    let mut problems = Vec::new();
+    let mut checked = Vec::new();
+    for template in Template::all() {
+        for (parameter, values) in template.condition_parameters() {
+            let default = template.parameter_default(&parameter);
+            for value in values.into_iter().filter(|v| Some(v) != default.as_ref()) {
+                let parameters = BTreeMap::from([(parameter.clone(), value.clone())]);
+                for resource in template.custom_resources() {
+                    match check(&template, &resource, &parameters) {
+                        Ok(true) => checked.push(format!(
+                            "{}:{} ({parameter}={value})",
+                            resource.file, resource.logical_id
+                        )),
+                        Ok(false) => {}
+                        Err(problem) => problems.push(format!("{parameter}={value}: {problem}")),
                     }
-                }
-                for expected in [
-                    "Custom::AdminSecret",
-                    "Custom::ServiceDatabase",
-                    "Custom::ListenerRulePriority",
-                ] {
-                    let used = Template::all()
-                        .iter()
-                        .flat_map(Template::custom_resources)
-                        .any(|r| r.resource_type == expected);
-                    if !used {
-                        problems.push(format!("no template uses {expected}"));
-                    }
-                }
-                if problems.is_empty() {
-                    eprintln!(
-                        "contract: {} custom resources checked: {}",
-                        checked.len(),
-                        checked.join(", ")
-                    );
-                    Ok(())
-                } else {
-                    Err(problems.join("\n").into())
-                }
-            },
-        ),
-        Trial::test(
-            "contract::every_variant_of_every_custom_resource_parses_with_its_handler_types",
-            || {
-                let mut problems = Vec::new();
-                let mut checked = Vec::new();
-                for template in Template::all() {
-                    for (parameter, values) in template.condition_parameters() {
-                        let default = template.parameter_default(&parameter);
-                        for value in values.into_iter().filter(|v| Some(v) != default.as_ref()) {
-                            let parameters = BTreeMap::from([(parameter.clone(), value.clone())]);
-                            for resource in template.custom_resources() {
-                                match check(&template, &resource, &parameters) {
-                                    Ok(true) => checked.push(format!(
-                                        "{}:{} ({parameter}={value})",
-                                        resource.file, resource.logical_id
-                                    )),
-                                    Ok(false) => {}
-                                    Err(problem) => problems.push(format!("{parameter}={value}: {problem}")),
-                                }
-                            }
-                        }
-                    }
-                }
-                if !checked
-                    .iter()
-                    .any(|c| c.contains("AdminCredentialSource=RdsManaged"))
-                {
-                    problems.push("no custom resource checked with AdminCredentialSource=RdsManaged".into());
-                }
-                if problems.is_empty() {
-                    eprintln!(
-                        "contract: {} custom resources checked in other variants: {}",
-                        checked.len(),
-                        checked.join(", ")
-                    );
-                    Ok(())
-                } else {
-                    Err(problems.join("\n").into())
-                }
-            },
-        ),
-        Trial::test("contract::unknown_and_missing_properties_are_named", || {
-            let template: Template = Template {
-                path: "bad.yaml".into(),
-                body: serde_yaml::from_str(
-                    "Resources:\n  Priority:\n    Type: Custom::ListenerRulePriority\n    Properties:\n      ServiceToken: x\n      ServiceTimeout: 300\n      ListenerArn: !ImportValue listener\n      Colour: red\n  Secret:\n    Type: Custom::AdminSecret\n    Properties:\n      ServiceToken: x\n      ServiceTimeout: 300\n      KeyId: !Ref Key\n  Mystery:\n    Type: Custom::Mystery\n    Properties:\n      ServiceToken: x\n      ServiceTimeout: 300\n",
-                )
-                .unwrap(),
-            };
-            let problems: Vec<String> = template
-                .custom_resources()
-                .iter()
-                .filter_map(|r| check(&template, r, &BTreeMap::new()).err())
-                .collect();
-            let all = problems.join("\n");
-            for expected in [
-                "bad.yaml: Priority (Custom::ListenerRulePriority): unknown property `Colour`",
-                "bad.yaml: Secret (Custom::AdminSecret): missing required property `ParameterName`",
-                "bad.yaml: Mystery (Custom::Mystery): no handler",
-            ] {
-                if !all.contains(expected) {
-                    return Err(format!("expected {expected:?} in:\n{all}").into());
                 }
             }
-            Ok(())
-        }),
-    ]
+        }
+    }
+    if !checked
+        .iter()
+        .any(|c| c.contains("AdminCredentialSource=RdsManaged"))
+    {
+        problems.push("no custom resource checked with AdminCredentialSource=RdsManaged".into());
+    }
+    if problems.is_empty() {
+        eprintln!(
+            "contract: {} custom resources checked in other variants: {}",
+            checked.len(),
+            checked.join(", ")
+        );
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+fn unknown_and_missing_properties_are_named() -> Result<(), Failed> {
+    let template: Template = Template {
+        path: "bad.yaml".into(),
+        body: serde_yaml::from_str(
+            "Resources:\n  Priority:\n    Type: Custom::ListenerRulePriority\n    Properties:\n      ServiceToken: x\n      ServiceTimeout: 300\n      ListenerArn: !ImportValue listener\n      Colour: red\n  Secret:\n    Type: Custom::AdminSecret\n    Properties:\n      ServiceToken: x\n      ServiceTimeout: 300\n      KeyId: !Ref Key\n  Mystery:\n    Type: Custom::Mystery\n    Properties:\n      ServiceToken: x\n      ServiceTimeout: 300\n",
+        )
+        .unwrap(),
+    };
+    let problems: Vec<String> = template
+        .custom_resources()
+        .iter()
+        .filter_map(|r| check(&template, r, &BTreeMap::new()).err())
+        .collect();
+    let all = problems.join("\n");
+    for expected in [
+        "bad.yaml: Priority (Custom::ListenerRulePriority): unknown property `Colour`",
+        "bad.yaml: Secret (Custom::AdminSecret): missing required property `ParameterName`",
+        "bad.yaml: Mystery (Custom::Mystery): no handler",
+    ] {
+        if !all.contains(expected) {
+            return Err(format!("expected {expected:?} in:\n{all}").into());
+        }
+    }
+    Ok(())
 }
 
 /// Resolves the resource's properties with placeholders and the given parameters (the rest at

@@ -9,15 +9,13 @@ use libtest_mimic::Trial;
 use local_invoke::{Harness, Profile, RuntimeOutcome, SIGNATURE, binary_path, last_aws_calls};
 use serde_json::{Value, json};
 
-use crate::trial;
-
 const TYPE: &str = "Custom::AdminSecret";
 
 pub fn trials() -> Vec<Trial> {
-    vec![trial(
-        "dead_letter::crashed_create_is_answered_once_then_its_rollback_delete_succeeds",
-        crashed_create,
-    )]
+    trials![
+        dead_letter;
+        crashed_create_is_answered_once_then_its_rollback_delete_succeeds,
+    ]
 }
 
 /// The record Lambda sends to the on-failure destination once it gave up on `event`
@@ -41,7 +39,7 @@ fn destination_record(event: &Value, attempts: u64) -> Value {
     })
 }
 
-async fn crashed_create() {
+async fn crashed_create_is_answered_once_then_its_rollback_delete_succeeds() {
     // An admin-secret-shaped Create to a function whose environment runs out of memory on every
     // invocation (fault-injection with FAULT_INJECTION_CRASH: any properties, then the abort).
     let crash = [("FAULT_INJECTION_CRASH", "out-of-memory")];

@@ -19,8 +19,6 @@ use local_invoke::templates::driver_properties;
 use local_invoke::{Profile, binary_path};
 use serde_json::{Value, json};
 
-use crate::trial;
-
 const SUPPORT: &str = "platform-support";
 const FARGATE: &str = "platform-fargate-cluster";
 const RDS: &str = "platform-rds-cluster";
@@ -32,15 +30,10 @@ const SERVICES: [(&str, &str, &str); 2] = [
 ];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        trial(
-            "engine::four_stacks_through_moto_cloudformation_create_wire_and_delete",
-            four_stacks_through_moto_cloudformation_create_wire_and_delete,
-        ),
-        trial(
-            "engine::the_demo_driver_resolves_what_the_engine_sends",
-            the_demo_driver_resolves_what_the_engine_sends,
-        ),
+    trials![
+        engine;
+        four_stacks_through_moto_cloudformation_create_wire_and_delete,
+        the_demo_driver_resolves_what_the_engine_sends,
     ]
 }
 

@@ -8,8 +8,6 @@ use libtest_mimic::Trial;
 use local_invoke::{Behaviour, Deadline, Exchange, Harness, Profile, RuntimeOutcome};
 use serde_json::{Value, json};
 
-use crate::trial;
-
 const TYPE: &str = "Custom::FaultInjection";
 const SIGNATURE_VALUE: &str = "f00dfacecafe5ec7e7deadbeef0123456789";
 const SECRET_VALUE: &str = "s3cr3t-VALUE-that-must-not-leak";
@@ -73,102 +71,37 @@ fn assert_runtime_ok(exchange: &Exchange) {
 }
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        trial(
-            "guarantee::success_create_update_delete",
-            success_create_update_delete,
-        ),
-        trial(
-            "guarantee::handler_error_fails_create_with_marker_id",
-            handler_error,
-        ),
-        trial(
-            "guarantee::partial_physical_id_on_failed_create",
-            partial_physical_id,
-        ),
-        trial(
-            "guarantee::failed_update_keeps_the_event_physical_id",
-            failed_update,
-        ),
-        trial(
-            "guarantee::panic_in_each_phase_then_next_invocation_succeeds",
-            panic_in_each_phase,
-        ),
-        trial(
-            "guarantee::panic_in_release_build_gives_failed",
-            panic_in_release_build,
-        ),
-        trial("guarantee::hang_fails_before_the_deadline_once", hang),
-        trial(
-            "guarantee::not_an_object_gives_no_put_and_a_log_line",
-            not_an_object,
-        ),
-        trial(
-            "guarantee::events_serde_json_refuses_are_answered_failed",
-            not_strict_json,
-        ),
-        trial(
-            "guarantee::missing_and_unknown_request_type_fail",
-            bad_request_type,
-        ),
-        trial(
-            "guarantee::missing_and_mistyped_properties_name_the_property",
-            bad_properties,
-        ),
-        trial(
-            "guarantee::stringly_numbers_and_booleans_accepted",
-            stringly_values,
-        ),
-        trial("guarantee::huge_multibyte_reason_is_truncated", huge_reason),
-        trial("guarantee::oversized_data_becomes_failed", oversized_data),
-        trial("guarantee::response_url_500_three_times_then_200", retries_500),
-        trial("guarantee::response_url_403_is_not_retried", forbidden_403),
-        trial("guarantee::response_url_slow_still_delivers", slow_receiver),
-        trial(
-            "guarantee::response_url_dropped_connection_is_retried",
-            dropped_connection,
-        ),
-        trial(
-            "guarantee::response_url_refused_gives_up_before_deadline",
-            refused,
-        ),
-        trial(
-            "guarantee::delete_after_failed_create_skips_the_handler",
-            delete_marker,
-        ),
-        trial("guarantee::update_with_replacement_id", update_replacement),
-        trial(
-            "guarantee::no_signature_or_secret_in_logs_text_and_json",
-            no_leaks_in_logs,
-        ),
-        trial(
-            "guarantee::invalid_old_properties_never_fail_an_update",
-            lenient_old_properties,
-        ),
-        trial(
-            "guarantee::watchdog_failed_create_carries_the_published_id",
-            watchdog_carries_partial_id,
-        ),
-        trial(
-            "guarantee::implausible_deadlines_get_the_default_budget",
-            implausible_deadlines,
-        ),
-        trial(
-            "guarantee::margin_longer_than_time_left_fails_before_the_handler",
-            margin_longer_than_time_left,
-        ),
-        trial(
-            "guarantee::one_put_is_attempted_even_past_the_deadline",
-            put_past_deadline,
-        ),
-        trial(
-            "guarantee::s3_request_timeout_400_is_retried_other_400_is_final",
-            s3_transient_400,
-        ),
-        trial(
-            "guarantee::oversized_data_on_update_keeps_the_event_id",
-            oversized_data_on_update,
-        ),
+    trials![
+        guarantee;
+        success_create_update_delete,
+        handler_error_fails_create_with_marker_id,
+        partial_physical_id_on_failed_create,
+        failed_update_keeps_the_event_physical_id,
+        panic_in_each_phase_then_next_invocation_succeeds,
+        panic_in_release_build_gives_failed,
+        hang_fails_before_the_deadline_once,
+        not_an_object_gives_no_put_and_a_log_line,
+        events_serde_json_refuses_are_answered_failed,
+        missing_and_unknown_request_type_fail,
+        missing_and_mistyped_properties_name_the_property,
+        stringly_numbers_and_booleans_accepted,
+        huge_multibyte_reason_is_truncated,
+        oversized_data_becomes_failed,
+        response_url_500_three_times_then_200,
+        response_url_403_is_not_retried,
+        response_url_slow_still_delivers,
+        response_url_dropped_connection_is_retried,
+        response_url_refused_gives_up_before_deadline,
+        delete_after_failed_create_skips_the_handler,
+        update_with_replacement_id,
+        no_signature_or_secret_in_logs_text_and_json,
+        invalid_old_properties_never_fail_an_update,
+        watchdog_failed_create_carries_the_published_id,
+        implausible_deadlines_get_the_default_budget,
+        margin_longer_than_time_left_fails_before_the_handler,
+        one_put_is_attempted_even_past_the_deadline,
+        s3_request_timeout_400_is_retried_other_400_is_final,
+        oversized_data_on_update_keeps_the_event_id,
     ]
 }
 
@@ -213,7 +146,7 @@ async fn success_create_update_delete() {
     assert_runtime_ok(&x);
 }
 
-async fn handler_error() {
+async fn handler_error_fails_create_with_marker_id() {
     let h = fault().await;
     let create = h
         .events
@@ -231,7 +164,7 @@ async fn handler_error() {
     assert_eq!(again.physical_id(), Some(marker.as_str()));
 }
 
-async fn partial_physical_id() {
+async fn partial_physical_id_on_failed_create() {
     let h = fault().await;
     let create = h
         .events
@@ -263,7 +196,7 @@ async fn partial_physical_id() {
     );
 }
 
-async fn failed_update() {
+async fn failed_update_keeps_the_event_physical_id() {
     let h = fault().await;
     let update = h.events.update(
         TYPE,
@@ -280,7 +213,7 @@ async fn failed_update() {
     );
 }
 
-async fn panic_in_each_phase() {
+async fn panic_in_each_phase_then_next_invocation_succeeds() {
     let h = fault().await;
     for (phase, key) in [
         ("Create", "OnCreate"),
@@ -317,7 +250,7 @@ async fn panic_in_each_phase() {
     assert!(lambda.is_running());
 }
 
-async fn panic_in_release_build() {
+async fn panic_in_release_build_gives_failed() {
     let h = Harness::start_profile("fault-injection", Profile::Release, &[]).await;
     let create = h.events.create(TYPE, "Boom", props(json!({"OnCreate": "panic"})));
     let x = h.call(create.clone()).await;
@@ -334,7 +267,7 @@ async fn panic_in_release_build() {
     );
 }
 
-async fn hang() {
+async fn hang_fails_before_the_deadline_once() {
     let h = fault().await;
     let timeout = Duration::from_secs(4);
     let create = h.events.create(TYPE, "Stuck", props(json!({"OnCreate": "hang"})));
@@ -376,7 +309,7 @@ async fn hang() {
     );
 }
 
-async fn not_an_object() {
+async fn not_an_object_gives_no_put_and_a_log_line() {
     let h = fault().await;
     // Each of these holds a ResponseURL pointing at the receiver somewhere CloudFormation never
     // puts it, so a Lambda that dug it out would be caught PUTting there.
@@ -410,7 +343,7 @@ async fn not_an_object() {
 /// Events the runtime's own deserialization refused before the guard read them (issue 25): the
 /// real binary, through the Runtime API, answers each FAILED saying why, and the next invocation
 /// is served.
-async fn not_strict_json() {
+async fn events_serde_json_refuses_are_answered_failed() {
     let h = fault().await;
     let valid = h.events.create(TYPE, "Odd", props(json!({})));
     let url = valid["ResponseURL"].as_str().unwrap().to_string();
@@ -445,7 +378,7 @@ async fn not_strict_json() {
     assert_eq!(x.status(), Some("SUCCESS"), "{:?}", x.reason());
 }
 
-async fn bad_request_type() {
+async fn missing_and_unknown_request_type_fail() {
     let h = fault().await;
     let mut missing = h.events.create(TYPE, "NoType", props(json!({})));
     missing.as_object_mut().unwrap().remove("RequestType");
@@ -471,7 +404,7 @@ async fn bad_request_type() {
     assert_eq!(x.physical_id(), Some("odd-id"));
 }
 
-async fn bad_properties() {
+async fn missing_and_mistyped_properties_name_the_property() {
     let h = fault().await;
     let cases = [
         (json!({}), "missing required property `Label`"),
@@ -519,7 +452,7 @@ async fn bad_properties() {
     );
 }
 
-async fn stringly_values() {
+async fn stringly_numbers_and_booleans_accepted() {
     let h = fault().await;
     for (count, enabled) in [
         (json!("5"), json!("true")),
@@ -541,7 +474,7 @@ async fn stringly_values() {
     }
 }
 
-async fn huge_reason() {
+async fn huge_multibyte_reason_is_truncated() {
     let h = fault().await;
     let event = h
         .events
@@ -561,7 +494,7 @@ async fn huge_reason() {
     );
 }
 
-async fn oversized_data() {
+async fn oversized_data_becomes_failed() {
     let h = fault().await;
     let event = h
         .events
@@ -577,7 +510,7 @@ async fn oversized_data() {
     );
 }
 
-async fn retries_500() {
+async fn response_url_500_three_times_then_200() {
     let h = fault().await;
     h.receiver.script([
         Behaviour::Status(500),
@@ -598,7 +531,7 @@ async fn retries_500() {
     assert_runtime_ok(&x);
 }
 
-async fn forbidden_403() {
+async fn response_url_403_is_not_retried() {
     let h = fault().await;
     h.receiver.script([Behaviour::Status(403)]);
     let event = h.events.create(TYPE, "Expired", props(json!({})));
@@ -611,7 +544,7 @@ async fn forbidden_403() {
     assert!(!error.contains(SIGNATURE_VALUE), "{error}");
 }
 
-async fn slow_receiver() {
+async fn response_url_slow_still_delivers() {
     let h = fault().await;
     h.receiver.script([Behaviour::Delay(Duration::from_secs(2))]);
     let event = h.events.create(TYPE, "Patient", props(json!({})));
@@ -625,7 +558,7 @@ async fn slow_receiver() {
     assert_runtime_ok(&x);
 }
 
-async fn dropped_connection() {
+async fn response_url_dropped_connection_is_retried() {
     let h = fault().await;
     h.receiver.script([Behaviour::Drop]);
     let event = h.events.create(TYPE, "Dropped", props(json!({})));
@@ -634,7 +567,7 @@ async fn dropped_connection() {
     assert_eq!(well_formed(&x, &event)["Status"], "SUCCESS");
 }
 
-async fn refused() {
+async fn response_url_refused_gives_up_before_deadline() {
     let h = fault().await;
     let port = local_invoke::services::free_port();
     let mut event = h.events.create(TYPE, "Nobody", props(json!({})));
@@ -662,7 +595,7 @@ async fn refused() {
     assert!(logs.contains("retrying"), "retries are logged: {logs}");
 }
 
-async fn delete_marker() {
+async fn delete_after_failed_create_skips_the_handler() {
     let h = fault().await;
     let create = h.events.create(
         TYPE,
@@ -687,7 +620,7 @@ async fn delete_marker() {
     assert_eq!(r["PhysicalResourceId"].as_str(), Some(marker.as_str()));
 }
 
-async fn update_replacement() {
+async fn update_with_replacement_id() {
     let h = fault().await;
     let update = h.events.update(
         TYPE,
@@ -704,7 +637,7 @@ async fn update_replacement() {
     );
 }
 
-async fn no_leaks_in_logs() {
+async fn no_signature_or_secret_in_logs_text_and_json() {
     for json_logs in [false, true] {
         let env: &[(&str, &str)] = if json_logs {
             &[
@@ -764,7 +697,7 @@ async fn no_leaks_in_logs() {
 
 /// A rollback Update carries the values that failed last time as OldResourceProperties: whatever
 /// they hold, the Update is decided on ResourceProperties alone.
-async fn lenient_old_properties() {
+async fn invalid_old_properties_never_fail_an_update() {
     let h = fault().await;
     let good = props(json!({"Count": "3"}));
     let cases = [
@@ -812,7 +745,7 @@ async fn lenient_old_properties() {
     );
 }
 
-async fn watchdog_carries_partial_id() {
+async fn watchdog_failed_create_carries_the_published_id() {
     let h = fault().await;
     let create = h.events.create(
         TYPE,
@@ -854,7 +787,7 @@ async fn watchdog_carries_partial_id() {
     );
 }
 
-async fn implausible_deadlines() {
+async fn implausible_deadlines_get_the_default_budget() {
     let h = fault().await;
     let past = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -880,7 +813,7 @@ async fn implausible_deadlines() {
     );
 }
 
-async fn margin_longer_than_time_left() {
+async fn margin_longer_than_time_left_fails_before_the_handler() {
     // A 1.5 s margin with 1 s left: the handler (which would panic) never starts.
     let h = fault().await;
     let create = h.events.create(TYPE, "Late", props(json!({"OnCreate": "panic"})));
@@ -896,7 +829,7 @@ async fn margin_longer_than_time_left() {
     assert!(!h.logs().contains("injected Create panic"));
 }
 
-async fn put_past_deadline() {
+async fn one_put_is_attempted_even_past_the_deadline() {
     // No margin and no slack: the watchdog fires at the deadline itself, with no time left to
     // deliver; the one PUT still goes out.
     let h = Harness::start(
@@ -917,7 +850,7 @@ async fn put_past_deadline() {
     assert_eq!(x.status(), Some("FAILED"));
 }
 
-async fn s3_transient_400() {
+async fn s3_request_timeout_400_is_retried_other_400_is_final() {
     let h = fault().await;
     h.receiver.script([
         Behaviour::S3Error(400, "RequestTimeout"),
@@ -939,7 +872,7 @@ async fn s3_transient_400() {
     assert!(error.contains("MalformedXML"), "{error}");
 }
 
-async fn oversized_data_on_update() {
+async fn oversized_data_on_update_keeps_the_event_id() {
     let h = fault().await;
     let update = h.events.update(
         TYPE,

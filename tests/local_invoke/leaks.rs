@@ -6,25 +6,17 @@ use libtest_mimic::Trial;
 use local_invoke::Harness;
 use serde_json::json;
 
-use crate::{admin_secret, service_database, trial};
+use crate::{admin_secret, service_database};
 
 /// The signature part of every harness ResponseURL (`local_invoke::SIGNATURE` without its name).
 const SIGNATURE_VALUE: &str = "f00dfacecafe5ec7e7deadbeef0123456789";
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        trial(
-            "leaks::admin_secret_trace_logs_hold_no_secret",
-            admin_secret::no_secret_in_trace_logs,
-        ),
-        trial(
-            "leaks::service_database_trace_logs_hold_no_secret",
-            service_database::no_secret_in_trace_logs,
-        ),
-        trial(
-            "leaks::fault_injection_trace_logs_hold_no_secret",
-            fault_injection_trace_logs_hold_no_secret,
-        ),
+    trials![
+        leaks;
+        admin_secret::trace_logs_hold_no_secret,
+        service_database::trace_logs_hold_no_secret,
+        fault_injection_trace_logs_hold_no_secret,
     ]
 }
 

@@ -11,101 +11,41 @@ use libtest_mimic::Trial;
 use local_invoke::{Exchange, Harness, services};
 use serde_json::{Value, json};
 
-use crate::trial;
-
 const BINARY: &str = "listener-rule-priority";
 const RESOURCE_TYPE: &str = "Custom::ListenerRulePriority";
 /// Where the handler documents its claims: `<root>/<listener ARN after "listener/">/<priority>`.
 const CLAIM_ROOT: &str = "/custom-resource/listener-rule-priority";
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        trial(
-            "listener_priority::faults::a_sequence_at_25_percent_injected_aws_faults",
-            a_sequence_at_25_percent_injected_aws_faults,
-        ),
-        trial(
-            "listener_priority::faults::killed_after_each_aws_call_then_redelivered",
-            killed_after_each_aws_call_then_redelivered,
-        ),
-        trial(
-            "listener_priority::an_update_changing_only_service_token_or_timeout_writes_nothing",
-            an_update_changing_only_service_token_or_timeout_writes_nothing,
-        ),
-        trial(
-            "listener_priority::empty_listener_gets_the_range_minimum",
-            empty_listener_gets_the_range_minimum,
-        ),
-        trial("listener_priority::rules_at_1_2_5_give_6", rules_at_1_2_5_give_6),
-        trial(
-            "listener_priority::claims_live_under_priority_claim_path",
-            claims_live_under_priority_claim_path,
-        ),
-        trial(
-            "listener_priority::with_50000_taken_the_lowest_gap_is_returned",
-            with_50000_taken_the_lowest_gap,
-        ),
-        trial(
-            "listener_priority::a_full_range_fails_clearly_and_keeps_no_claims",
-            a_full_range_fails_clearly,
-        ),
-        trial(
-            "listener_priority::every_describe_rules_page_is_seen",
-            every_describe_rules_page_is_seen,
-        ),
-        trial(
-            "listener_priority::contention_64_concurrent_creates_get_distinct_priorities",
-            contention_64_creates,
-        ),
-        trial(
-            "listener_priority::a_retried_create_returns_the_same_priority",
-            retried_create_returns_the_same_priority,
-        ),
-        trial(
-            "listener_priority::update_keeps_or_replaces_and_delete_of_the_old_id_releases",
-            update_keeps_or_replaces,
-        ),
-        trial(
-            "listener_priority::delete_frees_only_our_claim_and_it_can_be_reused",
-            delete_frees_the_claim,
-        ),
-        trial(
-            "listener_priority::count_3_returns_three_distinct_priorities",
-            count_3_returns_three_priorities,
-        ),
-        trial(
-            "listener_priority::invalid_properties_fail_naming_the_property",
-            invalid_properties_fail,
-        ),
-        trial(
-            "listener_priority::a_duplicate_create_in_flight_at_once_ends_with_one_claim",
-            duplicate_create_at_once,
-        ),
-        trial(
-            "listener_priority::with_100_claims_a_create_makes_a_bounded_number_of_aws_calls",
-            hundred_claims_bounded_calls,
-        ),
-        trial(
-            "listener_priority::when_probing_up_runs_out_the_lowest_unclaimed_gap_is_returned",
-            exhausted_probe_falls_back_to_the_lowest_gap,
-        ),
-        trial(
-            "listener_priority::a_stale_claim_is_reclaimed_only_when_the_range_is_full",
-            stale_claim_reclaimed_when_full,
-        ),
-        trial(
-            "listener_priority::delete_lowers_the_hint",
-            delete_lowers_the_hint,
-        ),
-        trial(
-            "listener_priority::a_claim_of_a_delete_complete_stack_is_reclaimed_when_full",
-            deleted_stack_claim_reclaimed_when_full,
-        ),
-        trial(
-            "listener_priority::concurrent_reclaims_of_one_stale_claim_have_one_winner",
-            concurrent_reclaims_have_one_winner,
-        ),
-    ]
+    let mut all = trials![
+        listener_priority::faults;
+        a_sequence_at_25_percent_injected_aws_faults,
+        killed_after_each_aws_call_then_redelivered,
+    ];
+    all.extend(trials![
+        listener_priority;
+        an_update_changing_only_service_token_or_timeout_writes_nothing,
+        empty_listener_gets_the_range_minimum,
+        rules_at_1_2_5_give_6,
+        claims_live_under_priority_claim_path,
+        with_50000_taken_the_lowest_gap_is_returned,
+        a_full_range_fails_clearly_and_keeps_no_claims,
+        every_describe_rules_page_is_seen,
+        contention_64_concurrent_creates_get_distinct_priorities,
+        a_retried_create_returns_the_same_priority,
+        update_keeps_or_replaces_and_delete_of_the_old_id_releases,
+        delete_frees_only_our_claim_and_it_can_be_reused,
+        count_3_returns_three_distinct_priorities,
+        invalid_properties_fail_naming_the_property,
+        a_duplicate_create_in_flight_at_once_ends_with_one_claim,
+        with_100_claims_a_create_makes_a_bounded_number_of_aws_calls,
+        when_probing_up_runs_out_the_lowest_unclaimed_gap_is_returned,
+        a_stale_claim_is_reclaimed_only_when_the_range_is_full,
+        delete_lowers_the_hint,
+        a_claim_of_a_delete_complete_stack_is_reclaimed_when_full,
+        concurrent_reclaims_of_one_stale_claim_have_one_winner,
+    ]);
+    all
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,7 +235,7 @@ async fn rules_at_1_2_5_give_6() {
     );
 }
 
-async fn with_50000_taken_the_lowest_gap() {
+async fn with_50000_taken_the_lowest_gap_is_returned() {
     let arn = listener([1, 2, 3, 50_000]);
     let harness = start().await;
     let got = create(&harness, "Priority", json!({"ListenerArn": arn})).await;
@@ -305,7 +245,7 @@ async fn with_50000_taken_the_lowest_gap() {
     assert_eq!(claims(&arn).await.keys().copied().collect::<Vec<_>>(), [4, 5]);
 }
 
-async fn a_full_range_fails_clearly() {
+async fn a_full_range_fails_clearly_and_keeps_no_claims() {
     let arn = listener([10, 11]);
     let harness = start().await;
     let range = json!({"ListenerArn": arn, "MinPriority": "10", "MaxPriority": "12"});
@@ -362,7 +302,7 @@ async fn every_describe_rules_page_is_seen() {
     assert_eq!(claims(&arn).await.keys().copied().collect::<Vec<_>>(), [451]);
 }
 
-async fn contention_64_creates() {
+async fn contention_64_concurrent_creates_get_distinct_priorities() {
     const N: usize = 64;
     let arn = listener(1..=500);
     let rules = rule_priorities(&arn).await;
@@ -458,7 +398,7 @@ async fn contention_64_creates() {
     }
 }
 
-async fn retried_create_returns_the_same_priority() {
+async fn a_retried_create_returns_the_same_priority() {
     let arn = listener([1, 2, 5]);
     let harness = start().await;
     let properties = json!({"ListenerArn": arn});
@@ -497,7 +437,7 @@ async fn retried_create_returns_the_same_priority() {
     );
 }
 
-async fn update_keeps_or_replaces() {
+async fn update_keeps_or_replaces_and_delete_of_the_old_id_releases() {
     let arn = listener([1, 2, 5]);
     let harness = start().await;
     let properties = json!({"ListenerArn": arn});
@@ -554,7 +494,7 @@ async fn update_keeps_or_replaces() {
     assert_eq!(claims(&arn).await, BTreeMap::from([(7, mine.clone()), (8, mine)]));
 }
 
-async fn delete_frees_the_claim() {
+async fn delete_frees_only_our_claim_and_it_can_be_reused() {
     let arn = listener([1, 2, 5]);
     let harness = start().await;
     let properties = json!({"ListenerArn": arn});
@@ -606,7 +546,7 @@ async fn delete_frees_the_claim() {
     );
 }
 
-async fn count_3_returns_three_priorities() {
+async fn count_3_returns_three_distinct_priorities() {
     let arn = listener([1, 2, 5]);
     let harness = start().await;
     let got = create(&harness, "Priorities", json!({"ListenerArn": arn, "Count": "3"})).await;
@@ -620,7 +560,7 @@ async fn count_3_returns_three_priorities() {
     );
 }
 
-async fn invalid_properties_fail() {
+async fn invalid_properties_fail_naming_the_property() {
     let harness = start().await;
     let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/none/0/0";
     for (properties, property) in [
@@ -681,7 +621,7 @@ async fn put_claim(listener: &str, priority: u32, value: &str) {
         .expect("PutParameter claim");
 }
 
-async fn duplicate_create_at_once() {
+async fn a_duplicate_create_in_flight_at_once_ends_with_one_claim() {
     let arn = listener([1, 2, 5]);
     let (first, second) = tokio::join!(start(), start());
     for h in [&first, &second] {
@@ -717,7 +657,7 @@ async fn duplicate_create_at_once() {
     );
 }
 
-async fn hundred_claims_bounded_calls() {
+async fn with_100_claims_a_create_makes_a_bounded_number_of_aws_calls() {
     let arn = listener([1, 2, 5]);
     for p in 6..=105 {
         put_claim(
@@ -763,7 +703,7 @@ async fn hundred_claims_bounded_calls() {
     );
 }
 
-async fn exhausted_probe_falls_back_to_the_lowest_gap() {
+async fn when_probing_up_runs_out_the_lowest_unclaimed_gap_is_returned() {
     let arn = listener([10]);
     for p in [11, 13, 14, 15] {
         put_claim(
@@ -791,7 +731,7 @@ async fn exhausted_probe_falls_back_to_the_lowest_gap() {
     );
 }
 
-async fn stale_claim_reclaimed_when_full() {
+async fn a_stale_claim_is_reclaimed_only_when_the_range_is_full() {
     // A stack that is gone left a claim on 11 (no rule there) and one on 10 (a rule still holds
     // 10, so it is never reclaimed); a younger-than-the-age claim on 13 has no rule either.
     let arn = listener([10]);
@@ -893,7 +833,7 @@ print(stack_id)
     services::moto().python(SCRIPT, &[&name]).trim().to_string()
 }
 
-async fn deleted_stack_claim_reclaimed_when_full() {
+async fn a_claim_of_a_delete_complete_stack_is_reclaimed_when_full() {
     // 10 and 12: claims of a deleted stack; a rule holds 10. 11: a claim of a live stack (the
     // test's own stack id is unknown to moto: "unsure", so it stays). All written just now, far
     // younger than the default reclaim age.
@@ -927,7 +867,7 @@ async fn deleted_stack_claim_reclaimed_when_full() {
 /// Reclaim is a compare-and-swap on the claim's version: of requests taking over the same stale
 /// claim (read at the same version), exactly one wins and the claim ends naming it, whether they
 /// run at once, one after the other, or after the claim was deleted and created afresh.
-async fn concurrent_reclaims_have_one_winner() {
+async fn concurrent_reclaims_of_one_stale_claim_have_one_winner() {
     use listener_rule_priority::{Claim, Claimed, ListenerClaims, Owner};
 
     let arn = format!(

@@ -4,6 +4,28 @@
 //! One test binary (`harness = false`, libtest-mimic): `main` collects every area's tests, runs
 //! them in parallel, then stops the services it started.
 
+/// The `Vec<Trial>` of an area's tests, each registered under `<prefix>::<path of its function>`
+/// spelled from the tokens themselves, so a test's name cannot differ from the function it runs:
+/// `trials![guarantee; hang_fails_before_the_deadline_once]` runs
+/// `hang_fails_before_the_deadline_once` as `guarantee::hang_fails_before_the_deadline_once`, and
+/// `trials![authz; admin_secret::unusable_keys_refused]` as
+/// `authz::admin_secret::unusable_keys_refused`. The functions are async (run by [`trial`]);
+/// `trials![sync contract; ...]` registers plain `fn() -> Result<(), Failed>`s.
+macro_rules! trials {
+    (sync $prefix:path; $($test:path),+ $(,)?) => {
+        vec![$(::libtest_mimic::Trial::test(
+            concat!(stringify!($prefix), "::", stringify!($test)),
+            $test,
+        )),+]
+    };
+    ($prefix:path; $($test:path),+ $(,)?) => {
+        vec![$(crate::trial(
+            concat!(stringify!($prefix), "::", stringify!($test)),
+            $test,
+        )),+]
+    };
+}
+
 mod admin_secret;
 mod authz;
 mod contract;
@@ -39,8 +61,9 @@ fn main() {
     conclusion.exit();
 }
 
-/// A trial from an async test body, run on the harness runtime. A panic fails the trial.
-pub fn trial<F, Fut>(name: &str, test: F) -> Trial
+/// A trial from an async test body, run on the harness runtime. A panic fails the trial. Areas
+/// register through [`trials!`], which names each trial after its function.
+fn trial<F, Fut>(name: &str, test: F) -> Trial
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,

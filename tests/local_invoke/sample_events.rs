@@ -16,22 +16,12 @@ use local_invoke::services::{self, moto, venv_bin};
 use local_invoke::{Lambda, Profile, Receiver, binary_path, fixtures};
 use serde_json::{Value, json};
 
-use crate::trial;
-
 pub fn trials() -> Vec<Trial> {
-    vec![
-        trial(
-            "sample_events::admin_secret_under_cargo_lambda_watch",
-            admin_secret,
-        ),
-        trial(
-            "sample_events::service_database_under_cargo_lambda_watch",
-            service_database,
-        ),
-        trial(
-            "sample_events::listener_rule_priority_under_cargo_lambda_watch",
-            listener_rule_priority,
-        ),
+    trials![
+        sample_events;
+        admin_secret_under_cargo_lambda_watch,
+        service_database_under_cargo_lambda_watch,
+        listener_rule_priority_under_cargo_lambda_watch,
     ]
 }
 
@@ -150,7 +140,7 @@ async fn play(lambda: &str, env: &[(&str, &str)], overrides: Value) -> Vec<Value
     responses
 }
 
-async fn admin_secret() {
+async fn admin_secret_under_cargo_lambda_watch() {
     let name = format!("/sample-events/{}/admin-password", random_hex(6));
     let key = fixtures::kms_key("sample events admin secret");
     let responses = play(
@@ -170,7 +160,7 @@ async fn admin_secret() {
     );
 }
 
-async fn service_database() {
+async fn service_database_under_cargo_lambda_watch() {
     let pg = postgres();
     let admin_parameter = format!("/sample-events/{}/admin-password", random_hex(6));
     moto()
@@ -206,7 +196,7 @@ async fn service_database() {
     );
 }
 
-async fn listener_rule_priority() {
+async fn listener_rule_priority_under_cargo_lambda_watch() {
     let listener = fixtures::listener([1, 2]);
     let responses = play(
         "listener-rule-priority",

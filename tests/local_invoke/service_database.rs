@@ -13,148 +13,52 @@ use local_invoke::{Exchange, Harness};
 use serde_json::{Value, json};
 use service_database::ident::Identifier;
 
-use crate::trial;
-
 const TYPE: &str = "Custom::ServiceDatabase";
 const LOGICAL_ID: &str = "ServiceDatabase";
 const KEY: &str = "alias/service-database-test";
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        trial(
-            "service_database::create_makes_a_login_role_owning_its_database",
-            create_makes_a_login_role_owning_its_database,
-        ),
-        trial(
-            "service_database::other_services_and_public_cannot_connect",
-            other_services_and_public_cannot_connect,
-        ),
-        trial(
-            "service_database::retried_create_keeps_the_password",
-            retried_create_keeps_the_password,
-        ),
-        trial(
-            "service_database::simultaneous_creates_leave_one_database",
-            simultaneous_creates_leave_one_database,
-        ),
-        trial(
-            "service_database::role_not_ours_fails_untouched_unless_adopted",
-            role_not_ours_fails_untouched_unless_adopted,
-        ),
-        trial(
-            "service_database::a_superuser_role_is_refused_even_with_adopt",
-            a_superuser_role_is_refused_even_with_adopt,
-        ),
-        trial(
-            "service_database::database_not_ours_fails_untouched",
-            database_not_ours_fails_untouched,
-        ),
-        trial(
-            "service_database::hostile_names_are_refused_or_created_exactly",
-            hostile_names_are_refused_or_created_exactly,
-        ),
-        trial(
-            "service_database::wrong_admin_password_fails_without_secrets",
-            wrong_admin_password_fails_without_secrets,
-        ),
-        trial(
-            "service_database::unreachable_host_fails_within_the_connect_timeout",
-            unreachable_host_fails_within_the_connect_timeout,
-        ),
-        trial("service_database::unknown_ca_is_refused", unknown_ca_is_refused),
-        trial(
-            "service_database::wrong_host_name_is_refused",
-            wrong_host_name_is_refused,
-        ),
-        trial(
-            "service_database::a_rotation_keeps_the_running_credential_until_the_next",
-            a_rotation_keeps_the_running_credential_until_the_next,
-        ),
-        trial(
-            "service_database::a_concurrent_duplicate_rotation_makes_no_third_password",
-            a_concurrent_duplicate_rotation_makes_no_third_password,
-        ),
-        trial(
-            "service_database::a_resource_made_before_the_login_roles_moves_to_them",
-            a_resource_made_before_the_login_roles_moves_to_them,
-        ),
-        trial(
-            "service_database::failed_create_is_cleaned_up_by_its_rollback_delete",
-            failed_create_is_cleaned_up_by_its_rollback_delete,
-        ),
-        trial(
-            "service_database::rollback_with_invalid_old_properties_succeeds",
-            rollback_with_invalid_old_properties_succeeds,
-        ),
-        trial(
-            "service_database::replacement_rollback_deletes_the_new_only",
-            replacement_rollback_deletes_the_new_only,
-        ),
-        trial(
-            "service_database::rename_and_rekey_roll_back",
-            rename_and_rekey_roll_back,
-        ),
-        trial(
-            "service_database::rotation_rollback_restores_the_old_password_in_ssm_and_postgres",
-            rotation_rollback_restores_the_old_password_in_ssm_and_postgres,
-        ),
-        trial(
-            "service_database::retain_leaves_everything",
-            retain_leaves_everything,
-        ),
-        trial(
-            "service_database::drop_removes_database_role_and_parameter",
-            drop_removes_database_role_and_parameter,
-        ),
-        trial(
-            "service_database::replacement_creates_the_new_and_drop_spares_the_shared",
-            replacement_creates_the_new_and_drop_spares_the_shared,
-        ),
-        trial(
-            "service_database::invalid_property_fails_naming_it",
-            invalid_property_fails_naming_it,
-        ),
-        trial(
-            "service_database::held_lock_fails_before_the_deadline_naming_it",
-            held_lock_fails_before_the_deadline_naming_it,
-        ),
-        trial(
-            "service_database::rotations_past_ssm_history_then_back_to_the_first_token",
-            rotations_past_ssm_history_then_back_to_the_first_token,
-        ),
-        trial(
-            "service_database::an_update_changing_only_service_token_or_timeout_writes_nothing",
-            an_update_changing_only_service_token_or_timeout_writes_nothing,
-        ),
-        trial(
-            "service_database::admin_from_secrets_manager_through_a_rotation_window",
-            admin_from_secrets_manager_through_a_rotation_window,
-        ),
-        trial(
-            "service_database::admin_from_ssm_falls_back_to_the_previous_version",
-            admin_from_ssm_falls_back_to_the_previous_version,
-        ),
-        trial(
-            "service_database::admin_credential_in_both_forms_fails_naming_both",
-            admin_credential_in_both_forms_fails_naming_both,
-        ),
-        trial(
-            "service_database::faults::a_sequence_at_25_percent_injected_aws_faults",
-            a_sequence_at_25_percent_injected_aws_faults,
-        ),
-        trial(
-            "service_database::faults::killed_after_each_aws_call_then_redelivered",
-            killed_after_each_aws_call_then_redelivered,
-        ),
-        trial(
-            "service_database::faults::killed_inside_the_postgres_phase_then_redelivered",
-            killed_inside_the_postgres_phase_then_redelivered,
-        ),
-        trial(
-            "service_database::faults::a_session_ended_mid_create_is_finished_by_the_next",
-            a_session_ended_mid_create_is_finished_by_the_next,
-        ),
-    ]
+    let mut all = trials![
+        service_database;
+        create_makes_a_login_role_owning_its_database,
+        other_services_and_public_cannot_connect,
+        retried_create_keeps_the_password,
+        simultaneous_creates_leave_one_database,
+        role_not_ours_fails_untouched_unless_adopted,
+        a_superuser_role_is_refused_even_with_adopt,
+        database_not_ours_fails_untouched,
+        hostile_names_are_refused_or_created_exactly,
+        wrong_admin_password_fails_without_secrets,
+        unreachable_host_fails_within_the_connect_timeout,
+        unknown_ca_is_refused,
+        wrong_host_name_is_refused,
+        a_rotation_keeps_the_running_credential_until_the_next,
+        a_concurrent_duplicate_rotation_makes_no_third_password,
+        a_resource_made_before_the_login_roles_moves_to_them,
+        failed_create_is_cleaned_up_by_its_rollback_delete,
+        rollback_with_invalid_old_properties_succeeds,
+        replacement_rollback_deletes_the_new_only,
+        rename_and_rekey_roll_back,
+        rotation_rollback_restores_the_old_password_in_ssm_and_postgres,
+        retain_leaves_everything,
+        drop_removes_database_role_and_parameter,
+        replacement_creates_the_new_and_drop_spares_the_shared,
+        invalid_property_fails_naming_it,
+        held_lock_fails_before_the_deadline_naming_it,
+        rotations_past_ssm_history_then_back_to_the_first_token,
+        an_update_changing_only_service_token_or_timeout_writes_nothing,
+        admin_from_secrets_manager_through_a_rotation_window,
+        admin_from_ssm_falls_back_to_the_previous_version,
+        admin_credential_in_both_forms_fails_naming_both,
+    ];
+    all.extend(trials![
+        service_database::faults;
+        a_sequence_at_25_percent_injected_aws_faults,
+        killed_after_each_aws_call_then_redelivered,
+        killed_inside_the_postgres_phase_then_redelivered,
+        a_session_ended_mid_create_is_finished_by_the_next,
+    ]);
+    all
 }
 
 // ---- fixture ----
@@ -1707,7 +1611,7 @@ pub(crate) async fn second_stack_adopt_refused() {
 
 /// Create, rotate and Delete at TRACE, text and JSON: no password (the service's, before and
 /// after rotation, nor the admin's) and no ResponseURL signature in the Lambda's output.
-pub(crate) async fn no_secret_in_trace_logs() {
+pub(crate) async fn trace_logs_hold_no_secret() {
     for json_logs in [false, true] {
         let mut env = vec![("AWS_LAMBDA_LOG_LEVEL", "TRACE")];
         if json_logs {

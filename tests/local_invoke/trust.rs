@@ -8,23 +8,23 @@ use local_invoke::tls::test_ca;
 use local_invoke::{Harness, Profile};
 use serde_json::json;
 
-use crate::trial;
-
 const TYPE: &str = "Custom::FaultInjection";
 
 pub fn trials() -> Vec<libtest_mimic::Trial> {
-    vec![
-        trial("trust::ssl_cert_file_bundle_with_the_test_ca_is_trusted", || {
-            trusted(test_ca().bundle.to_str().expect("utf-8 path"))
-        }),
-        trial("trust::ssl_cert_file_with_only_the_test_ca_is_trusted", || {
-            trusted(test_ca().ca.to_str().expect("utf-8 path"))
-        }),
-        trial(
-            "trust::compiled_in_roots_refuse_the_test_ca",
-            refused_without_ssl_cert_file,
-        ),
+    trials![
+        trust;
+        ssl_cert_file_bundle_with_the_test_ca_is_trusted,
+        ssl_cert_file_with_only_the_test_ca_is_trusted,
+        compiled_in_roots_refuse_the_test_ca,
     ]
+}
+
+async fn ssl_cert_file_bundle_with_the_test_ca_is_trusted() {
+    trusted(test_ca().bundle.to_str().expect("utf-8 path")).await
+}
+
+async fn ssl_cert_file_with_only_the_test_ca_is_trusted() {
+    trusted(test_ca().ca.to_str().expect("utf-8 path")).await
 }
 
 async fn trusted(ssl_cert_file: &str) {
@@ -41,7 +41,7 @@ async fn trusted(ssl_cert_file: &str) {
     assert!(x.puts.len() == 1, "one PUT over TLS: {:#?}", x.puts);
 }
 
-async fn refused_without_ssl_cert_file() {
+async fn compiled_in_roots_refuse_the_test_ca() {
     let h = Harness::start_tls("fault-injection", Profile::Debug, &[]).await;
     let event = h.events.create(TYPE, "Refused", json!({"Label": "trust"}));
     let x = h.call_with_timeout(event, Duration::from_secs(4)).await;
