@@ -226,7 +226,7 @@ impl ServiceDatabase {
                 check_role_to_set(row(&logins.owner), &v.role, role_moved, &marker, adopt)?;
                 let login_row = row(&plan.login);
                 if plan.login != logins.owner {
-                    check_login_to_set(login_row, &plan.login, &marker, adopt)?;
+                    may_take(login_row, &plan.login, &marker, adopt)?;
                 }
                 // SSM first: a failure after it leaves the parameter ahead of the role, which the
                 // next Update (or the rollback) sets again.
@@ -638,18 +638,7 @@ fn inspect(
         } else {
             continue;
         };
-        if row.superuser {
-            return Err(Error::RoleIsSuperuser {
-                role: name.to_string(),
-            });
-        }
-        if !marker.claims(row.comment.as_deref()) && !adopt.allowed() {
-            return Err(Error::RoleNotOurs {
-                role: name.to_string(),
-                found: describe_comment(row.comment.as_deref()),
-                adopt: adopt.clone(),
-            });
-        }
+        may_take(Some(&row), name, marker, adopt)?;
         if *name == logins.owner {
             owner = Some(row);
         } else {
@@ -875,9 +864,9 @@ fn check_role_to_set(
     }
 }
 
-/// The login role a new password goes to: absent (made now) or ours; never a superuser, never
-/// another's.
-fn check_login_to_set(
+/// Whether this resource may change role `name` (a Create's owner or login role, an Update's
+/// login role): absent (made now), ours, or with `Adopt` allowed anybody's; never a superuser.
+fn may_take(
     role: Option<&RoleRow>,
     name: &Identifier,
     marker: &Marker,
