@@ -62,6 +62,8 @@
 //!
 //! The password never reaches a log line, a `Reason` or an error.
 
+#![warn(missing_docs)]
+
 use cfn_custom_resource::{
     Create, Created, CustomResource, Data, Delete, HandlerError, PhysicalId, RequestInfo, Secret, Update,
     Updated,

@@ -58,6 +58,8 @@
 //! caller's instead of the HTTPS PUT. The project's fuzzer (`make fuzz`, `tests/harness/fuzz.rs`)
 //! drives it with millions of mutated events.
 
+#![warn(missing_docs)]
+
 mod cost;
 pub mod de;
 pub mod dead_letter;

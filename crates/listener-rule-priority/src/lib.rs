@@ -142,6 +142,8 @@
 //! that are gone or held by someone else are left alone, and an id this handler did not make is
 //! answered SUCCESS. Delete never touches listener rules.
 
+#![warn(missing_docs)]
+
 // One story a file: the properties; the allocation id codec (physical id and Data); the spread
 // strategy (which candidate next); the allocator (the numbered steps above); the CustomResource
 // impl (Create, Update, Delete); beneath them the claims and state in SSM, and the rules.

@@ -110,6 +110,8 @@
 //! Passwords are [`cfn_custom_resource::Secret`]s: they never reach a log line, a `Reason` or an
 //! error.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod db;
 pub mod error;

@@ -57,6 +57,8 @@
 //! `source`, rendered once where the error becomes a `Reason`. No value ever reaches a log line
 //! or an error.
 
+#![warn(missing_docs)]
+
 mod arn;
 mod ensure;
 mod error;
