@@ -62,20 +62,19 @@ deps:
 bins: release-bins
 	$(CARGO) build --workspace --bins
 
-# One release build of everything that runs from the release profile: the three Lambdas, the
-# fault-injection Lambda and the demo/bench/fuzz drivers. Always the same set of packages, so the
-# features cargo unifies are the same and `make test`, `make demo` and `make bench` share it.
-# The demo driver (package `demo`) has its own cheap release settings in Cargo.toml
-# (`[profile.release.package.demo]`): it is no Lambda, and `make build` never zips it.
+# One release build of everything that runs from the release profile: the Lambdas, the
+# fault-injection Lambda and the bench/fuzz drivers. Always the same set of packages, so the
+# features cargo unifies are the same and `make test` and `make bench` share it.
 TARGET_DIR = $${CARGO_TARGET_DIR:-target}
-RELEASE_SET := $(addprefix -p ,$(LAMBDAS)) -p fault-injection -p local-invoke -p demo
-# What `make demo` runs: the three Lambdas of the platform's stacks and the demo driver. Built
-# with the same package set (so the same features): `make test` and `make bench` reuse it.
+RELEASE_SET := $(addprefix -p ,$(LAMBDAS)) -p fault-injection -p local-invoke
+# What `make demo` runs: the three Lambdas of the platform's stacks and the demo driver, from the
+# dev profile that `make bins` (so `make test`) builds too, over the same `--workspace` package set
+# (so the same features). The shipped Lambdas are the release profile's: `make build` zips them.
 DEMO_BINS := --bin admin-secret --bin service-database --bin listener-rule-priority --bin demo
 
 .PHONY: release-bins release
 release-bins:
-	@echo "release build of the Lambdas, fault-injection and the demo/bench/fuzz drivers (one cargo build;"
+	@echo "release build of the Lambdas, fault-injection and the bench/fuzz drivers (one cargo build;"
 	@echo "a fresh clone takes 8-12 CPU-minutes; later runs build only what changed)"
 	$(CARGO) build --release --bins $(RELEASE_SET)
 release: release-bins
@@ -111,13 +110,13 @@ lint: venv checkov
 # clone that is about half a minute off the wait for the first demo line.
 .PHONY: demo
 demo: deps
-	@echo "release build of the three Lambdas and the demo driver, the venv installing beside it"
-	@echo "(later runs build only what changed)"
+	@echo "debug build of the three Lambdas and the demo driver, the venv installing beside it"
+	@echo "(later runs build only what changed; make test reuses it)"
 	@mkdir -p $(TARGET_DIR)
 	$(MAKE) --no-print-directory venv > $(TARGET_DIR)/venv-install.log 2>&1 & venv=$$!; \
-	  $(CARGO) build --release $(RELEASE_SET) $(DEMO_BINS) || { wait $$venv; exit 1; }; \
+	  $(CARGO) build --workspace $(DEMO_BINS) || { wait $$venv; exit 1; }; \
 	  wait $$venv || { cat $(TARGET_DIR)/venv-install.log; exit 1; }
-	$(TARGET_DIR)/release/demo
+	$(TARGET_DIR)/debug/demo
 
 # The seeded mutation fuzzer (tests/harness/fuzz.rs), release build, in-process: no services.
 FUZZ_INPUTS ?= 1000000

@@ -1,4 +1,5 @@
-//! `make demo`: the platform's lifecycle, locally, with the real release binaries.
+//! `make demo`: the platform's lifecycle, locally, with the real Lambda binaries (their debug
+//! build: see [`LAMBDAS`]).
 //!
 //! Plays CloudFormation for one cluster stack and two service stacks against moto and a throwaway
 //! PostgreSQL (scram-sha-256, TLS): Create, the two services deploying at the same time, a password
@@ -18,6 +19,12 @@ use local_invoke::{Exchange, Harness, Profile, fixtures};
 use serde_json::{Value, json};
 
 mod managed;
+
+/// The profile of the Lambda binaries the demo runs: the dev profile `make test` builds too, so a
+/// newcomer's first demo waits for no optimizer (the release profile's thin LTO over one codegen
+/// unit at `opt-level = "z"` is most of a fresh release build). The same code: `make build` zips,
+/// and `make bench` measures, the release profile; `make test` runs its sample events against it.
+pub(crate) const LAMBDAS: Profile = Profile::Debug;
 
 const CLUSTER_STACK: &str = "platform-rds-cluster";
 const SUPPORT_STACK: &str = "platform-support";
@@ -314,7 +321,7 @@ async fn run() -> i32 {
     report.say(format!(
         "Stack {CLUSTER_STACK} (cfn/rds-cluster.yaml): Custom::AdminSecret"
     ));
-    let admin_secret = Harness::start_profile("admin-secret", Profile::Release, &env).await;
+    let admin_secret = Harness::start_profile("admin-secret", LAMBDAS, &env).await;
     let cluster_events = admin_secret.events.for_stack(CLUSTER_STACK);
     let admin_props = properties("rds-cluster.yaml", "AdminSecret", CLUSTER_STACK, &[], &locals);
     let create = cluster_events.create("Custom::AdminSecret", "AdminSecret", admin_props.clone());
@@ -464,8 +471,8 @@ async fn run() -> i32 {
     let mut db_lambdas = Vec::new();
     let mut priority_lambdas = Vec::new();
     for _ in &SERVICES {
-        db_lambdas.push(Harness::start_profile("service-database", Profile::Release, &env).await);
-        priority_lambdas.push(Harness::start_profile("listener-rule-priority", Profile::Release, &env).await);
+        db_lambdas.push(Harness::start_profile("service-database", LAMBDAS, &env).await);
+        priority_lambdas.push(Harness::start_profile("listener-rule-priority", LAMBDAS, &env).await);
     }
     let db_events: Vec<Value> = SERVICES
         .iter()

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use local_invoke::postgres::Postgres;
 use local_invoke::services::Moto;
-use local_invoke::{Harness, Profile, fixtures};
+use local_invoke::{Harness, fixtures};
 use serde_json::{Value, json};
 
 use super::{Report, answered, properties, read_secret, scram_literal};
@@ -67,7 +67,7 @@ pub(super) async fn scene(
             .expect("the first cluster's host and port");
         locals.insert(format!("Fn::ImportValue {MANAGED_STACK}-{key}"), value);
     }
-    let lambda = Harness::start_profile("service-database", Profile::Release, env).await;
+    let lambda = Harness::start_profile("service-database", crate::LAMBDAS, env).await;
     let scene = Scene {
         lambda: &lambda,
         moto,
