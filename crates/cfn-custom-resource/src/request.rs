@@ -89,7 +89,7 @@ pub struct Delete<P> {
 }
 
 /// What the handler is doing right now, shared with the deadline watchdog, which reports it as
-/// "timed out while <progress>".
+/// `timed out while <progress>`.
 #[derive(Debug, Clone)]
 pub struct Progress(Arc<Mutex<Cow<'static, str>>>);
 
