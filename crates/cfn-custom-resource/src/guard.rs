@@ -224,11 +224,10 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
             Ok(fire_at) => fire_at,
             Err(answer) => return answer,
         };
-        let progress = Progress::new(format!("running the {} handler", request_type.as_str()));
         let partial_id = PartialId::default();
         let started = Started {
             request_type,
-            progress: progress.clone(),
+            progress: Progress::new(format!("running the {} handler", request_type.as_str())),
             partial_id: partial_id.clone(),
             fire_at,
         };
