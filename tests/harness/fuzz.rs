@@ -528,7 +528,7 @@ impl AdminSecretStub {
         data.insert("ParameterName".into(), p.parameter_name.clone());
         data.insert("Version".into(), "1".into());
         if p.return_password {
-            let password = ssm_secret::generate_os(&policy).map_err(HandlerError::from)?;
+            let password = ssm_secret::generate_os(&policy.policy).map_err(HandlerError::from)?;
             SECRETS.with(|s| s.borrow_mut().push(password.expose().clone()));
             data.insert("Password".into(), password.into_inner());
         }

@@ -99,6 +99,7 @@ pub fn trials() -> Vec<Trial> {
         watchdog_failed_create_carries_the_published_id,
         implausible_deadlines_get_the_default_budget,
         margin_longer_than_time_left_fails_before_the_handler,
+        invalid_timing_setting_fails_in_time_naming_it,
         one_put_is_attempted_even_past_the_deadline,
         s3_request_timeout_400_is_retried_other_400_is_final,
         oversized_data_on_update_keeps_the_event_id,
@@ -827,6 +828,41 @@ async fn margin_longer_than_time_left_fails_before_the_handler() {
         x.reason()
     );
     assert!(!h.logs().contains("injected Create panic"));
+}
+
+async fn invalid_timing_setting_fails_in_time_naming_it() {
+    // "1.5s" is not a whole number of milliseconds: never silently the default. The guard times
+    // its answer with the default margin, answers FAILED naming the variable and the value, and
+    // does not start the handler (which would hang).
+    let h = Harness::start("fault-injection", &[("CFN_RESPONSE_MARGIN_MS", "1.5s")]).await;
+    let timeout = Duration::from_secs(4);
+    let create = h
+        .events
+        .create(TYPE, "Misset", props(json!({"OnCreate": "hang"})));
+    let sent = Instant::now();
+    let x = h.call_with_timeout(create.clone(), timeout).await;
+    well_formed(&x, &create);
+    assert_eq!(x.puts.len(), 1, "exactly one PUT");
+    let arrived = x.puts[0].received_at.duration_since(sent);
+    assert!(
+        arrived < timeout,
+        "FAILED arrived {arrived:?} after the invocation, deadline {timeout:?}"
+    );
+    assert_eq!(x.status(), Some("FAILED"));
+    assert!(
+        x.reason().is_some_and(|r| r.contains("CFN_RESPONSE_MARGIN_MS")
+            && r.contains("\"1.5s\"")
+            && r.contains("whole number of milliseconds")
+            && r.contains("was not started")),
+        "{:?}",
+        x.reason()
+    );
+    assert_runtime_ok(&x);
+    // The rollback Delete of the marker id touches nothing, so it still succeeds.
+    let marker = x.response()["PhysicalResourceId"].as_str().unwrap().to_string();
+    let delete = h.events.delete(TYPE, "Misset", &marker, props(json!({})));
+    let x = h.call(delete.clone()).await;
+    assert_eq!(well_formed(&x, &delete)["Status"], "SUCCESS");
 }
 
 async fn one_put_is_attempted_even_past_the_deadline() {

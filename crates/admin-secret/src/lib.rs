@@ -61,6 +61,15 @@
 //!   SUCCESS without deleting anything.
 //!
 //! The password never reaches a log line, a `Reason` or an error.
+//!
+//! # Configuration
+//!
+//! [`Settings::from_env`] reads, once at init, `CFN_ALLOW_ADOPT` and `CFN_ALLOW_RETURN_PASSWORD`
+//! (support stack parameters `AllowAdopt`, `AllowReturnPassword`; both off when unset or empty)
+//! and logs them. `Adopt` and `ReturnPassword` are refused unless the matching switch is
+//! `"true"`; any value other than `"true"`/`"false"` fails the requests that ask for that switch,
+//! naming the variable and its value, and other requests are served (the policy of
+//! `cfn_custom_resource::settings`).
 
 #![warn(missing_docs)]
 
@@ -82,29 +91,43 @@ pub const DEFAULT_LENGTH: u32 = 32;
 /// Characters Aurora rejects in a master password: excluded whatever `ExcludeCharacters` says.
 pub const AURORA_FORBIDDEN: &str = "/@\" ";
 
-/// The `Custom::AdminSecret` properties.
+/// The `Custom::AdminSecret` properties, as CloudFormation sends them (see the crate doc's
+/// table). [`Properties::validate`] turns them into the [`Validated`] values the handlers act on.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Properties {
+    /// `ParameterName`: the SSM parameter holding the password; also the physical id.
     pub parameter_name: String,
+    /// `KeyId`: id, ARN or alias of the customer-managed KMS key that encrypts the parameter.
     pub key_id: String,
+    /// `Length`: the password's length, [`LENGTH_RANGE`], default [`DEFAULT_LENGTH`].
     #[serde(
         default = "default_length",
         deserialize_with = "cfn_custom_resource::de::number"
     )]
     pub length: u32,
+    /// `ExcludeCharacters`: characters never used (default `ssm_secret::DEFAULT_EXCLUDE`);
+    /// [`AURORA_FORBIDDEN`] is excluded whatever it says.
     #[serde(default)]
     pub exclude_characters: Option<String>,
+    /// `RequireEachIncludedType`: every included character class at least once (default true).
     #[serde(default = "yes", deserialize_with = "cfn_custom_resource::de::boolean")]
     pub require_each_included_type: bool,
+    /// `Description`: the SSM parameter's description.
     #[serde(default)]
     pub description: Option<String>,
+    /// `RotationToken`: any change generates a new password; an earlier token restores its own.
     #[serde(default)]
     pub rotation_token: Option<String>,
+    /// `OnDelete`: what Delete does with the parameter.
     #[serde(default)]
     pub on_delete: OnDelete,
+    /// `ReturnPassword`: also return the password in `Data.Password` (with `NoEcho`), if the
+    /// function's `CFN_ALLOW_RETURN_PASSWORD` allows it.
     #[serde(default, deserialize_with = "cfn_custom_resource::de::boolean")]
     pub return_password: bool,
+    /// `Adopt`: take over an existing parameter this resource did not create, if the function's
+    /// `CFN_ALLOW_ADOPT` allows it.
     #[serde(default, deserialize_with = "cfn_custom_resource::de::boolean")]
     pub adopt: bool,
 }
@@ -120,15 +143,39 @@ fn yes() -> bool {
 /// What Delete does with the parameter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum OnDelete {
+    /// Delete the parameter, if its tags say it is this resource's (the default).
     #[default]
     Delete,
+    /// Keep the parameter (and its password) when the resource is deleted.
     Retain,
 }
 
+/// The properties once checked: every value Create and Update act on, in the form they act on
+/// it. Delete needs only `OnDelete` and must not fail on a property, so it reads the properties
+/// as they came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    /// `ParameterName`, not empty.
+    pub parameter_name: String,
+    /// `KeyId`, not empty and not an AWS-managed key (KMS checks the rest before use).
+    pub key_id: String,
+    /// The policy `Length`, `ExcludeCharacters` (plus [`AURORA_FORBIDDEN`]) and
+    /// `RequireEachIncludedType` make; it admits at least one password.
+    pub policy: PasswordPolicy,
+    /// `Description`.
+    pub description: Option<String>,
+    /// `RotationToken`.
+    pub rotation_token: Option<String>,
+    /// `ReturnPassword`.
+    pub return_password: bool,
+    /// `Adopt`.
+    pub adopt: bool,
+}
+
 impl Properties {
-    /// Checks what serde cannot (ranges, the key, the policy) and returns the password policy.
-    /// Every message names the property to fix.
-    pub fn validate(&self) -> Result<PasswordPolicy, HandlerError> {
+    /// Checks what serde cannot (ranges, the key, the policy) and returns the values the
+    /// handlers act on. Every message names the property to fix.
+    pub fn validate(&self) -> Result<Validated, HandlerError> {
         if self.parameter_name.trim().is_empty() {
             return Err(HandlerError::new(
                 "property `ParameterName` is empty; give the SSM parameter's name",
@@ -141,35 +188,41 @@ impl Properties {
             ));
         }
         ssm_secret::refuse_aws_alias(key)?;
-        if !LENGTH_RANGE.contains(&self.length) {
-            return Err(HandlerError::new(format!(
-                "property `Length` is {}; Aurora accepts master passwords of {} to {} characters",
-                self.length,
-                LENGTH_RANGE.start(),
-                LENGTH_RANGE.end()
-            )));
-        }
-        let policy = self.policy();
-        policy.validate().map_err(|e| {
-            HandlerError::new(format!(
-                "properties `Length`, `ExcludeCharacters` and `RequireEachIncludedType` allow no password: {e}"
-            ))
-        })?;
-        Ok(policy)
-    }
-
-    /// The password policy these properties ask for.
-    pub fn policy(&self) -> PasswordPolicy {
+        let length = usize::try_from(self.length)
+            .ok()
+            .filter(|_| LENGTH_RANGE.contains(&self.length))
+            .ok_or_else(|| {
+                HandlerError::new(format!(
+                    "property `Length` is {}; Aurora accepts master passwords of {} to {} characters",
+                    self.length,
+                    LENGTH_RANGE.start(),
+                    LENGTH_RANGE.end()
+                ))
+            })?;
         let mut exclude = self
             .exclude_characters
             .clone()
             .unwrap_or_else(|| ssm_secret::DEFAULT_EXCLUDE.to_string());
         exclude.push_str(AURORA_FORBIDDEN);
-        PasswordPolicy {
-            length: self.length as usize,
+        let policy = PasswordPolicy {
+            length,
             exclude,
             require_each_class: self.require_each_included_type,
-        }
+        };
+        policy.validate().map_err(|e| {
+            HandlerError::new(format!(
+                "properties `Length`, `ExcludeCharacters` and `RequireEachIncludedType` allow no password: {e}"
+            ))
+        })?;
+        Ok(Validated {
+            parameter_name: self.parameter_name.clone(),
+            key_id: self.key_id.clone(),
+            policy,
+            description: self.description.clone(),
+            rotation_token: self.rotation_token.clone(),
+            return_password: self.return_password,
+            adopt: self.adopt,
+        })
     }
 }
 
@@ -180,24 +233,42 @@ pub struct AdminSecret {
     settings: Settings,
 }
 
-/// What the function's own configuration allows (see `cfn_custom_resource::settings`).
+/// What the function's own configuration allows, read once at init (see
+/// `cfn_custom_resource::settings` for the policy).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `CFN_ALLOW_ADOPT` (support stack parameter `AllowAdopt`, default off): may `Adopt` take
+    /// over a parameter this resource did not create.
     pub adopt: Switch,
+    /// `CFN_ALLOW_RETURN_PASSWORD` (support stack parameter `AllowReturnPassword`, default off):
+    /// may `ReturnPassword` put the password in `Data`.
     pub return_password: Switch,
 }
 
 impl Settings {
-    /// `CFN_ALLOW_ADOPT` and `CFN_ALLOW_RETURN_PASSWORD`, both off when unset.
+    /// Reads `CFN_ALLOW_ADOPT` and `CFN_ALLOW_RETURN_PASSWORD` (both off when unset or empty; an
+    /// invalid value fails the requests that ask for the switch) and logs them.
     pub fn from_env() -> Self {
-        Self {
+        let settings = Self {
             adopt: settings::allow_adopt(),
             return_password: settings::allow_return_password(),
+        };
+        tracing::info!(
+            CFN_ALLOW_ADOPT = %settings.adopt,
+            CFN_ALLOW_RETURN_PASSWORD = %settings.return_password,
+            "admin-secret settings"
+        );
+        for problem in [settings.adopt.problem(), settings.return_password.problem()]
+            .into_iter()
+            .flatten()
+        {
+            tracing::error!("{problem}: the requests that need it are answered FAILED until it is fixed");
         }
+        settings
     }
 
-    fn check_return_password(&self, properties: &Properties) -> Result<(), HandlerError> {
-        if properties.return_password {
+    fn check_return_password(&self, v: &Validated) -> Result<(), HandlerError> {
+        if v.return_password {
             self.return_password.require("ReturnPassword")?;
         }
         Ok(())
@@ -205,6 +276,8 @@ impl Settings {
 }
 
 impl AdminSecret {
+    /// The handler, with its SSM and KMS clients (built once per process) and the function's
+    /// [`Settings`].
     pub fn new(client: aws_sdk_ssm::Client, kms: aws_sdk_kms::Client, settings: Settings) -> Self {
         Self {
             store: ParameterStore::new(client),
@@ -213,37 +286,36 @@ impl AdminSecret {
         }
     }
 
-    /// Creates the parameter `properties.parameter_name` holding `value` (a fresh password when
+    /// Creates the parameter `v.parameter_name` holding `value` (a fresh password when
     /// `None`), or finds our own, or adopts a foreign one when asked
     /// ([`ParameterStore::ensure_owned`]); the version it returns is bound to the `RotationToken`
     /// it holds the password for.
     async fn ensure(
         &self,
         info: &RequestInfo,
-        properties: &Properties,
-        policy: &PasswordPolicy,
+        v: &Validated,
         value: Option<Secret<String>>,
     ) -> Result<StoredParameter, HandlerError> {
-        let name = properties.parameter_name.as_str();
+        let name = v.parameter_name.as_str();
         let owner = Owner::of(info);
-        let label = ssm_secret::rotation_label(properties.rotation_token.as_deref());
+        let label = ssm_secret::rotation_label(v.rotation_token.as_deref());
         let value = match value {
             Some(value) => value,
-            None => ssm_secret::generate_os(policy)?,
+            None => ssm_secret::generate_os(&v.policy)?,
         };
         info.progress.set(format!("creating SSM parameter {name}"));
         let wanted = Wanted {
             name,
-            key_id: &properties.key_id,
-            description: properties.description.as_deref(),
+            key_id: &v.key_id,
+            description: v.description.as_deref(),
             owner: &owner,
             label: &label,
         };
-        let adopt = properties.adopt && self.settings.adopt.refusal().is_none();
+        let adopt = v.adopt && self.settings.adopt.refusal().is_none();
         match self.store.ensure_owned(&wanted, &value, adopt).await {
             Ok(ensured) => Ok(ensured.into_stored()),
             Err(not_ours @ StoreError::NotOurs { .. }) => {
-                if properties.adopt {
+                if v.adopt {
                     // Asked for, but the function's setting refuses it: say so.
                     self.settings.adopt.require("Adopt")?;
                 }
@@ -261,8 +333,7 @@ impl AdminSecret {
     async fn update_in_place(
         &self,
         info: &RequestInfo,
-        properties: &Properties,
-        policy: &PasswordPolicy,
+        v: &Validated,
         name: &str,
         history: &History,
         step: InPlace,
@@ -277,19 +348,13 @@ impl AdminSecret {
         if let Some(put) = put {
             let value = match keep {
                 Some(value) => value,
-                None => ssm_secret::generate_os(policy)?,
+                None => ssm_secret::generate_os(&v.policy)?,
             };
             info.progress
                 .set(format!("putting a new version of SSM parameter {name}"));
             stored.version = self
                 .store
-                .put_new_version(
-                    name,
-                    &value,
-                    &properties.key_id,
-                    put.description.as_deref(),
-                    history,
-                )
+                .put_new_version(name, &value, &v.key_id, put.description.as_deref(), history)
                 .await?;
             stored.value = value;
         } else {
@@ -347,25 +412,74 @@ struct Put {
 /// The Update's plan. `current` is the parameter under the current physical id, `history` its
 /// history when it is ours or is to be adopted (else empty), `token_changed` whether the old
 /// properties named another `RotationToken` (only consulted for a parameter written before
-/// labels).
+/// labels). The steps: which existing password may stay ([`password_to_keep`]), then replace,
+/// recreate, or change in place ([`plan_in_place`]).
 fn plan_update(
-    properties: &Properties,
-    policy: &PasswordPolicy,
+    v: &Validated,
     owner: &Owner,
     current_name: &str,
     current: Option<StoredParameter>,
     history: &History,
     token_changed: bool,
 ) -> Result<UpdatePlan, HandlerError> {
-    let label = ssm_secret::rotation_label(properties.rotation_token.as_deref());
-    let ours = current
-        .as_ref()
-        .is_some_and(|c| c.owner.as_ref() == Some(owner) || properties.adopt);
-    // The password this token stands for, decided from what SSM holds: the version labelled
-    // with the token (a rollback of a rotation, or a duplicate delivery), a new one for a token
-    // never seen, or, for a parameter written before labels, the current one unless the token
-    // changed.
-    let wanted = match history.choose(&label, token_changed) {
+    let label = ssm_secret::rotation_label(v.rotation_token.as_deref());
+    let keep = password_to_keep(
+        v,
+        owner,
+        current_name,
+        current.as_ref(),
+        history,
+        &label,
+        token_changed,
+    );
+
+    if v.parameter_name != current_name {
+        tracing::info!(from = current_name, to = %v.parameter_name, "ParameterName changed: replacing the parameter");
+        return Ok(UpdatePlan::Replace { keep });
+    }
+    let Some(stored) = current else {
+        tracing::warn!(
+            parameter = current_name,
+            "the parameter is gone; creating it again with a new password"
+        );
+        return Ok(UpdatePlan::Recreate);
+    };
+    let adopting = stored.owner.as_ref() != Some(owner);
+    if adopting && !v.adopt {
+        return Err(HandlerError::new(format!(
+            "SSM parameter {current_name} is no longer tagged as belonging to this resource; restore its tags \
+             ({} and {}) or set Adopt to \"true\"",
+            ssm_secret::STACK_ID_TAG,
+            ssm_secret::LOGICAL_ID_TAG
+        )));
+    }
+    Ok(UpdatePlan::InPlace(Box::new(plan_in_place(
+        v,
+        current_name,
+        stored,
+        keep,
+        history,
+        label,
+        adopting,
+    ))))
+}
+
+/// The password to hold, if an existing one will do. The one this token stands for is decided
+/// from what SSM holds: the version labelled with the token (a rollback of a rotation, or a
+/// duplicate delivery), a new one for a token never seen, or, for a parameter written before
+/// labels, the current one unless the token changed. It must be ours (or adopted) and still
+/// satisfy the policy.
+fn password_to_keep(
+    v: &Validated,
+    owner: &Owner,
+    current_name: &str,
+    current: Option<&StoredParameter>,
+    history: &History,
+    label: &str,
+    token_changed: bool,
+) -> Option<Secret<String>> {
+    let ours = current.is_some_and(|c| c.owner.as_ref() == Some(owner) || v.adopt);
+    let wanted = match history.choose(label, token_changed) {
         Choice::Restore(version) => {
             tracing::info!(
                 parameter = current_name,
@@ -381,11 +495,10 @@ fn plan_update(
             );
             None
         }
-        Choice::Keep => current.as_ref().map(|c| c.value.clone()),
+        Choice::Keep => current.map(|c| c.value.clone()),
     };
-    // The password to hold, if an existing one will do: it must still satisfy the policy.
-    let keep = wanted.filter(|_| ours).filter(|value| {
-        let fits = policy.accepts(value.expose());
+    wanted.filter(|_| ours).filter(|value| {
+        let fits = v.policy.accepts(value.expose());
         if !fits {
             tracing::info!(
                 parameter = current_name,
@@ -393,32 +506,24 @@ fn plan_update(
             );
         }
         fits
-    });
+    })
+}
 
-    if properties.parameter_name != current_name {
-        tracing::info!(from = current_name, to = %properties.parameter_name, "ParameterName changed: replacing the parameter");
-        return Ok(UpdatePlan::Replace { keep });
-    }
-    let Some(stored) = current else {
-        tracing::warn!(
-            parameter = current_name,
-            "the parameter is gone; creating it again with a new password"
-        );
-        return Ok(UpdatePlan::Recreate);
-    };
-    let adopting = stored.owner.as_ref() != Some(owner);
-    if adopting && !properties.adopt {
-        return Err(HandlerError::new(format!(
-            "SSM parameter {current_name} is no longer tagged as belonging to this resource; restore its tags \
-             ({} and {}) or set Adopt to \"true\"",
-            ssm_secret::STACK_ID_TAG,
-            ssm_secret::LOGICAL_ID_TAG
-        )));
-    }
-
-    let key_changed = stored.key_id.as_deref() != Some(properties.key_id.as_str());
+/// The in-place change of `stored`: a new version for a changed password, key or description;
+/// the owner tags when `adopting`; the token's `label` unless the version holding the password
+/// carries it already.
+fn plan_in_place(
+    v: &Validated,
+    current_name: &str,
+    stored: StoredParameter,
+    keep: Option<Secret<String>>,
+    history: &History,
+    label: String,
+    adopting: bool,
+) -> InPlace {
+    let key_changed = stored.key_id.as_deref() != Some(v.key_id.as_str());
     let description_changed =
-        stored.description.as_deref().unwrap_or("") != properties.description.as_deref().unwrap_or("");
+        stored.description.as_deref().unwrap_or("") != v.description.as_deref().unwrap_or("");
     let value_changed = keep.as_ref().is_none_or(|value| *value != stored.value);
     let put = (value_changed || key_changed || description_changed).then(|| {
         tracing::info!(
@@ -429,7 +534,7 @@ fn plan_update(
             "putting a new version"
         );
         Put {
-            description: match properties.description.as_deref() {
+            description: match v.description.as_deref() {
                 Some(description) => Some(description.to_string()),
                 None if description_changed => Some(String::new()),
                 None => None,
@@ -441,14 +546,14 @@ fn plan_update(
     let labelled_already = put.is_none()
         && history
             .labelled(&label)
-            .is_some_and(|v| v.version == stored.version);
-    Ok(UpdatePlan::InPlace(Box::new(InPlace {
+            .is_some_and(|labelled| labelled.version == stored.version);
+    InPlace {
         stored,
         keep,
         put,
         tag: adopting,
         label: (!labelled_already).then_some(label),
-    })))
+    }
 }
 
 fn physical_id(name: &str) -> Result<PhysicalId, HandlerError> {
@@ -474,16 +579,16 @@ impl CustomResource for AdminSecret {
     #[tracing::instrument(skip_all, fields(parameter = %request.properties.parameter_name))]
     async fn create(&self, request: Create<Properties>) -> Result<Created, HandlerError> {
         let Create { info, properties } = request;
-        let policy = properties.validate()?;
-        self.settings.check_return_password(&properties)?;
-        if properties.adopt {
+        let v = properties.validate()?;
+        self.settings.check_return_password(&v)?;
+        if v.adopt {
             self.settings.adopt.require("Adopt")?;
         }
-        self.keys.check(&properties.key_id).await?;
-        let stored = self.ensure(&info, &properties, &policy, None).await?;
+        self.keys.check(&v.key_id).await?;
+        let stored = self.ensure(&info, &v, None).await?;
         Ok(Created::new(physical_id(&stored.name)?)
-            .with_data(data(&stored, properties.return_password))
-            .no_echo(properties.return_password))
+            .with_data(data(&stored, v.return_password))
+            .no_echo(v.return_password))
     }
 
     #[tracing::instrument(skip_all, fields(parameter = %request.physical_id))]
@@ -494,9 +599,9 @@ impl CustomResource for AdminSecret {
             properties,
             old_properties,
         } = request;
-        let policy = properties.validate()?;
-        self.settings.check_return_password(&properties)?;
-        self.keys.check(&properties.key_id).await?;
+        let v = properties.validate()?;
+        self.settings.check_return_password(&v)?;
+        self.keys.check(&v.key_id).await?;
         let current_name = current_id.as_str();
         let owner = Owner::of(&info);
 
@@ -504,49 +609,39 @@ impl CustomResource for AdminSecret {
         let current = self.store.get(current_name).await?;
         // Adopt matters only where it would take over a parameter that is not ours; an Update of
         // our own parameter that happens to carry it is served whatever the setting.
-        if properties.adopt && current.as_ref().is_some_and(|c| c.owner.as_ref() != Some(&owner)) {
+        if v.adopt && current.as_ref().is_some_and(|c| c.owner.as_ref() != Some(&owner)) {
             self.settings.adopt.require("Adopt")?;
         }
         let history = match &current {
-            Some(c) if c.owner.as_ref() == Some(&owner) || properties.adopt => {
-                self.store.history_of(c).await?
-            }
+            Some(c) if c.owner.as_ref() == Some(&owner) || v.adopt => self.store.history_of(c).await?,
             _ => History::default(),
         };
         // Old properties that do not parse count as no rotation.
         let token_changed = old_properties
             .as_ref()
-            .is_some_and(|old| old.rotation_token != properties.rotation_token);
+            .is_some_and(|old| old.rotation_token != v.rotation_token);
 
-        let plan = plan_update(
-            &properties,
-            &policy,
-            &owner,
-            current_name,
-            current,
-            &history,
-            token_changed,
-        )?;
+        let plan = plan_update(&v, &owner, current_name, current, &history, token_changed)?;
         let (stored, updated) = match plan {
             UpdatePlan::Replace { keep } => {
-                let stored = self.ensure(&info, &properties, &policy, keep).await?;
+                let stored = self.ensure(&info, &v, keep).await?;
                 let id = physical_id(&stored.name)?;
                 (stored, Updated::replace(id))
             }
             UpdatePlan::Recreate => {
-                let stored = self.ensure(&info, &properties, &policy, None).await?;
+                let stored = self.ensure(&info, &v, None).await?;
                 (stored, Updated::keep())
             }
             UpdatePlan::InPlace(step) => {
                 let stored = self
-                    .update_in_place(&info, &properties, &policy, current_name, &history, *step)
+                    .update_in_place(&info, &v, current_name, &history, *step)
                     .await?;
                 (stored, Updated::keep())
             }
         };
         Ok(updated
-            .with_data(data(&stored, properties.return_password))
-            .no_echo(properties.return_password))
+            .with_data(data(&stored, v.return_password))
+            .no_echo(v.return_password))
     }
 
     #[tracing::instrument(skip_all, fields(parameter = %request.physical_id))]
@@ -594,7 +689,7 @@ mod tests {
             (32, true, false, false)
         );
         assert_eq!(p.on_delete, OnDelete::Delete);
-        let policy = p.validate().unwrap();
+        let policy = p.validate().unwrap().policy;
         assert_eq!(
             policy,
             PasswordPolicy {
@@ -608,7 +703,7 @@ mod tests {
             "ReturnPassword": "true", "Adopt": "TRUE", "OnDelete": "Retain", "ExcludeCharacters": "xyz"
         }))
         .unwrap();
-        let policy = p.validate().unwrap();
+        let policy = p.validate().unwrap().policy;
         assert_eq!((policy.length, policy.require_each_class), (41, false));
         assert!(
             policy.exclude.contains('x') && policy.exclude.contains('/') && !policy.exclude.contains('\'')
@@ -695,7 +790,6 @@ mod tests {
             token_changed: bool,
         ) -> Result<UpdatePlan, HandlerError> {
             plan_update(
-                p,
                 &p.validate().unwrap(),
                 &owner(),
                 NAME,

@@ -55,6 +55,7 @@ use crate::guard::{Config, Transport, time_left};
 use crate::request::{Envelope, RequestType};
 use crate::response::{Answer, encode};
 use crate::send::{SendPolicy, Sender};
+use crate::settings::Timing;
 
 /// What a destination record says about the attempts; the fields the responder uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +175,8 @@ pub enum Disposition {
 pub struct Responder<T = Sender> {
     sender: T,
     config: Config,
+    /// An invalid timing setting, added to every Reason (the answer is FAILED anyway).
+    misconfigured: Option<String>,
 }
 
 impl Responder {
@@ -189,6 +192,17 @@ impl<T: Transport> Responder<T> {
         Self {
             sender: transport,
             config,
+            misconfigured: None,
+        }
+    }
+
+    /// A responder configured by the function's timing settings: it computes deadlines with
+    /// their values (the defaults where a value is invalid), and names an invalid one in every
+    /// Reason it sends.
+    pub fn with_timing(timing: &Timing, transport: T) -> Self {
+        Self {
+            misconfigured: timing.problem(),
+            ..Self::with_transport(timing.config(), transport)
         }
     }
 
@@ -239,7 +253,12 @@ impl<T: Transport> Responder<T> {
             (Ok(RequestType::Create), _) | (_, None) => envelope.marker_id(),
             (_, Some(id)) => id.clone(),
         };
-        let reason = record.reason(&envelope.raw_request_type);
+        let mut reason = record.reason(&envelope.raw_request_type);
+        if let Some(problem) = &self.misconfigured {
+            reason.push_str(&format!(
+                ". The dead-letter responder itself is misconfigured (it used the default): {problem}"
+            ));
+        }
         let answer = Answer::failed(reason, physical_id.clone());
         let body = encode(&envelope.identity, answer);
         let give_up_at = deadline
@@ -267,9 +286,14 @@ impl<T: Transport> Responder<T> {
 }
 
 /// Serves the Lambda Runtime API as the on-failure destination of the custom-resource
-/// functions. Configuration comes from the environment ([`Config::from_env`]).
+/// functions. Its timing comes from the environment, read and logged once here
+/// ([`Timing::from_env`]).
 pub async fn run_dead_letter_responder() -> Result<(), lambda_runtime::Error> {
-    let responder = std::sync::Arc::new(Responder::new(Config::from_env()));
+    let timing = Timing::from_env();
+    let responder = std::sync::Arc::new(Responder::with_timing(
+        &timing,
+        Sender::new(SendPolicy::default()),
+    ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let responder = std::sync::Arc::clone(&responder);
         async move {

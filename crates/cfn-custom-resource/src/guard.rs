@@ -15,10 +15,12 @@ use crate::request::{
 use crate::response::{Answer, Data, PhysicalId, encode, oversized_data, sanitize_reason};
 use crate::secret::ResponseUrl;
 use crate::send::{SendPolicy, Sender};
+use crate::settings::Timing;
 use crate::{CustomResource, raw};
 
-/// How close to the Lambda deadline the guard gives up on the handler and answers FAILED.
-#[derive(Debug, Clone)]
+/// How close to the Lambda deadline the guard gives up on the handler and answers FAILED: the
+/// values the guard computes with. [`Timing`] reads them from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Time kept back before the deadline for the FAILED response: enough for a TLS handshake and
     /// a PUT with a retry or two. `CFN_RESPONSE_MARGIN_MS`, default 3000.
@@ -45,33 +47,17 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// The defaults, overridden by `CFN_RESPONSE_MARGIN_MS`, `CFN_DELIVERY_SLACK_MS` and
-    /// `CFN_DEFAULT_BUDGET_MS`.
-    pub fn from_env() -> Self {
-        let millis = |name: &str, default: Duration| match std::env::var(name) {
-            Ok(v) => match v.trim().parse::<u64>() {
-                Ok(ms) => Duration::from_millis(ms),
-                Err(_) => {
-                    tracing::warn!(variable = name, value = %v, "not a whole number of milliseconds; using the default");
-                    default
-                }
-            },
-            Err(_) => default,
-        };
-        let default = Self::default();
-        Self {
-            deadline_margin: millis("CFN_RESPONSE_MARGIN_MS", default.deadline_margin),
-            delivery_slack: millis("CFN_DELIVERY_SLACK_MS", default.delivery_slack),
-            default_budget: millis("CFN_DEFAULT_BUDGET_MS", default.default_budget),
-        }
-    }
-}
-
-/// Serves the Lambda Runtime API with `handler`, answering CloudFormation on every path.
-/// Configuration comes from the environment ([`Config::from_env`]).
+/// Serves the Lambda Runtime API with `handler`, answering CloudFormation on every path. The
+/// guard's timing comes from the environment, read and logged once here ([`Timing::from_env`]);
+/// an invalid value makes every request `FAILED` naming it (see [`crate::settings`]).
 pub async fn run<H: CustomResource>(handler: H) -> Result<(), lambda_runtime::Error> {
-    run_with_config(handler, Config::from_env()).await
+    let timing = Timing::from_env();
+    serve(Guard::with_timing(
+        handler,
+        &timing,
+        Sender::new(SendPolicy::default()),
+    ))
+    .await
 }
 
 /// [`run`] with an explicit configuration.
@@ -84,9 +70,12 @@ pub async fn run_with_config<H: CustomResource>(
     handler: H,
     config: Config,
 ) -> Result<(), lambda_runtime::Error> {
-    let guard = Arc::new(Guard::new(handler, config));
+    serve(Guard::new(handler, config)).await
+}
+
+async fn serve<H: CustomResource>(guard: Guard<H>) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::Runtime::new(service_fn(report))
-        .layer(RawEventsLayer(guard))
+        .layer(RawEventsLayer(Arc::new(guard)))
         .layer(lambda_runtime::layers::TracingLayer::new())
         .run()
         .await
@@ -135,6 +124,8 @@ pub struct Guard<H, T = Sender> {
     handler: Arc<H>,
     sender: T,
     config: Config,
+    /// An invalid timing setting: every request is answered FAILED with this Reason.
+    misconfigured: Option<String>,
 }
 
 impl<H: CustomResource> Guard<H> {
@@ -151,6 +142,17 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
             handler: Arc::new(handler),
             sender: transport,
             config,
+            misconfigured: None,
+        }
+    }
+
+    /// A guard configured by the function's timing settings: it computes deadlines with their
+    /// values (the defaults where a value is invalid) and, when one is invalid, answers every
+    /// request `FAILED` naming it, without running the handler.
+    pub fn with_timing(handler: H, timing: &Timing, transport: T) -> Self {
+        Self {
+            misconfigured: timing.problem(),
+            ..Self::with_transport(handler, timing.config(), transport)
         }
     }
 
@@ -204,7 +206,9 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
         .await
     }
 
-    /// Runs the handler under the watchdog and turns whatever happens into an answer.
+    /// Runs the handler under the watchdog and turns whatever happens into an answer. The steps:
+    /// answers that need no handler ([`Guard::answer_without_handler`]), the handler's run under
+    /// the watchdog ([`Guard::watch`]), and its outcome as a response ([`Guard::settle`]).
     async fn answer(&self, envelope: &Envelope, payload: Value, deadline: Instant) -> Answer {
         let request_type = match envelope.request_type.clone() {
             Ok(request_type) => request_type,
@@ -216,23 +220,53 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                 return Answer::failed(reason, physical_id);
             }
         };
+        let fire_at = match self.answer_without_handler(envelope, request_type, deadline) {
+            Ok(fire_at) => fire_at,
+            Err(answer) => return answer,
+        };
+        let partial_id = PartialId::default();
+        let started = Started {
+            request_type,
+            progress: Progress::new(format!("running the {} handler", request_type.as_str())),
+            partial_id: partial_id.clone(),
+            fire_at,
+        };
+        let outcome = self.watch(envelope, payload, started, deadline).await;
+        self.settle(envelope, request_type, outcome, partial_id.get())
+    }
+
+    /// The answers given without starting the handler: `SUCCESS` for the Delete of a marker id
+    /// (nothing was created), `FAILED` for an invalid timing setting and for too little time left.
+    /// Otherwise the instant the watchdog fires.
+    fn answer_without_handler(
+        &self,
+        envelope: &Envelope,
+        request_type: RequestType,
+        deadline: Instant,
+    ) -> Result<Instant, Answer> {
         if request_type == RequestType::Delete && envelope.physical_id.as_deref().is_some_and(is_marker) {
             tracing::info!(
                 "Delete of a resource whose Create failed: nothing was created, nothing to delete"
             );
-            return Answer::success(
+            return Err(Answer::success(
                 envelope.physical_id.clone().unwrap_or_default(),
                 Data::new(),
                 false,
-            );
+            ));
         }
-
+        if let Some(problem) = &self.misconfigured {
+            let error = HandlerError::new(format!(
+                "{problem}; the {} handler was not started: fix the function's environment",
+                request_type.as_str()
+            ));
+            return Err(self.failure(envelope, request_type, error, None));
+        }
         let fire_at = deadline
             .checked_sub(self.config.deadline_margin)
             .filter(|at| *at > Instant::now());
-        let Some(fire_at) = fire_at else {
+        fire_at.ok_or_else(|| {
             let left = deadline.saturating_duration_since(Instant::now());
-            return self.failure(
+            self.failure(
                 envelope,
                 request_type,
                 HandlerError::new(format!(
@@ -244,23 +278,37 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                     request_type.as_str()
                 )),
                 None,
-            );
-        };
+            )
+        })
+    }
 
-        let progress = Progress::new(format!("running the {} handler", request_type.as_str()));
-        let partial_id = PartialId::default();
+    /// Runs the handler in its own task until it ends, panics, or the watchdog fires at
+    /// `started.fire_at` (then the task is aborted).
+    async fn watch(
+        &self,
+        envelope: &Envelope,
+        payload: Value,
+        started: Started,
+        deadline: Instant,
+    ) -> Result<Success, HandlerError> {
+        let Started {
+            request_type,
+            progress,
+            partial_id,
+            fire_at,
+        } = started;
         let task = tokio::spawn(dispatch(
             Arc::clone(&self.handler),
             envelope.clone(),
             request_type,
             payload,
             progress.clone(),
-            partial_id.clone(),
+            partial_id,
             fire_at,
         ));
         let abort = task.abort_handle();
 
-        let outcome = tokio::select! {
+        tokio::select! {
             joined = task => match joined {
                 Ok(outcome) => outcome,
                 Err(error) if error.is_panic() => Err(HandlerError::new(format!(
@@ -279,8 +327,19 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                     left.as_millis()
                 )))
             }
-        };
+        }
+    }
 
+    /// The handler's outcome as the response: its success, unless its `Data` cannot fit a
+    /// response (then `FAILED` with the id of what it made), or its error as `FAILED` with the id
+    /// it had `published` so far.
+    fn settle(
+        &self,
+        envelope: &Envelope,
+        request_type: RequestType,
+        outcome: Result<Success, HandlerError>,
+        published: Option<PhysicalId>,
+    ) -> Answer {
         match outcome {
             Ok(Success {
                 physical_id,
@@ -302,7 +361,7 @@ impl<H: CustomResource, T: Transport> Guard<H, T> {
                 let made = physical_id.and_then(|id| PhysicalId::new(id).ok());
                 self.failure(envelope, request_type, error, made)
             }
-            Err(error) => self.failure(envelope, request_type, error, partial_id.get()),
+            Err(error) => self.failure(envelope, request_type, error, published),
         }
     }
 
@@ -423,6 +482,14 @@ struct Cost {
     aws_calls: u64,
     aws_us: u64,
     handler_us: u64,
+}
+
+/// A handler run about to start: what it is, what it reports, and when the watchdog fires.
+struct Started {
+    request_type: RequestType,
+    progress: Progress,
+    partial_id: PartialId,
+    fire_at: Instant,
 }
 
 /// What a successful handler returned, phase-independent.
@@ -906,6 +973,47 @@ mod tests {
             (&failed["Status"], &failed["PhysicalResourceId"]),
             (&json!("FAILED"), &json!("thing-1"))
         );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_timing_setting_fails_every_request_naming_it() {
+        let timing = Timing {
+            deadline_margin: crate::settings::Setting::from_value(
+                "CFN_RESPONSE_MARGIN_MS",
+                None,
+                Duration::from_millis(3000),
+                "a whole number of milliseconds",
+                Some("3s"),
+                |v| v.parse().ok().map(Duration::from_millis),
+            ),
+            ..Timing::of(&Config::default())
+        };
+        let capture = Capture::default();
+        let guard = Guard::with_timing(Named, &timing, capture.clone());
+        let deadline = SystemTime::now() + Duration::from_secs(60);
+        guard
+            .invoke(&create(r#""thing-1""#), "test", deadline)
+            .await
+            .unwrap();
+        let marker = marker_physical_id("Thing", "r1");
+        guard
+            .invoke(&event("Delete", "thing-1", Some(&marker)), "test", deadline)
+            .await
+            .unwrap();
+        let bodies = capture.0.lock().unwrap().clone();
+        assert_eq!(bodies.len(), 2);
+        let reason = bodies[0]["Reason"].as_str().unwrap();
+        assert_eq!(bodies[0]["Status"], "FAILED");
+        assert!(
+            reason.contains("CFN_RESPONSE_MARGIN_MS")
+                && reason.contains("\"3s\"")
+                && reason.contains("whole number of milliseconds")
+                && reason.contains("the Create handler was not started"),
+            "{reason}"
+        );
+        assert_eq!(bodies[0]["PhysicalResourceId"], marker);
+        // The Delete of the marker id touches nothing: still SUCCESS, so the rollback ends.
+        assert_eq!(bodies[1]["Status"], "SUCCESS", "{}", bodies[1]);
     }
 
     #[tokio::test]

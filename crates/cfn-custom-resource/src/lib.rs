@@ -53,6 +53,13 @@
 //!   for itself: [`dead_letter`] answers `FAILED` for it from Lambda's on-failure destination
 //!   record, after the retries, through the same send path (binary `dead-letter-responder`).
 //!
+//! Configuration: every Lambda reads its environment once, at init, and logs the effective
+//! settings; an unset variable takes its default, an invalid one is never defaulted or ignored but
+//! fails the requests that need it, naming it. The policy, the guard's own [`settings::Timing`]
+//! and the [`settings::Setting`] reader every handler crate uses are in [`settings`]; Lambda's and
+//! the AWS SDK's own variables (`AWS_LAMBDA_LOG_*`, `RUST_LOG`, `AWS_MAX_ATTEMPTS`,
+//! `SSL_CERT_FILE`) follow their owners' contract.
+//!
 //! [`Guard`] is the same path without the Lambda runtime: [`Guard::invoke`] takes an invocation's
 //! raw bytes, and [`Guard::with_transport`] sends the response body to a [`Transport`] of the
 //! caller's instead of the HTTPS PUT. The project's fuzzer (`make fuzz`, `tests/harness/fuzz.rs`)
@@ -148,6 +155,10 @@ pub const RETRY_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_sec
 /// Built directly rather than with `aws_config::load_defaults`, whose provider chains (profile
 /// files, SSO, web identity through STS, IMDS) a Lambda never uses: leaving them out takes their
 /// code out of the binary.
+///
+/// These variables are Lambda's and the SDK's contract, read as the SDK reads them (not
+/// [`settings`]): an `AWS_MAX_ATTEMPTS` that is not a whole number is ignored and
+/// [`DEFAULT_MAX_ATTEMPTS`] applies.
 #[cfg(feature = "aws")]
 pub async fn aws_config() -> aws_config::SdkConfig {
     use aws_config::environment::EnvironmentVariableCredentialsProvider;

@@ -10,11 +10,14 @@ use crate::RequestInfo;
 /// stack id is an ARN and a logical id is alphanumeric, so neither holds a `|`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Owner {
+    /// The owner's `StackId` (an ARN).
     pub stack_id: String,
+    /// The owner's `LogicalResourceId` in that stack.
     pub logical_resource_id: String,
 }
 
 impl Owner {
+    /// The resource `logical_resource_id` of stack `stack_id`.
     pub fn new(stack_id: impl Into<String>, logical_resource_id: impl Into<String>) -> Self {
         Self {
             stack_id: stack_id.into(),

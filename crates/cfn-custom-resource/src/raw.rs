@@ -58,6 +58,19 @@ enum State {
     After,
 }
 
+/// What one step of [`Reader::document`] leads to.
+enum Step {
+    /// Go on in this state.
+    Then(State),
+    /// A container was opened: go on in this state, where it may end at once.
+    Opened(State),
+    /// Nothing was consumed as structure (an unexpected byte was skipped): same state, same
+    /// freshness.
+    Stay,
+    /// The whole document.
+    Done(Value),
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -109,6 +122,8 @@ impl Reader<'_> {
         self.flag(|| format!("the JSON ends early, at byte {at} (truncated?)"));
     }
 
+    /// Reads the whole document: one step per structural position, by what is due
+    /// ([`Reader::value_due`], [`Reader::key_due`], [`Reader::after_value`]).
     fn document(&mut self) -> Value {
         let mut stack: Vec<Frame> = Vec::new();
         let mut state = State::Value;
@@ -120,162 +135,178 @@ impl Reader<'_> {
                 self.truncated();
                 return close_all(stack);
             };
-            match state {
-                State::Value => match byte {
-                    b'[' | b'{' if stack.len() >= MAX_DEPTH => {
-                        let at = self.pos;
-                        self.flag(|| {
-                            format!("arrays and objects nest more than {MAX_DEPTH} levels deep at byte {at}")
-                        });
-                        self.skip_container();
-                        if let Some(done) = self.complete(&mut stack, Value::Null) {
-                            return done;
-                        }
-                        state = State::After;
-                    }
-                    b'[' => {
-                        self.pos += 1;
-                        stack.push(Frame::Array(Vec::new()));
-                        fresh = true;
-                        continue;
-                    }
-                    b'{' => {
-                        self.pos += 1;
-                        stack.push(Frame::Object(Map::new(), None));
-                        state = State::Key;
-                        fresh = true;
-                        continue;
-                    }
-                    b']' | b'}' => {
-                        let closes = match stack.last() {
-                            Some(Frame::Array(_)) => byte == b']',
-                            Some(Frame::Object(..)) => byte == b'}',
-                            None => false,
-                        };
-                        if !closes {
-                            self.unexpected();
-                            continue;
-                        }
-                        // `[]` is fine; `[1,]` and `{"a":}` lack a value.
-                        if !fresh {
-                            let at = self.pos;
-                            self.flag(|| format!("a value is missing before byte {at}"));
-                        }
-                        self.pos += 1;
-                        let frame = stack.pop().expect("a container is open");
-                        if let Some(done) = self.complete(&mut stack, finish(frame)) {
-                            return done;
-                        }
-                        state = State::After;
-                    }
-                    b'"' => {
-                        let text = self.string();
-                        if let Some(done) = self.complete(&mut stack, Value::String(text)) {
-                            return done;
-                        }
-                        state = State::After;
-                    }
-                    b'-' | b'0'..=b'9' => {
-                        let number = self.number();
-                        if let Some(done) = self.complete(&mut stack, number) {
-                            return done;
-                        }
-                        state = State::After;
-                    }
-                    b',' => {
-                        // `[1,,2]`, `{"a":,`: a value is missing; the comma is read next.
-                        let at = self.pos;
-                        self.flag(|| format!("a value is missing before byte {at}"));
-                        if let Some(done) = self.complete(&mut stack, Value::Null) {
-                            return done;
-                        }
-                        state = State::After;
-                    }
-                    b':' => {
-                        self.unexpected();
-                        continue;
-                    }
-                    _ => {
-                        // A literal, or a stray token read as `null`.
-                        let value = match self.literal() {
-                            Some(literal) => literal,
-                            None => {
-                                self.stray_token();
-                                Value::Null
-                            }
-                        };
-                        if let Some(done) = self.complete(&mut stack, value) {
-                            return done;
-                        }
-                        state = State::After;
-                    }
-                },
-                State::Key => match byte {
-                    b'"' => {
-                        let key_at = self.pos;
-                        let key = self.string();
-                        self.skip_whitespace();
-                        if self.peek() == Some(b':') {
-                            self.pos += 1;
-                        } else if self.peek().is_some() {
-                            let at = self.pos;
-                            self.flag(|| format!("':' is missing at byte {at}"));
-                        }
-                        if let Some(Frame::Object(map, pending)) = stack.last_mut() {
-                            if map.contains_key(&key) {
-                                self.flag(|| format!("duplicate key {} at byte {key_at}", shown_key(&key)));
-                            }
-                            *pending = Some(key);
-                        }
-                        state = State::Value;
-                    }
-                    b'}' => {
-                        if !fresh {
-                            let at = self.pos;
-                            self.flag(|| format!("a trailing comma before byte {at}"));
-                        }
-                        self.pos += 1;
-                        let frame = stack.pop().expect("an object is open");
-                        if let Some(done) = self.complete(&mut stack, finish(frame)) {
-                            return done;
-                        }
-                        state = State::After;
-                    }
-                    _ => {
-                        self.unexpected();
-                        continue;
-                    }
-                },
-                State::After => {
-                    let in_array = matches!(stack.last(), Some(Frame::Array(_)));
-                    match byte {
-                        b',' => {
-                            self.pos += 1;
-                            state = if in_array { State::Value } else { State::Key };
-                        }
-                        b']' | b'}' => {
-                            if (byte == b']') != in_array {
-                                let at = self.pos;
-                                self.flag(|| format!("mismatched {:?} at byte {at}", byte as char));
-                            }
-                            self.pos += 1;
-                            let frame = stack.pop().expect("a container is open");
-                            if let Some(done) = self.complete(&mut stack, finish(frame)) {
-                                return done;
-                            }
-                        }
-                        b'"' | b'[' | b'{' => {
-                            // A missing comma: read on as if it were there.
-                            let at = self.pos;
-                            self.flag(|| format!("',' is missing at byte {at}"));
-                            state = if in_array { State::Value } else { State::Key };
-                        }
-                        b':' => self.unexpected(),
-                        _ => self.stray_token(),
-                    }
+            let step = match state {
+                State::Value => self.value_due(byte, &mut stack, fresh),
+                State::Key => self.key_due(byte, &mut stack, fresh),
+                State::After => self.after_value(byte, &mut stack),
+            };
+            match step {
+                Step::Then(next) => {
+                    state = next;
+                    fresh = false;
                 }
+                Step::Opened(next) => {
+                    state = next;
+                    fresh = true;
+                }
+                Step::Stay => {}
+                Step::Done(document) => return document,
             }
-            fresh = false;
+        }
+    }
+
+    /// `value` is complete: the whole document when no container is open; otherwise what follows
+    /// a value is due ([`State::After`]).
+    fn completed(&mut self, stack: &mut [Frame], value: Value) -> Step {
+        match self.complete(stack, value) {
+            Some(done) => Step::Done(done),
+            None => Step::Then(State::After),
+        }
+    }
+
+    /// Closes the innermost container (its closing byte is at `pos`).
+    fn close(&mut self, stack: &mut Vec<Frame>) -> Step {
+        self.pos += 1;
+        let frame = stack.pop().expect("a container is open");
+        self.completed(stack, finish(frame))
+    }
+
+    /// A value is due at `byte`.
+    fn value_due(&mut self, byte: u8, stack: &mut Vec<Frame>, fresh: bool) -> Step {
+        match byte {
+            b'[' | b'{' if stack.len() >= MAX_DEPTH => {
+                let at = self.pos;
+                self.flag(|| {
+                    format!("arrays and objects nest more than {MAX_DEPTH} levels deep at byte {at}")
+                });
+                self.skip_container();
+                self.completed(stack, Value::Null)
+            }
+            b'[' => {
+                self.pos += 1;
+                stack.push(Frame::Array(Vec::new()));
+                Step::Opened(State::Value)
+            }
+            b'{' => {
+                self.pos += 1;
+                stack.push(Frame::Object(Map::new(), None));
+                Step::Opened(State::Key)
+            }
+            b']' | b'}' => {
+                let closes = match stack.last() {
+                    Some(Frame::Array(_)) => byte == b']',
+                    Some(Frame::Object(..)) => byte == b'}',
+                    None => false,
+                };
+                if !closes {
+                    self.unexpected();
+                    return Step::Stay;
+                }
+                // `[]` is fine; `[1,]` and `{"a":}` lack a value.
+                if !fresh {
+                    let at = self.pos;
+                    self.flag(|| format!("a value is missing before byte {at}"));
+                }
+                self.close(stack)
+            }
+            b'"' => {
+                let text = self.string();
+                self.completed(stack, Value::String(text))
+            }
+            b'-' | b'0'..=b'9' => {
+                let number = self.number();
+                self.completed(stack, number)
+            }
+            b',' => {
+                // `[1,,2]`, `{"a":,`: a value is missing; the comma is read next.
+                let at = self.pos;
+                self.flag(|| format!("a value is missing before byte {at}"));
+                self.completed(stack, Value::Null)
+            }
+            b':' => {
+                self.unexpected();
+                Step::Stay
+            }
+            _ => {
+                // A literal, or a stray token read as `null`.
+                let value = match self.literal() {
+                    Some(literal) => literal,
+                    None => {
+                        self.stray_token();
+                        Value::Null
+                    }
+                };
+                self.completed(stack, value)
+            }
+        }
+    }
+
+    /// A key (or, right after `{`, the end of the object) is due at `byte`.
+    fn key_due(&mut self, byte: u8, stack: &mut Vec<Frame>, fresh: bool) -> Step {
+        match byte {
+            b'"' => {
+                let key_at = self.pos;
+                let key = self.string();
+                self.skip_whitespace();
+                if self.peek() == Some(b':') {
+                    self.pos += 1;
+                } else if self.peek().is_some() {
+                    let at = self.pos;
+                    self.flag(|| format!("':' is missing at byte {at}"));
+                }
+                if let Some(Frame::Object(map, pending)) = stack.last_mut() {
+                    if map.contains_key(&key) {
+                        self.flag(|| format!("duplicate key {} at byte {key_at}", shown_key(&key)));
+                    }
+                    *pending = Some(key);
+                }
+                Step::Then(State::Value)
+            }
+            b'}' => {
+                if !fresh {
+                    let at = self.pos;
+                    self.flag(|| format!("a trailing comma before byte {at}"));
+                }
+                self.close(stack)
+            }
+            _ => {
+                self.unexpected();
+                Step::Stay
+            }
+        }
+    }
+
+    /// A value is complete; `,`, the end of its container, or the end of the document is due at
+    /// `byte`.
+    fn after_value(&mut self, byte: u8, stack: &mut Vec<Frame>) -> Step {
+        let in_array = matches!(stack.last(), Some(Frame::Array(_)));
+        let next_member = if in_array { State::Value } else { State::Key };
+        match byte {
+            b',' => {
+                self.pos += 1;
+                Step::Then(next_member)
+            }
+            b']' | b'}' => {
+                if (byte == b']') != in_array {
+                    let at = self.pos;
+                    self.flag(|| format!("mismatched {:?} at byte {at}", byte as char));
+                }
+                self.close(stack)
+            }
+            b'"' | b'[' | b'{' => {
+                // A missing comma: read on as if it were there.
+                let at = self.pos;
+                self.flag(|| format!("',' is missing at byte {at}"));
+                Step::Then(next_member)
+            }
+            b':' => {
+                self.unexpected();
+                Step::Then(State::After)
+            }
+            _ => {
+                self.stray_token();
+                Step::Then(State::After)
+            }
         }
     }
 

@@ -20,9 +20,14 @@ const PARTIAL_PREFIX: &str = "partial-create:";
 /// The identity of a request, handed to every handler.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
+    /// `StackId`: the ARN of the stack the resource belongs to (with `LogicalResourceId`, who
+    /// owns what the handler makes).
     pub stack_id: String,
+    /// `RequestId`: unique per request; the same in a retried delivery of it.
     pub request_id: String,
+    /// `LogicalResourceId`: the resource's name in the template.
     pub logical_resource_id: String,
+    /// `ResourceType`: `Custom::...` as the template declares it.
     pub resource_type: String,
     /// Report what the handler is doing; the deadline watchdog names it.
     pub progress: Progress,
@@ -44,7 +49,9 @@ impl RequestInfo {
 /// A Create request with typed properties.
 #[derive(Debug)]
 pub struct Create<P> {
+    /// Who asks, and the handles the guard shares with the handler.
     pub info: RequestInfo,
+    /// `ResourceProperties`, typed (`ServiceToken` and `ServiceTimeout` removed).
     pub properties: P,
 }
 
@@ -55,17 +62,24 @@ pub struct Create<P> {
 /// absent or do not parse (logged at INFO), never a FAILED. Decide from real state instead.
 #[derive(Debug)]
 pub struct Update<P> {
+    /// Who asks, and the handles the guard shares with the handler.
     pub info: RequestInfo,
+    /// The resource's current `PhysicalResourceId`.
     pub physical_id: PhysicalId,
+    /// `ResourceProperties`: the values to converge to.
     pub properties: P,
+    /// `OldResourceProperties`, leniently parsed: advisory only (see above).
     pub old_properties: Option<P>,
 }
 
 /// A Delete request: the id to delete, which the handler cannot change.
 #[derive(Debug)]
 pub struct Delete<P> {
+    /// Who asks, and the handles the guard shares with the handler.
     pub info: RequestInfo,
+    /// The id to delete (a partial-create id already unwrapped).
     pub physical_id: PhysicalId,
+    /// `ResourceProperties` as last applied.
     pub properties: P,
     /// True when this Delete is CloudFormation's rollback of a Create that failed after
     /// publishing `physical_id` ([`PartialId::publish`] or [`HandlerError::with_physical_id`]):
@@ -75,7 +89,7 @@ pub struct Delete<P> {
 }
 
 /// What the handler is doing right now, shared with the deadline watchdog, which reports it as
-/// "timed out while <progress>".
+/// `timed out while <progress>`.
 #[derive(Debug, Clone)]
 pub struct Progress(Arc<Mutex<Cow<'static, str>>>);
 
@@ -91,6 +105,7 @@ impl Progress {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = doing;
     }
 
+    /// The step last recorded, as the watchdog would report it.
     pub fn get(&self) -> String {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).to_string()
     }
@@ -149,7 +164,7 @@ pub(crate) enum RequestType {
 }
 
 impl RequestType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Create => "Create",
             Self::Update => "Update",
@@ -175,7 +190,7 @@ impl Envelope {
     /// Reads the protocol fields from the raw event. `Err` means there is no usable
     /// `ResponseURL`, so no response can be sent at all; the message says why without repeating
     /// the URL.
-    pub fn from_event(event: &Value) -> Result<Self, String> {
+    pub(crate) fn from_event(event: &Value) -> Result<Self, String> {
         let Some(object) = event.as_object() else {
             return Err(format!(
                 "the event is JSON {} rather than an object; it is not a CloudFormation custom-resource request",
@@ -238,11 +253,11 @@ impl Envelope {
         })
     }
 
-    pub fn marker_id(&self) -> String {
+    pub(crate) fn marker_id(&self) -> String {
         marker_physical_id(&self.identity.logical_resource_id, &self.identity.request_id)
     }
 
-    pub fn info(
+    pub(crate) fn info(
         &self,
         progress: Progress,
         partial_id: PartialId,
@@ -260,7 +275,7 @@ impl Envelope {
     }
 
     /// The event's physical id, required on Update and Delete.
-    pub fn existing_physical_id(&self) -> Result<PhysicalId, HandlerError> {
+    pub(crate) fn existing_physical_id(&self) -> Result<PhysicalId, HandlerError> {
         self.physical_id
             .clone()
             .map(PhysicalId::from_event)

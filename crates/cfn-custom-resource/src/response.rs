@@ -21,8 +21,10 @@ pub struct PhysicalId(String);
 /// A physical id CloudFormation would reject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhysicalIdError {
+    /// CloudFormation rejects an empty id.
     #[error("the physical resource id is empty")]
     Empty,
+    /// The id is longer than CloudFormation's 1024 bytes (its length given).
     #[error("the physical resource id is {0} bytes; CloudFormation accepts at most 1024")]
     TooLong(usize),
 }
@@ -46,6 +48,7 @@ impl PhysicalId {
         Self(id)
     }
 
+    /// The id as sent to CloudFormation.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -72,6 +75,7 @@ pub struct Created {
 }
 
 impl Created {
+    /// Created under `physical_id`, with no `Data`.
     pub fn new(physical_id: PhysicalId) -> Self {
         Self {
             physical_id,
@@ -119,11 +123,13 @@ impl Updated {
         }
     }
 
+    /// Attributes for `Fn::GetAtt`.
     pub fn with_data(mut self, data: Data) -> Self {
         self.data = data;
         self
     }
 
+    /// Asks CloudFormation to mask `Data` in `Fn::GetAtt` output and events.
     pub fn no_echo(mut self, no_echo: bool) -> Self {
         self.no_echo = no_echo;
         self
@@ -150,7 +156,7 @@ pub(crate) enum Answer {
 
 impl Answer {
     /// A SUCCESS.
-    pub fn success(physical_id: String, data: Data, no_echo: bool) -> Self {
+    pub(crate) fn success(physical_id: String, data: Data, no_echo: bool) -> Self {
         Self::Success {
             physical_id,
             data,
@@ -159,7 +165,7 @@ impl Answer {
     }
 
     /// A FAILED saying `reason`.
-    pub fn failed(reason: String, physical_id: String) -> Self {
+    pub(crate) fn failed(reason: String, physical_id: String) -> Self {
         Self::Failed {
             physical_id,
             reason,
@@ -168,14 +174,14 @@ impl Answer {
     }
 
     /// `SUCCESS` or `FAILED`, as the response's `Status` says it.
-    pub fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match self {
             Self::Success { .. } => "SUCCESS",
             Self::Failed { .. } => "FAILED",
         }
     }
 
-    pub fn physical_id(&self) -> &str {
+    pub(crate) fn physical_id(&self) -> &str {
         match self {
             Self::Success { physical_id, .. } | Self::Failed { physical_id, .. } => physical_id,
         }

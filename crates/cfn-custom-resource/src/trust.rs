@@ -6,6 +6,11 @@
 //! which is on the first response or the first AWS call, never on the way to the first
 //! `GET /invocation/next`. Reading and parsing the system bundle (about 140 roots) used to be half
 //! of the cold start.
+//!
+//! `SSL_CERT_FILE` is the convention OpenSSL-based tools share, not one of this project's
+//! [`settings`](crate::settings): it is read on first use, not at init, and a bundle that cannot
+//! be read or holds no certificate falls back to the compiled-in roots with a warning (a TLS
+//! handshake then fails naming the certificate it could not verify).
 
 use std::sync::{Arc, LazyLock};
 

@@ -20,11 +20,13 @@
 //! `std::process::abort` (a runtime crash, SIGABRT); `out-of-memory` takes the path Rust takes
 //! when an allocation fails (`handle_alloc_error`: "memory allocation of N bytes failed", then an
 //! abort) without really exhausting the machine's memory. No response and no runtime error is
-//! ever sent: what the dead-letter responder exists for.
+//! ever sent: what the dead-letter responder exists for. Any other value is answered FAILED on
+//! every request, naming the variable and its value.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use cfn_custom_resource::settings::Setting;
 use cfn_custom_resource::{
     Create, Created, CustomResource, Data, Delete, HandlerError, PhysicalId, Secret, Update, Updated,
 };
@@ -147,19 +149,30 @@ impl CustomResource for FaultInjection {
 }
 
 /// How a crashing execution environment dies (`FAULT_INJECTION_CRASH`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Crash {
     Abort,
     OutOfMemory,
 }
 
 impl Crash {
-    fn from_env() -> Option<Self> {
-        match std::env::var("FAULT_INJECTION_CRASH").ok()?.as_str() {
-            "abort" => Some(Self::Abort),
-            "out-of-memory" => Some(Self::OutOfMemory),
-            other => panic!("FAULT_INJECTION_CRASH={other:?}: expected abort or out-of-memory"),
-        }
+    /// `FAULT_INJECTION_CRASH`, read once at init and logged: unset or empty, no crash; an
+    /// invalid value is kept, and every request is answered FAILED naming it (the policy of
+    /// `cfn_custom_resource::settings`).
+    fn from_env() -> Setting<Option<Self>> {
+        let crash = Setting::read(
+            "FAULT_INJECTION_CRASH",
+            None,
+            None,
+            "abort or out-of-memory",
+            |value| match value {
+                "abort" => Some(Some(Self::Abort)),
+                "out-of-memory" => Some(Some(Self::OutOfMemory)),
+                _ => None,
+            },
+        );
+        tracing::info!(FAULT_INJECTION_CRASH = %crash, "fault-injection settings");
+        crash
     }
 
     fn now(self, phase: &str) -> ! {
@@ -192,11 +205,33 @@ impl CustomResource for Crashing {
     }
 }
 
+/// A handler that answers every request FAILED with why the function's configuration is
+/// unusable.
+struct Misconfigured(String);
+
+impl CustomResource for Misconfigured {
+    type Properties = serde::de::IgnoredAny;
+
+    async fn create(&self, _: Create<Self::Properties>) -> Result<Created, HandlerError> {
+        Err(HandlerError::new(self.0.clone()))
+    }
+
+    async fn update(&self, _: Update<Self::Properties>) -> Result<Updated, HandlerError> {
+        Err(HandlerError::new(self.0.clone()))
+    }
+
+    async fn delete(&self, _: Delete<Self::Properties>) -> Result<(), HandlerError> {
+        Err(HandlerError::new(self.0.clone()))
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
     cfn_custom_resource::init_tracing();
-    match Crash::from_env() {
-        Some(crash) => cfn_custom_resource::run(Crashing(crash)).await,
-        None => cfn_custom_resource::run(FaultInjection).await,
+    let crash = Crash::from_env();
+    match crash.value() {
+        Ok(Some(crash)) => cfn_custom_resource::run(Crashing(*crash)).await,
+        Ok(None) => cfn_custom_resource::run(FaultInjection).await,
+        Err(_) => cfn_custom_resource::run(Misconfigured(crash.problem().unwrap_or_default())).await,
     }
 }

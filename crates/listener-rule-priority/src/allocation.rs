@@ -26,10 +26,12 @@ impl Priorities {
         Self::new(priorities)
     }
 
+    /// The lowest priority (`Data.Priority`).
     pub fn lowest(&self) -> u32 {
         self.0[0]
     }
 
+    /// The highest priority (what the hint moves to).
     pub fn highest(&self) -> u32 {
         self.0[self.0.len() - 1]
     }
@@ -44,6 +46,7 @@ impl Priorities {
         self.0.iter().copied()
     }
 
+    /// Whether `priority` is one of them.
     pub fn contains(&self, priority: u32) -> bool {
         self.0.binary_search(&priority).is_ok()
     }
@@ -72,7 +75,9 @@ impl fmt::Display for Priorities {
 /// Priorities claimed on one listener: what the physical id names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
+    /// The listener the priorities are claimed on.
     pub listener_arn: String,
+    /// The claimed priorities.
     pub priorities: Priorities,
 }
 

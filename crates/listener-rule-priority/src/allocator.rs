@@ -10,7 +10,16 @@ use crate::allocation::Priorities;
 use crate::claims::{self, ListenerClaims, Owner};
 use crate::error::Error;
 use crate::spread::{candidates, spread, spread_seed};
-use crate::{Allocation, ListenerRulePriority, Properties, rules};
+use crate::{Allocation, ListenerRulePriority, Validated, rules};
+
+/// What Create's [`ListenerRulePriority::record`] writes besides the reservation, decided by what
+/// it read.
+struct Written {
+    /// The reservation found did not fit: overwrite it instead of creating one.
+    overwrite_reservation: bool,
+    /// The hint as read.
+    hint: Option<u32>,
+}
 
 /// What one allocation holds and tried so far.
 #[derive(Debug, Default)]
@@ -78,17 +87,18 @@ impl ListenerRulePriority {
 
     /// Create's allocation, in a number of calls that does not grow with the claims on the
     /// listener: the rules and (in parallel) the hint and this resource's reservation; then
-    /// create-if-absent claims upward from the highest of both; the claim listing only when that
-    /// runs out of range ([`ListenerRulePriority::allocate_listed`]). Then the reservation decides
-    /// between duplicates of this request, and the hint is moved up.
+    /// create-if-absent claims upward from the highest of both ([`ListenerRulePriority::claim_upward`]);
+    /// the claim listing only when that runs out of range
+    /// ([`ListenerRulePriority::allocate_listed`]). Then the reservation decides between
+    /// duplicates of this request, and the hint is moved up ([`ListenerRulePriority::record`]).
     pub(crate) async fn allocate_create(
         &self,
-        properties: &Properties,
+        v: &Validated,
         owner: &Owner,
         progress: &Progress,
     ) -> Result<Allocation, HandlerError> {
-        let listener = properties.listener_arn.as_str();
-        let claims = ListenerClaims::under(&self.claim_root, listener);
+        let listener = v.listener_arn.as_str();
+        let claims = ListenerClaims::under(self.claim_root()?, listener);
         progress.set(format!(
             "reading the rules of listener {listener} and the hint under {}",
             claims.path()
@@ -100,14 +110,13 @@ impl ListenerRulePriority {
         );
         let (rules, state) = (rules?, state?);
         let read = started.elapsed();
-        let want = properties.count as usize;
 
         // A request for this resource was answered before (a retry, or a duplicate that got
         // there first): the same priorities, if they still fit and are still ours.
         let mut overwrite_reservation = false;
         if let Some(reservation) = &state.reservation {
             let current = Allocation::new(listener, reservation.priorities.clone());
-            if properties.fits(&current.priorities) && self.reassert(&current, owner).await? {
+            if v.fits(&current.priorities) && self.reassert(&current, owner).await? {
                 tracing::info!(priorities = ?current.priorities, "this resource's reservation is answered again");
                 return Ok(current);
             }
@@ -115,25 +124,52 @@ impl ListenerRulePriority {
             overwrite_reservation = true;
         }
 
-        let highest_rule = rules
-            .range(properties.min_priority..=properties.max_priority)
-            .next_back()
-            .copied();
-        let hint = state.hint.filter(|h| *h <= properties.max_priority);
-        let start = highest_rule
-            .max(hint)
-            .map_or(properties.min_priority, |h| (h + 1).max(properties.min_priority));
-        let mut free: VecDeque<u32> = (start..=properties.max_priority)
-            .filter(|p| !rules.contains(p))
-            .collect();
-        let mut round = Round::default();
         progress.set(format!("claiming priorities on listener {listener}"));
-        if let Err(error) = self.claim_from(&claims, owner, &mut free, want, &mut round).await {
+        let (allocation, round) = self.claim_upward(&claims, v, owner, &rules, &state).await?;
+        let claimed = started.elapsed();
+        let written = Written {
+            overwrite_reservation,
+            hint: state.hint,
+        };
+        let reserved = self.record(&claims, owner, &allocation, &round, written).await;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::info!(
+            read_ms = ms(read),
+            claim_ms = ms(claimed - read),
+            record_ms = ms(started.elapsed() - claimed),
+            lost = round.lost,
+            "create phases: rules + hint read, claims, reservation + hint written"
+        );
+        self.settle_duplicates(&claims, v, owner, allocation, &round, reserved)
+            .await
+    }
+
+    /// Create's claims: candidates from one above the highest of the rules in range and the
+    /// hint (or `MinPriority`) up to `MaxPriority`, then the claim listing when they run out.
+    /// Claims made by a failed attempt are released again ([`ListenerRulePriority::undo`]).
+    async fn claim_upward(
+        &self,
+        claims: &ListenerClaims,
+        v: &Validated,
+        owner: &Owner,
+        rules: &BTreeSet<u32>,
+        state: &claims::State,
+    ) -> Result<(Allocation, Round), HandlerError> {
+        let listener = v.listener_arn.as_str();
+        let highest_rule = rules.range(v.range.clone()).next_back().copied();
+        let hint = state.hint.filter(|h| *h <= v.max());
+        let start = highest_rule.max(hint).map_or(v.min(), |h| (h + 1).max(v.min()));
+        let mut free: VecDeque<u32> = (start..=v.max()).filter(|p| !rules.contains(p)).collect();
+        let mut round = Round::default();
+        if let Err(error) = self
+            .claim_from(claims, owner, &mut free, v.count, &mut round)
+            .await
+        {
             return Err(self
-                .undo(&claims, &round.fresh, owner, listener, error.into())
+                .undo(claims, &round.fresh, owner, listener, error.into())
                 .await);
         }
-        let priorities = match round.filled(want) {
+        let priorities = match round.filled(v.count) {
             Some(priorities) => priorities,
             None => {
                 tracing::info!(
@@ -142,35 +178,43 @@ impl ListenerRulePriority {
                     "no room above the highest rule and the hint; reading every claim"
                 );
                 match self
-                    .allocate_listed(&claims, properties, owner, &BTreeSet::new(), &rules, &mut round)
+                    .allocate_listed(claims, v, owner, &BTreeSet::new(), rules, &mut round)
                     .await
                 {
                     Ok(priorities) => priorities,
-                    Err(error) => return Err(self.undo(&claims, &round.fresh, owner, listener, error).await),
+                    Err(error) => return Err(self.undo(claims, &round.fresh, owner, listener, error).await),
                 }
             }
         };
         round.log_lost();
-        let allocation = Allocation::new(listener, priorities);
-        let claimed = started.elapsed();
+        Ok((Allocation::new(listener, priorities), round))
+    }
 
-        // Of duplicate requests for one resource, the first reservation wins; the others give
-        // their claims back and answer with the winner's priorities.
+    /// Writes this resource's reservation (the first of duplicate requests wins) and, at the
+    /// same time, raises the hint to the allocation's top. The hint write is skipped when the
+    /// hint read was already at or above ours, or when a concurrent request holds a higher
+    /// candidate we lost: it raises the hint past ours itself (a write less each on a crowded
+    /// listener; the hint is best effort either way).
+    async fn record(
+        &self,
+        claims: &ListenerClaims,
+        owner: &Owner,
+        allocation: &Allocation,
+        round: &Round,
+        written: Written,
+    ) -> Result<claims::Reserved, Error> {
         let reservation = claims::Reservation {
             priorities: allocation.priorities.clone(),
             owner: owner.clone(),
         };
         let top = allocation.priorities.highest();
-        // Skipped when the hint we read is already at or above ours, or when a concurrent
-        // request holds a higher candidate we lost: it raises the hint past ours itself (a write
-        // each fewer on a crowded listener; the hint is best effort either way).
         let raise_hint = async {
-            if state.hint.is_none_or(|h| h < top) && round.highest_lost.is_none_or(|l| l < top) {
+            if written.hint.is_none_or(|h| h < top) && round.highest_lost.is_none_or(|l| l < top) {
                 claims.set_hint(&self.ssm, top).await;
             }
         };
         let reserve = async {
-            if overwrite_reservation {
+            if written.overwrite_reservation {
                 claims
                     .replace_reservation(&self.ssm, &reservation)
                     .await
@@ -180,17 +224,25 @@ impl ListenerRulePriority {
             }
         };
         let (reserved, ()) = tokio::join!(reserve, raise_hint);
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        tracing::info!(
-            read_ms = ms(read),
-            claim_ms = ms(claimed - read),
-            record_ms = ms(started.elapsed() - claimed),
-            lost = round.lost,
-            "create phases: rules + hint read, claims, reservation + hint written"
-        );
+        reserved
+    }
+
+    /// The answer once the reservation is written: ours; or, when a duplicate of this request
+    /// reserved first, the duplicate's priorities (ours are given back). A failed write releases
+    /// our claims.
+    async fn settle_duplicates(
+        &self,
+        claims: &ListenerClaims,
+        v: &Validated,
+        owner: &Owner,
+        allocation: Allocation,
+        round: &Round,
+        reserved: Result<claims::Reserved, Error>,
+    ) -> Result<Allocation, HandlerError> {
+        let listener = v.listener_arn.as_str();
         match reserved {
             Ok(claims::Reserved::Won) => Ok(allocation),
-            Ok(claims::Reserved::Lost(Some(winner))) if properties.fits(&winner.priorities) => {
+            Ok(claims::Reserved::Lost(Some(winner))) if v.fits(&winner.priorities) => {
                 tracing::info!(
                     ours = ?allocation.priorities,
                     theirs = ?winner.priorities,
@@ -217,7 +269,7 @@ impl ListenerRulePriority {
                 Ok(allocation)
             }
             Err(error) => Err(self
-                .undo(&claims, &round.fresh, owner, listener, error.into())
+                .undo(claims, &round.fresh, owner, listener, error.into())
                 .await),
         }
     }
@@ -258,29 +310,24 @@ impl ListenerRulePriority {
 
     /// The path that reads every claim: this resource's own claims in range first (except those in
     /// `exclude`, the allocation being replaced), then the free priorities in [`candidates`]
-    /// order (none tried twice), then stale claims reclaimed lowest first (see the crate doc).
-    /// The priorities `round` holds then, or [`Error::Exhausted`] when they are too few.
+    /// order (none tried twice), then stale claims reclaimed lowest first
+    /// ([`ListenerRulePriority::reclaim_stale`]). The priorities `round` holds then, or
+    /// [`Error::Exhausted`] when they are too few.
     async fn allocate_listed(
         &self,
         claims: &ListenerClaims,
-        properties: &Properties,
+        v: &Validated,
         owner: &Owner,
         exclude: &BTreeSet<u32>,
         rules: &BTreeSet<u32>,
         round: &mut Round,
     ) -> Result<Priorities, HandlerError> {
-        let listener = properties.listener_arn.as_str();
-        let want = properties.count as usize;
         let existing = claims.read_with_age(&self.ssm).await?;
         for (p, claim) in &existing {
-            if round.mine.len() >= want {
+            if round.mine.len() >= v.count {
                 break;
             }
-            if claim.owner == *owner
-                && properties.contains(*p)
-                && !exclude.contains(p)
-                && !round.mine.contains(p)
-            {
+            if claim.owner == *owner && v.contains(*p) && !exclude.contains(p) && !round.mine.contains(p) {
                 tracing::info!(priority = p, "reusing a claim this resource already holds");
                 round.mine.push(*p);
             }
@@ -293,89 +340,104 @@ impl ListenerRulePriority {
             .chain(round.mine.iter())
             .copied()
             .collect();
-        let mut free: VecDeque<u32> =
-            candidates(properties.min_priority, properties.max_priority, &taken).collect();
-        self.claim_from(claims, owner, &mut free, want, round).await?;
+        let mut free: VecDeque<u32> = candidates(v.min(), v.max(), &taken).collect();
+        self.claim_from(claims, owner, &mut free, v.count, round).await?;
 
-        if round.mine.len() < want {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            let age = self.reclaim_age.as_secs() as i64;
-            // Claims no rule holds, held by someone else, lowest first; each is stale when it is
-            // older than the reclaim age or its owner stack is DELETE_COMPLETE.
-            let unused: Vec<(u32, &claims::Claim, bool)> = existing
-                .iter()
-                .filter(|(p, c)| properties.contains(**p) && !rules.contains(p) && c.owner != *owner)
-                .map(|(p, c)| {
-                    let aged = c.written.is_some_and(|w| now.saturating_sub(w) > age);
-                    (*p, c, aged)
-                })
-                .collect();
-            let mut gone: BTreeMap<&str, bool> = BTreeMap::new();
-            for (priority, stale, aged) in unused {
-                let holder = &stale.owner;
-                if round.mine.len() >= want {
-                    break;
-                }
-                let stack = holder.stack_id.as_str();
-                let deleted = match gone.get(stack) {
-                    Some(known) => *known,
-                    None if aged => false,
-                    None => {
-                        let known = self.stack_deleted(stack).await;
-                        gone.insert(stack, known);
-                        known
-                    }
-                };
-                if !(aged || deleted) {
-                    continue;
-                }
-                round.tried.insert(priority);
-                if claims.reclaim(&self.ssm, priority, stale, owner).await? == claims::Claimed::Lost {
-                    round.lost += 1;
-                    continue;
-                }
-                tracing::warn!(
-                    priority,
-                    %holder,
-                    reason = if deleted {
-                        "its stack is DELETE_COMPLETE"
-                    } else {
-                        "older than the reclaim age"
-                    },
-                    age_limit_s = age,
-                    "reclaimed a stale claim no rule holds"
-                );
-                round.won(priority);
-            }
+        if round.mine.len() < v.count {
+            self.reclaim_stale(claims, v, owner, &existing, rules, round)
+                .await?;
         }
 
-        if let Some(priorities) = round.filled(want) {
+        if let Some(priorities) = round.filled(v.count) {
             return Ok(priorities);
         }
-        let in_range = |set: &mut dyn Iterator<Item = &u32>| set.filter(|p| properties.contains(**p)).count();
+        let in_range = |set: &mut dyn Iterator<Item = &u32>| set.filter(|p| v.contains(**p)).count();
         Err(Error::Exhausted {
-            listener: listener.to_string(),
-            range: properties.min_priority..=properties.max_priority,
-            needed: properties.count,
-            found: round.mine.len() as u32,
+            listener: v.listener_arn.clone(),
+            range: v.range.clone(),
+            needed: v.count,
+            found: round.mine.len(),
             rules: in_range(&mut rules.iter()),
             claims: in_range(&mut existing.keys().filter(|p| !rules.contains(p))) + round.lost,
         }
         .into())
     }
 
+    /// Reclaims stale claims until `round` holds `Count` priorities: claims no rule holds, held
+    /// by someone else, lowest first; each is stale when it is older than the reclaim age
+    /// (`PRIORITY_RECLAIM_AGE_SECONDS`, which this step needs) or its owner stack is
+    /// `DELETE_COMPLETE`.
+    async fn reclaim_stale(
+        &self,
+        claims: &ListenerClaims,
+        v: &Validated,
+        owner: &Owner,
+        existing: &BTreeMap<u32, claims::Claim>,
+        rules: &BTreeSet<u32>,
+        round: &mut Round,
+    ) -> Result<(), HandlerError> {
+        let age = i64::try_from(self.settings.reclaim_age.get()?.as_secs()).unwrap_or(i64::MAX);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let unused: Vec<(u32, &claims::Claim, bool)> = existing
+            .iter()
+            .filter(|(p, c)| v.contains(**p) && !rules.contains(p) && c.owner != *owner)
+            .map(|(p, c)| {
+                let aged = c.written.is_some_and(|w| now.saturating_sub(w) > age);
+                (*p, c, aged)
+            })
+            .collect();
+        let mut gone: BTreeMap<&str, bool> = BTreeMap::new();
+        for (priority, stale, aged) in unused {
+            let holder = &stale.owner;
+            if round.mine.len() >= v.count {
+                break;
+            }
+            let stack = holder.stack_id.as_str();
+            let deleted = match gone.get(stack) {
+                Some(known) => *known,
+                None if aged => false,
+                None => {
+                    let known = self.stack_deleted(stack).await;
+                    gone.insert(stack, known);
+                    known
+                }
+            };
+            if !(aged || deleted) {
+                continue;
+            }
+            round.tried.insert(priority);
+            if claims.reclaim(&self.ssm, priority, stale, owner).await? == claims::Claimed::Lost {
+                round.lost += 1;
+                continue;
+            }
+            tracing::warn!(
+                priority,
+                %holder,
+                reason = if deleted {
+                    "its stack is DELETE_COMPLETE"
+                } else {
+                    "older than the reclaim age"
+                },
+                age_limit_s = age,
+                "reclaimed a stale claim no rule holds"
+            );
+            round.won(priority);
+        }
+        Ok(())
+    }
+
     /// Update's allocation: the rules, then [`ListenerRulePriority::allocate_listed`].
     pub(crate) async fn allocate(
         &self,
-        properties: &Properties,
+        v: &Validated,
         owner: &Owner,
         exclude: &BTreeSet<u32>,
         progress: &Progress,
     ) -> Result<Allocation, HandlerError> {
-        let listener = properties.listener_arn.as_str();
-        let claims = ListenerClaims::under(&self.claim_root, listener);
+        let listener = v.listener_arn.as_str();
+        let claims = ListenerClaims::under(self.claim_root()?, listener);
         progress.set(format!(
             "reading the rules of listener {listener} and the claims under {}",
             claims.path()
@@ -384,7 +446,7 @@ impl ListenerRulePriority {
         let mut round = Round::default();
         progress.set(format!("claiming priorities on listener {listener}"));
         match self
-            .allocate_listed(&claims, properties, owner, exclude, &rules, &mut round)
+            .allocate_listed(&claims, v, owner, exclude, &rules, &mut round)
             .await
         {
             Ok(priorities) => {
@@ -425,7 +487,7 @@ impl ListenerRulePriority {
     /// Makes sure every claim of `current` exists and is ours; `false` when one is held by
     /// someone else.
     pub(crate) async fn reassert(&self, current: &Allocation, owner: &Owner) -> Result<bool, HandlerError> {
-        let claims = ListenerClaims::under(&self.claim_root, &current.listener_arn);
+        let claims = ListenerClaims::under(self.claim_root()?, &current.listener_arn);
         for priority in current.priorities.iter() {
             match claims.owner(&self.ssm, priority).await? {
                 Some(holder) if holder == *owner => {}

@@ -32,8 +32,11 @@ fn holder(value: &str) -> Owner {
 /// version that was read (what [`ListenerClaims::reclaim`] compares against).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
+    /// Who the claim's value names.
     pub owner: Owner,
+    /// When the parameter was last written (epoch seconds), if SSM said.
     pub written: Option<i64>,
+    /// The parameter version read.
     pub version: i64,
 }
 
@@ -92,6 +95,7 @@ impl ListenerClaims {
         }
     }
 
+    /// The SSM path the listener's claims live under.
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -347,7 +351,9 @@ pub struct State {
 /// A resource's reservation: `<p1>,<p2>,...|<owner>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
+    /// The priorities the resource was answered with.
     pub priorities: Priorities,
+    /// The resource.
     pub owner: Owner,
 }
 

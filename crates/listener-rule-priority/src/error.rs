@@ -4,49 +4,72 @@ use std::ops::RangeInclusive;
 /// `source()` chain, which is rendered once, where an [`Error`] becomes the `Reason` of a FAILED
 /// response (`cfn_custom_resource::HandlerError`'s `From`, with
 /// [`cfn_custom_resource::error_chain`]).
-pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a priority could not be allocated, kept or released. Each message says what to fix; with
 /// its sources it becomes the `Reason` of a FAILED response. Log lines show the whole chain too
 /// ([`cfn_custom_resource::error_chain`]): `Display` alone leaves the sources out.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A property is out of its limits or not what it must be.
     #[error("property `{property}`: {reason}")]
-    InvalidProperty { property: &'static str, reason: String },
+    InvalidProperty {
+        /// The property's name, as in the template.
+        property: &'static str,
+        /// What is wrong with it and what is accepted.
+        reason: String,
+    },
 
+    /// `DescribeRules` failed.
     #[error("cannot read the rules of listener {listener}")]
     DescribeRules {
+        /// The listener ARN.
         listener: String,
+        /// What ELBv2 answered.
         #[source]
         source: Source,
     },
 
+    /// Listing the claims (`GetParametersByPath`) failed.
     #[error("cannot read the priority claims under SSM path {path}")]
     ReadClaims {
+        /// The listener's claim path.
         path: String,
+        /// What SSM answered.
         #[source]
         source: Source,
     },
 
+    /// Writing or reading a claim failed (other than losing it to someone else).
     #[error("cannot claim priority {priority} (SSM parameter {name})")]
     Claim {
+        /// The priority.
         priority: u32,
+        /// Its claim parameter.
         name: String,
+        /// What SSM answered.
         #[source]
         source: Source,
     },
 
+    /// Deleting one of this resource's claims failed.
     #[error("cannot release the claim on priority {priority} (SSM parameter {name})")]
     Release {
+        /// The priority.
         priority: u32,
+        /// Its claim parameter.
         name: String,
+        /// What SSM answered.
         #[source]
         source: Source,
     },
 
+    /// Reading or writing the listener's hint or a reservation failed.
     #[error("cannot read or write SSM parameter {name}")]
     State {
+        /// The state parameter(s).
         name: String,
+        /// What SSM answered.
         #[source]
         source: Source,
     },
@@ -57,12 +80,19 @@ pub enum Error {
          {claims} more are claimed by other resources); widen the range or free priorities",
         range.start(), range.end()
     )]
+    /// The range holds fewer free priorities than `Count`.
     Exhausted {
+        /// The listener ARN.
         listener: String,
+        /// `MinPriority..=MaxPriority`.
         range: RangeInclusive<u32>,
-        needed: u32,
-        found: u32,
+        /// `Count`.
+        needed: usize,
+        /// How many this attempt could hold.
+        found: usize,
+        /// Priorities in the range that listener rules use.
         rules: usize,
+        /// Further priorities in the range claimed by other resources.
         claims: usize,
     },
 }

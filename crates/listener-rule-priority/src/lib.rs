@@ -102,7 +102,7 @@
 //!   id or a missing permission counts as "not gone") or it was written longer ago than the
 //!   reclaim age (default
 //!   [`DEFAULT_RECLAIM_AGE`], 72 h, longer than any stack operation can take; the environment
-//!   variable `PRIORITY_RECLAIM_AGE_SECONDS` overrides it). A service's claim is always followed
+//!   variable `PRIORITY_RECLAIM_AGE_SECONDS` overrides it, see Configuration). A service's claim is always followed
 //!   within its stack operation by its listener rule, so an old claim without a rule belongs to a
 //!   stack that is gone, failed half-way, or never used it. (Consequence: a resource that holds
 //!   a priority without ever putting a rule there can lose it after the reclaim age, once the
@@ -141,6 +141,17 @@
 //! Releases the claims named in the physical id whose value is this stack and logical id; claims
 //! that are gone or held by someone else are left alone, and an id this handler did not make is
 //! answered SUCCESS. Delete never touches listener rules.
+//!
+//! # Configuration
+//!
+//! Read once at init by [`Settings::from_env`] and logged (the policy is
+//! `cfn_custom_resource::settings`'s): `PRIORITY_CLAIM_PATH` (support stack parameter
+//! `PriorityClaimPath`, default [`CLAIM_ROOT`]; every request needs it) and
+//! `PRIORITY_RECLAIM_AGE_SECONDS` (default [`DEFAULT_RECLAIM_AGE`]; only a request that must
+//! reclaim needs it). Unset or empty gives the default; an invalid value is never replaced by
+//! the default: the requests that need it are answered FAILED naming the variable and its value.
+//! Unless `AWS_MAX_ATTEMPTS` is set (the AWS SDK's variable), SDK calls are tried 10 times
+//! rather than the workspace's 6: claims are many small writes that ride out SSM throttling.
 
 #![warn(missing_docs)]
 
@@ -158,10 +169,13 @@ mod spread;
 
 use std::time::Duration;
 
+use cfn_custom_resource::HandlerError;
+use cfn_custom_resource::settings::{self, Setting};
+
 pub use allocation::{Allocation, Priorities};
 pub use claims::{CLAIM_ROOT, Claim, Claimed, ListenerClaims, Owner, STATE_DIR};
 pub use error::Error;
-pub use properties::{HIGHEST_PRIORITY, LOWEST_PRIORITY, MAX_COUNT, Properties};
+pub use properties::{HIGHEST_PRIORITY, LOWEST_PRIORITY, MAX_COUNT, Properties, Validated};
 pub use rules::PAGE_SIZE;
 pub use spread::{SPREAD_WINDOW, candidates, spread, spread_seed};
 
@@ -169,32 +183,114 @@ pub use spread::{SPREAD_WINDOW, candidates, spread, spread_seed};
 pub struct ListenerRulePriority {
     ssm: aws_sdk_ssm::Client,
     elbv2: aws_sdk_elasticloadbalancingv2::Client,
-    claim_root: String,
-    reclaim_age: Duration,
+    settings: Settings,
     cloudformation: Option<aws_sdk_cloudformation::Client>,
 }
 
 /// How old a claim no listener rule holds must be before the fallback path reclaims it, unless
-/// [`ListenerRulePriority::with_reclaim_age`] says otherwise.
+/// `PRIORITY_RECLAIM_AGE_SECONDS` says otherwise.
 pub const DEFAULT_RECLAIM_AGE: Duration = Duration::from_secs(72 * 3600);
 
+/// The function's own configuration, read once at init (the policy is
+/// `cfn_custom_resource::settings`'s: unset or empty is the default; an invalid value fails the
+/// requests that need it, naming it). `AWS_MAX_ATTEMPTS` is the AWS SDK's and read by `main`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `PRIORITY_CLAIM_PATH` (support stack parameter `PriorityClaimPath`, default
+    /// [`CLAIM_ROOT`]): the SSM path the claims live under, the one the function's IAM role may
+    /// write. An SSM path (`/a/b`, letters, digits, `_.-`); every request needs it.
+    pub claim_root: Setting<String>,
+    /// `PRIORITY_RECLAIM_AGE_SECONDS` (no support-stack parameter, default
+    /// [`DEFAULT_RECLAIM_AGE`]): how long a claim must have existed, with no listener rule at its
+    /// priority, before the fallback path may reclaim it (see the crate doc). Only a Create or
+    /// Update that has to reclaim needs it.
+    pub reclaim_age: Setting<Duration>,
+}
+
+impl Default for Settings {
+    /// The defaults, as with neither variable set.
+    fn default() -> Self {
+        Self {
+            claim_root: Setting::valid(
+                CLAIM_PATH_VARIABLE,
+                Some("PriorityClaimPath"),
+                CLAIM_ROOT.to_string(),
+            ),
+            reclaim_age: Setting::valid(RECLAIM_AGE_VARIABLE, None, DEFAULT_RECLAIM_AGE),
+        }
+    }
+}
+
+const CLAIM_PATH_VARIABLE: &str = "PRIORITY_CLAIM_PATH";
+const RECLAIM_AGE_VARIABLE: &str = "PRIORITY_RECLAIM_AGE_SECONDS";
+
+impl Settings {
+    /// Reads `PRIORITY_CLAIM_PATH` and `PRIORITY_RECLAIM_AGE_SECONDS` and logs the effective
+    /// values.
+    pub fn from_env() -> Self {
+        let settings = Self {
+            claim_root: Setting::read(
+                CLAIM_PATH_VARIABLE,
+                Some("PriorityClaimPath"),
+                CLAIM_ROOT.to_string(),
+                "an SSM path such as /custom-resource/listener-rule-priority (/-separated names of letters, digits, _ . -)",
+                parse_claim_root,
+            ),
+            reclaim_age: settings::seconds(RECLAIM_AGE_VARIABLE, None, DEFAULT_RECLAIM_AGE),
+        };
+        tracing::info!(
+            PRIORITY_CLAIM_PATH = %settings.claim_root,
+            PRIORITY_RECLAIM_AGE_SECONDS = %settings.reclaim_age,
+            "listener-rule-priority settings"
+        );
+        for problem in [settings.claim_root.problem(), settings.reclaim_age.problem()]
+            .into_iter()
+            .flatten()
+        {
+            tracing::error!("{problem}: the requests that need it are answered FAILED until it is fixed");
+        }
+        settings
+    }
+}
+
+/// The support stack's `PriorityClaimPath` pattern, `^(/[a-zA-Z0-9_.-]+)+$`, with a trailing `/`
+/// allowed (the claim paths are built without it).
+fn parse_claim_root(value: &str) -> Option<String> {
+    let path = value.trim_end_matches('/');
+    let names = path.strip_prefix('/')?;
+    names
+        .split('/')
+        .all(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        })
+        .then(|| value.to_string())
+}
+
 impl ListenerRulePriority {
-    /// Claims live under [`CLAIM_ROOT`] unless [`ListenerRulePriority::with_claim_root`] says
-    /// otherwise.
+    /// The handler with the default [`Settings`]; [`ListenerRulePriority::with_settings`] gives
+    /// the function's own.
     pub fn new(ssm: aws_sdk_ssm::Client, elbv2: aws_sdk_elasticloadbalancingv2::Client) -> Self {
         Self {
             ssm,
             elbv2,
-            claim_root: CLAIM_ROOT.to_string(),
-            reclaim_age: DEFAULT_RECLAIM_AGE,
+            settings: Settings::default(),
             cloudformation: None,
         }
+    }
+
+    /// Uses `settings` (the claim path and the reclaim age).
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// How long a claim must have existed, with no listener rule at its priority, before the
     /// fallback path may reclaim it (see the crate doc).
     pub fn with_reclaim_age(mut self, age: Duration) -> Self {
-        self.reclaim_age = age;
+        self.settings.reclaim_age = Setting::valid(RECLAIM_AGE_VARIABLE, None, age);
         self
     }
 
@@ -208,7 +304,56 @@ impl ListenerRulePriority {
     /// Keeps claims under `root` (an SSM path such as `/platform/listener-priorities`), the path
     /// the function's IAM role may write.
     pub fn with_claim_root(mut self, root: impl Into<String>) -> Self {
-        self.claim_root = root.into();
+        self.settings.claim_root =
+            Setting::valid(CLAIM_PATH_VARIABLE, Some("PriorityClaimPath"), root.into());
         self
+    }
+
+    /// The claim root every request needs, or the Reason naming an invalid `PRIORITY_CLAIM_PATH`.
+    fn claim_root(&self) -> Result<&str, HandlerError> {
+        self.settings.claim_root.get().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_roots_follow_the_support_stack_pattern() {
+        for good in [
+            "/custom-resource/listener-rule-priority",
+            "/platform/test-claims",
+            "/a/",
+            "/a.b_c-d",
+        ] {
+            assert_eq!(parse_claim_root(good).as_deref(), Some(good), "{good}");
+        }
+        for bad in ["platform/claims", "/", "//a", "/a//b", "/a b", "/a:b"] {
+            assert_eq!(parse_claim_root(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_claim_path_is_named_not_defaulted() {
+        let root = Setting::from_value(
+            CLAIM_PATH_VARIABLE,
+            Some("PriorityClaimPath"),
+            CLAIM_ROOT.to_string(),
+            "an SSM path",
+            Some("claims"),
+            parse_claim_root,
+        );
+        let reason = root.get().unwrap_err().message().to_string();
+        assert!(
+            reason.contains("PRIORITY_CLAIM_PATH")
+                && reason.contains("\"claims\"")
+                && reason.contains("PriorityClaimPath"),
+            "{reason}"
+        );
+        assert_eq!(
+            Settings::default().claim_root.value(),
+            Ok(&CLAIM_ROOT.to_string())
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! The `Custom::ListenerRulePriority` properties, their defaults and ELBv2's limits.
 
+use std::ops::RangeInclusive;
+
 use serde::Deserialize;
 
 use crate::allocation::Priorities;
@@ -12,20 +14,38 @@ pub const HIGHEST_PRIORITY: u32 = 50_000;
 /// The most priorities one resource may claim.
 pub const MAX_COUNT: u32 = 100;
 
-/// The `Custom::ListenerRulePriority` properties.
+/// The `Custom::ListenerRulePriority` properties, as CloudFormation sends them (see the crate
+/// doc's table). [`Properties::validate`] turns them into the [`Validated`] values the handlers
+/// act on.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Properties {
+    /// `ListenerArn`: the ELBv2 listener whose rule priorities are handed out.
     pub listener_arn: String,
+    /// `MinPriority`: the lowest priority to hand out (default [`LOWEST_PRIORITY`]).
     #[serde(default = "default_min", deserialize_with = "cfn_custom_resource::de::number")]
     pub min_priority: u32,
+    /// `MaxPriority`: the highest priority to hand out (default [`HIGHEST_PRIORITY`]).
     #[serde(default = "default_max", deserialize_with = "cfn_custom_resource::de::number")]
     pub max_priority: u32,
+    /// `Count`: how many priorities to claim (default 1, at most [`MAX_COUNT`]).
     #[serde(
         default = "default_count",
         deserialize_with = "cfn_custom_resource::de::number"
     )]
     pub count: u32,
+}
+
+/// The properties once checked: every value Create and Update act on. Delete acts on the
+/// physical id alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    /// `ListenerArn`: a listener ARN.
+    pub listener_arn: String,
+    /// `MinPriority..=MaxPriority`: inside ELBv2's limits, not empty.
+    pub range: RangeInclusive<u32>,
+    /// `Count`: `1..=MAX_COUNT`, and no more than the range holds.
+    pub count: usize,
 }
 
 fn default_min() -> u32 {
@@ -41,8 +61,9 @@ fn default_count() -> u32 {
 }
 
 impl Properties {
-    /// Checks the values against ELBv2's limits and each other; the error names the property.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// Checks the values against ELBv2's limits and each other and returns the values the
+    /// handlers act on; the error names the property.
+    pub fn validate(&self) -> Result<Validated, Error> {
         let arn = self.listener_arn.trim();
         let is_listener_arn = arn.starts_with("arn:")
             && arn.split(':').nth(2) == Some("elasticloadbalancing")
@@ -91,16 +112,35 @@ impl Properties {
                 ),
             ));
         }
-        Ok(())
+        let count = usize::try_from(self.count)
+            .map_err(|_| Error::property("Count", format!("{} is outside 1..={MAX_COUNT}", self.count)))?;
+        Ok(Validated {
+            listener_arn: self.listener_arn.clone(),
+            range: self.min_priority..=self.max_priority,
+            count,
+        })
     }
+}
 
+impl Validated {
+    /// Whether `priority` is inside `MinPriority..=MaxPriority`.
     pub(crate) fn contains(&self, priority: u32) -> bool {
-        (self.min_priority..=self.max_priority).contains(&priority)
+        self.range.contains(&priority)
     }
 
     /// Whether `priorities` can answer these properties: `Count` of them, all in the range.
     pub(crate) fn fits(&self, priorities: &Priorities) -> bool {
-        priorities.len() == self.count as usize && priorities.iter().all(|p| self.contains(p))
+        priorities.len() == self.count && priorities.iter().all(|p| self.contains(p))
+    }
+
+    /// `MinPriority`.
+    pub(crate) fn min(&self) -> u32 {
+        *self.range.start()
+    }
+
+    /// `MaxPriority`.
+    pub(crate) fn max(&self) -> u32 {
+        *self.range.end()
     }
 }
 

@@ -12,12 +12,9 @@ impl CustomResource for ListenerRulePriority {
 
     #[tracing::instrument(skip_all, fields(listener_arn = %request.properties.listener_arn))]
     async fn create(&self, request: Create<Properties>) -> Result<Created, HandlerError> {
-        let properties = &request.properties;
-        properties.validate()?;
+        let v = request.properties.validate()?;
         let owner = Owner::of(&request.info);
-        let allocation = self
-            .allocate_create(properties, &owner, &request.info.progress)
-            .await?;
+        let allocation = self.allocate_create(&v, &owner, &request.info.progress).await?;
         tracing::info!(
             priorities = ?allocation.priorities,
             "allocated"
@@ -27,13 +24,11 @@ impl CustomResource for ListenerRulePriority {
 
     #[tracing::instrument(skip_all, fields(listener_arn = %request.properties.listener_arn))]
     async fn update(&self, request: Update<Properties>) -> Result<Updated, HandlerError> {
-        let properties = &request.properties;
-        properties.validate()?;
+        let v = request.properties.validate()?;
         let owner = Owner::of(&request.info);
         let current = Allocation::parse(request.physical_id.as_str());
         if let Some(current) = &current {
-            let keepable =
-                current.listener_arn == properties.listener_arn && properties.fits(&current.priorities);
+            let keepable = current.listener_arn == v.listener_arn && v.fits(&current.priorities);
             if keepable {
                 request.info.progress.set("checking the current claims");
                 if self.reassert(current, &owner).await? {
@@ -43,11 +38,11 @@ impl CustomResource for ListenerRulePriority {
             }
         }
         let exclude: BTreeSet<u32> = current
-            .filter(|c| c.listener_arn == properties.listener_arn)
+            .filter(|c| c.listener_arn == v.listener_arn)
             .map(|c| c.priorities.iter().collect())
             .unwrap_or_default();
         let allocation = self
-            .allocate(properties, &owner, &exclude, &request.info.progress)
+            .allocate(&v, &owner, &exclude, &request.info.progress)
             .await?;
         tracing::info!(priorities = ?allocation.priorities, "replaced");
         Ok(Updated::replace(allocation.id()?).with_data(allocation.data()))
@@ -60,7 +55,7 @@ impl CustomResource for ListenerRulePriority {
             return Ok(());
         };
         let owner = Owner::of(&request.info);
-        let claims = ListenerClaims::under(&self.claim_root, &allocation.listener_arn);
+        let claims = ListenerClaims::under(self.claim_root()?, &allocation.listener_arn);
         request
             .info
             .progress

@@ -12,7 +12,7 @@ pub const PAGE_SIZE: i32 = 400;
 
 /// Every numeric priority on the listener, read over all pages of `DescribeRules`. The default
 /// rule (priority `"default"`) holds no number and is skipped.
-pub async fn priorities(elbv2: &Client, listener_arn: &str) -> Result<BTreeSet<u32>, Error> {
+pub(crate) async fn priorities(elbv2: &Client, listener_arn: &str) -> Result<BTreeSet<u32>, Error> {
     let mut priorities = BTreeSet::new();
     let mut marker: Option<String> = None;
     let mut pages = 0usize;
