@@ -11,11 +11,13 @@ use crate::store::{CreateIfAbsent, ParameterStore, StoredParameter};
 /// A secret as a resource wants it in SSM.
 #[derive(Clone, Copy, Debug)]
 pub struct Wanted<'a> {
+    /// The parameter's name.
     pub name: &'a str,
     /// The KMS key to encrypt under (id, ARN or alias).
     pub key_id: &'a str,
     /// `None` leaves an existing parameter's description as it is.
     pub description: Option<&'a str>,
+    /// The resource the parameter is to belong to (its owner tags).
     pub owner: &'a Owner,
     /// The rotation label ([`crate::rotation_label`]) of the token its password is for.
     pub label: &'a str,
@@ -35,12 +37,14 @@ pub enum Ensured {
 }
 
 impl Ensured {
+    /// The parameter as it is now, whichever way it came to be ours.
     pub fn stored(&self) -> &StoredParameter {
         match self {
             Self::Created(stored) | Self::Reused(stored) | Self::Adopted(stored) => stored,
         }
     }
 
+    /// [`Ensured::stored`], by value.
     pub fn into_stored(self) -> StoredParameter {
         match self {
             Self::Created(stored) | Self::Reused(stored) | Self::Adopted(stored) => stored,
@@ -65,6 +69,23 @@ impl ParameterStore {
         wanted: &Wanted<'_>,
         value: &Secret<String>,
         adopt: bool,
+    ) -> Result<Ensured, StoreError> {
+        self.ensure_owned_as(wanted, value, adopt, |_| wanted.description.map(str::to_string))
+            .await
+    }
+
+    /// [`ParameterStore::ensure_owned`] for a secret whose description depends on what an
+    /// existing parameter says: a created parameter carries `wanted.description`; one that
+    /// exists is to carry what `describe` answers for its current description, in place of
+    /// `wanted.description` (`None` leaves it as it is). For a caller that records in the
+    /// description what the value is for (service-database names the login role its password
+    /// belongs to, which a reused parameter keeps).
+    pub async fn ensure_owned_as(
+        &self,
+        wanted: &Wanted<'_>,
+        value: &Secret<String>,
+        adopt: bool,
+        describe: impl FnOnce(Option<&str>) -> Option<String>,
     ) -> Result<Ensured, StoreError> {
         let Wanted {
             name,
@@ -95,14 +116,23 @@ impl ParameterStore {
                 owner: stored.owner,
             });
         }
-        let described_otherwise = description.is_some_and(|d| stored.description.as_deref() != Some(d));
+        let description = describe(stored.description.as_deref());
+        let described_otherwise = description
+            .as_deref()
+            .is_some_and(|d| stored.description.as_deref() != Some(d));
         if !ours || described_otherwise {
             stored.version = self
-                .put_new_version(name, &stored.value, key_id, description, &History::default())
+                .put_new_version(
+                    name,
+                    &stored.value,
+                    key_id,
+                    description.as_deref(),
+                    &History::default(),
+                )
                 .await?;
             stored.key_id = Some(key_id.to_string());
             if let Some(description) = description {
-                stored.description = Some(description.to_string());
+                stored.description = Some(description);
             }
         }
         if !ours {
@@ -115,5 +145,178 @@ impl ParameterStore {
         } else {
             Ensured::Adopted(stored)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ssm::Client;
+    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+    use aws_sdk_ssm::operation::get_parameter_history::GetParameterHistoryOutput;
+    use aws_sdk_ssm::operation::label_parameter_version::LabelParameterVersionOutput;
+    use aws_sdk_ssm::operation::list_tags_for_resource::ListTagsForResourceOutput;
+    use aws_sdk_ssm::operation::put_parameter::{PutParameterError, PutParameterOutput};
+    use aws_sdk_ssm::types::error::ParameterAlreadyExists;
+    use aws_sdk_ssm::types::{Parameter, ParameterHistory, Tag};
+    use aws_smithy_mocks::{Rule, mock, mock_client};
+
+    use super::*;
+    use crate::store::{LOGICAL_ID_TAG, STACK_ID_TAG};
+
+    const NAME: &str = "/svc/password";
+    const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1";
+
+    fn owner() -> Owner {
+        Owner::new(STACK, "Db")
+    }
+
+    fn tag(key: &str, value: &str) -> Tag {
+        Tag::builder().key(key).value(value).build().unwrap()
+    }
+
+    /// The calls that find `NAME` already there, described `old`, tagged as `tags`.
+    fn existing(old: &'static str, tags: Vec<Tag>) -> Vec<Rule> {
+        vec![
+            mock!(Client::put_parameter)
+                .match_requests(|r| r.overwrite() == Some(false))
+                .then_error(|| {
+                    PutParameterError::ParameterAlreadyExists(ParameterAlreadyExists::builder().build())
+                }),
+            mock!(Client::get_parameter).then_output(|| {
+                GetParameterOutput::builder()
+                    .parameter(
+                        Parameter::builder()
+                            .name(NAME)
+                            .value("kept")
+                            .arn(format!("arn:aws:ssm:us-east-1:123456789012:parameter{NAME}"))
+                            .version(1)
+                            .build(),
+                    )
+                    .build()
+            }),
+            mock!(Client::get_parameter_history).then_output(move || {
+                GetParameterHistoryOutput::builder()
+                    .parameters(
+                        ParameterHistory::builder()
+                            .version(1)
+                            .description(old)
+                            .key_id("alias/old")
+                            .build(),
+                    )
+                    .build()
+            }),
+            mock!(Client::list_tags_for_resource).then_output(move || {
+                ListTagsForResourceOutput::builder()
+                    .set_tag_list(Some(tags.clone()))
+                    .build()
+            }),
+        ]
+    }
+
+    fn wanted<'a>(owner: &'a Owner, label: &'a str) -> Wanted<'a> {
+        Wanted {
+            name: NAME,
+            key_id: "alias/k",
+            description: Some("for a created one"),
+            owner,
+            label,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_existing_parameter_is_described_from_what_it_says() {
+        let mut rules = existing(
+            "role a",
+            vec![tag(STACK_ID_TAG, STACK), tag(LOGICAL_ID_TAG, "Db")],
+        );
+        rules.push(
+            mock!(Client::put_parameter)
+                .match_requests(|r| {
+                    r.overwrite() == Some(true)
+                        && r.description() == Some("still role a")
+                        && r.value() == Some("kept")
+                })
+                .then_output(|| PutParameterOutput::builder().version(2).build()),
+        );
+        rules.push(
+            mock!(Client::label_parameter_version)
+                .match_requests(|r| r.parameter_version() == Some(2))
+                .then_output(|| LabelParameterVersionOutput::builder().build()),
+        );
+        let store = ParameterStore::new(mock_client!(aws_sdk_ssm, &rules));
+        let (owner, label) = (owner(), crate::rotation_label(Some("r1")));
+        let mut seen = None;
+        let ensured = store
+            .ensure_owned_as(
+                &wanted(&owner, &label),
+                &Secret::new("unused".into()),
+                false,
+                |old| {
+                    seen = old.map(str::to_string);
+                    Some("still role a".into())
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(seen.as_deref(), Some("role a"));
+        let Ensured::Reused(stored) = ensured else {
+            panic!("not reused: {ensured:?}")
+        };
+        assert_eq!(stored.version, 2);
+        assert_eq!(stored.value.expose(), "kept");
+        assert_eq!(stored.description.as_deref(), Some("still role a"));
+        assert!(rules.iter().all(|r| r.num_calls() == 1));
+    }
+
+    #[tokio::test]
+    async fn an_existing_parameter_described_already_is_only_labelled() {
+        let mut rules = existing(
+            "role b",
+            vec![tag(STACK_ID_TAG, STACK), tag(LOGICAL_ID_TAG, "Db")],
+        );
+        rules.push(
+            mock!(Client::label_parameter_version)
+                .match_requests(|r| r.parameter_version() == Some(1))
+                .then_output(|| LabelParameterVersionOutput::builder().build()),
+        );
+        let store = ParameterStore::new(mock_client!(aws_sdk_ssm, &rules));
+        let (owner, label) = (owner(), crate::rotation_label(None));
+        let ensured = store
+            .ensure_owned_as(
+                &wanted(&owner, &label),
+                &Secret::new("unused".into()),
+                false,
+                |old| old.map(str::to_string),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(&ensured, Ensured::Reused(s) if s.version == 1),
+            "{ensured:?}"
+        );
+        assert!(rules.iter().all(|r| r.num_calls() == 1));
+    }
+
+    #[tokio::test]
+    async fn someone_elses_parameter_is_refused_unless_adopted() {
+        let rules = existing(
+            "theirs",
+            vec![tag(STACK_ID_TAG, "arn:other"), tag(LOGICAL_ID_TAG, "Db")],
+        );
+        let store = ParameterStore::new(mock_client!(aws_sdk_ssm, &rules));
+        let (owner, label) = (owner(), crate::rotation_label(None));
+        let error = store
+            .ensure_owned_as(
+                &wanted(&owner, &label),
+                &Secret::new("unused".into()),
+                false,
+                |_| panic!("a parameter not ours is not described"),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::NotOurs { owner: Some(o), .. } if o.stack_id == "arn:other"),
+            "{error}"
+        );
     }
 }
