@@ -151,6 +151,7 @@ impl ParameterStore {
 #[cfg(test)]
 mod tests {
     use aws_sdk_ssm::Client;
+    use aws_sdk_ssm::operation::add_tags_to_resource::AddTagsToResourceOutput;
     use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
     use aws_sdk_ssm::operation::get_parameter_history::GetParameterHistoryOutput;
     use aws_sdk_ssm::operation::label_parameter_version::LabelParameterVersionOutput;
@@ -213,6 +214,18 @@ mod tests {
         ]
     }
 
+    /// The owner tags of [`owner`].
+    fn ours() -> Vec<Tag> {
+        vec![tag(STACK_ID_TAG, STACK), tag(LOGICAL_ID_TAG, "Db")]
+    }
+
+    /// The label put on `version`.
+    fn labelled(version: i64) -> Rule {
+        mock!(Client::label_parameter_version)
+            .match_requests(move |r| r.parameter_version() == Some(version))
+            .then_output(|| LabelParameterVersionOutput::builder().build())
+    }
+
     fn wanted<'a>(owner: &'a Owner, label: &'a str) -> Wanted<'a> {
         Wanted {
             name: NAME,
@@ -223,41 +236,43 @@ mod tests {
         }
     }
 
+    /// [`ParameterStore::ensure_owned_as`] on a store answering with `rules`.
+    async fn ensure(
+        rules: &[Rule],
+        adopt: bool,
+        describe: impl FnOnce(Option<&str>) -> Option<String>,
+    ) -> Result<Ensured, StoreError> {
+        let store = ParameterStore::new(mock_client!(aws_sdk_ssm, rules));
+        let (owner, label) = (owner(), crate::rotation_label(Some("r1")));
+        let value = Secret::new("unused".into());
+        store
+            .ensure_owned_as(&wanted(&owner, &label), &value, adopt, describe)
+            .await
+    }
+
+    /// The new version put, holding the kept value and described `description`.
+    fn put_again(description: &'static str) -> Rule {
+        mock!(Client::put_parameter)
+            .match_requests(move |r| {
+                r.overwrite() == Some(true)
+                    && r.description() == Some(description)
+                    && r.value() == Some("kept")
+                    && r.key_id() == Some("alias/k")
+            })
+            .then_output(|| PutParameterOutput::builder().version(2).build())
+    }
+
     #[tokio::test]
     async fn an_existing_parameter_is_described_from_what_it_says() {
-        let mut rules = existing(
-            "role a",
-            vec![tag(STACK_ID_TAG, STACK), tag(LOGICAL_ID_TAG, "Db")],
-        );
-        rules.push(
-            mock!(Client::put_parameter)
-                .match_requests(|r| {
-                    r.overwrite() == Some(true)
-                        && r.description() == Some("still role a")
-                        && r.value() == Some("kept")
-                })
-                .then_output(|| PutParameterOutput::builder().version(2).build()),
-        );
-        rules.push(
-            mock!(Client::label_parameter_version)
-                .match_requests(|r| r.parameter_version() == Some(2))
-                .then_output(|| LabelParameterVersionOutput::builder().build()),
-        );
-        let store = ParameterStore::new(mock_client!(aws_sdk_ssm, &rules));
-        let (owner, label) = (owner(), crate::rotation_label(Some("r1")));
+        let mut rules = existing("role a", ours());
+        rules.extend([put_again("still role a"), labelled(2)]);
         let mut seen = None;
-        let ensured = store
-            .ensure_owned_as(
-                &wanted(&owner, &label),
-                &Secret::new("unused".into()),
-                false,
-                |old| {
-                    seen = old.map(str::to_string);
-                    Some("still role a".into())
-                },
-            )
-            .await
-            .unwrap();
+        let ensured = ensure(&rules, false, |old| {
+            seen = old.map(str::to_string);
+            Some("still role a".into())
+        })
+        .await
+        .unwrap();
         assert_eq!(seen.as_deref(), Some("role a"));
         let Ensured::Reused(stored) = ensured else {
             panic!("not reused: {ensured:?}")
@@ -270,24 +285,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_existing_parameter_described_already_is_only_labelled() {
-        let mut rules = existing(
-            "role b",
-            vec![tag(STACK_ID_TAG, STACK), tag(LOGICAL_ID_TAG, "Db")],
-        );
-        rules.push(
-            mock!(Client::label_parameter_version)
-                .match_requests(|r| r.parameter_version() == Some(1))
-                .then_output(|| LabelParameterVersionOutput::builder().build()),
-        );
-        let store = ParameterStore::new(mock_client!(aws_sdk_ssm, &rules));
-        let (owner, label) = (owner(), crate::rotation_label(None));
-        let ensured = store
-            .ensure_owned_as(
-                &wanted(&owner, &label),
-                &Secret::new("unused".into()),
-                false,
-                |old| old.map(str::to_string),
-            )
+        let mut rules = existing("role b", ours());
+        rules.push(labelled(1));
+        let ensured = ensure(&rules, false, |old| old.map(str::to_string))
             .await
             .unwrap();
         assert!(
@@ -298,25 +298,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn someone_elses_parameter_is_refused_unless_adopted() {
-        let rules = existing(
-            "theirs",
-            vec![tag(STACK_ID_TAG, "arn:other"), tag(LOGICAL_ID_TAG, "Db")],
-        );
-        let store = ParameterStore::new(mock_client!(aws_sdk_ssm, &rules));
-        let (owner, label) = (owner(), crate::rotation_label(None));
-        let error = store
-            .ensure_owned_as(
-                &wanted(&owner, &label),
-                &Secret::new("unused".into()),
-                false,
-                |_| panic!("a parameter not ours is not described"),
-            )
+    async fn someone_elses_parameter_is_refused_or_adopted() {
+        let theirs = || vec![tag(STACK_ID_TAG, "arn:other"), tag(LOGICAL_ID_TAG, "Db")];
+        let rules = existing("theirs", theirs());
+        let error = ensure(&rules, false, |_| panic!("a parameter not ours is not described"))
             .await
             .unwrap_err();
         assert!(
             matches!(&error, StoreError::NotOurs { owner: Some(o), .. } if o.stack_id == "arn:other"),
             "{error}"
         );
+        // Adopted: put again under our key (described as asked), tagged ours, labelled.
+        let mut rules = existing("theirs", theirs());
+        rules.extend([
+            put_again("ours now"),
+            mock!(Client::add_tags_to_resource).then_output(|| AddTagsToResourceOutput::builder().build()),
+            labelled(2),
+        ]);
+        let ensured = ensure(&rules, true, |_| Some("ours now".into())).await.unwrap();
+        assert!(
+            matches!(&ensured, Ensured::Adopted(s) if s.version == 2 && s.owner == Some(owner())),
+            "{ensured:?}"
+        );
+        assert!(rules.iter().all(|r| r.num_calls() == 1));
     }
 }
