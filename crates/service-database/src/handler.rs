@@ -490,15 +490,15 @@ impl ServiceDatabase {
                 Err(error) => return Err(error),
             }
         }
-        let detail = match refused {
-            Error::Connect { detail, .. } => detail,
-            other => other.to_string(),
+        let Error::Connect { source, .. } = refused else {
+            // is_rejected_login holds only for a refused Connect.
+            return Err(refused);
         };
         Err(Error::AdminLoginRefused {
             host: v.host.clone(),
             port: v.port,
             tried: tried.join(", "),
-            detail,
+            source,
         })
     }
 
@@ -891,7 +891,7 @@ fn new_password(p: &Properties) -> Result<Secret<String>, Error> {
         length: p.password_length,
         ..PasswordPolicy::default()
     };
-    ssm_secret::generate_os(&policy).map_err(|e| Error::Password(e.to_string()))
+    ssm_secret::generate_os(&policy).map_err(Error::Password)
 }
 
 fn store_error(name: &str, error: ssm_secret::StoreError) -> Error {
