@@ -99,7 +99,7 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
         let v = match p.validate() {
             Ok(v) => v,
             Err(error) => {
-                tracing::warn!(%error, "properties are invalid, so nothing was ever created from them");
+                tracing::warn!(error = %cfn_custom_resource::error_chain(&error), "properties are invalid, so nothing was ever created from them");
                 return Ok(());
             }
         };
@@ -374,7 +374,7 @@ impl ServiceDatabase {
             Err(error) if after_failed_create => {
                 // The Create most likely failed for the same reason, before making anything in
                 // the cluster; a role it did make is ours and a new Create sets its password.
-                tracing::warn!(%error, "cluster unreachable after a failed Create; removing the password parameter only");
+                tracing::warn!(error = %cfn_custom_resource::error_chain(&error), "cluster unreachable after a failed Create; removing the password parameter only");
                 return self.delete_parameter(info, v).await;
             }
             Err(error) => return Err(error.into()),
