@@ -14,7 +14,6 @@
 //! A Reason for a refused login says which credentials were tried (version or stage, never a
 //! value). The secret's text is parsed here, without serde's messages, which could quote it.
 
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use cfn_custom_resource::Secret;
 use ssm_secret::ParameterStore;
 
@@ -29,7 +28,9 @@ pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 /// A user name and password to log in as the cluster's admin, and where they came from.
 #[derive(Debug, Clone)]
 pub struct AdminCredential {
+    /// The user to log in as.
     pub username: String,
+    /// Its password (redacted in `Debug`).
     pub password: Secret<String>,
     /// For logs and Reasons: "version 7 of SSM parameter /x", "stage AWSCURRENT of secret arn".
     pub origin: String,
@@ -43,6 +44,7 @@ pub struct AdminCredentials {
 }
 
 impl AdminCredentials {
+    /// Reads through `ssm` (the SSM form) and `secrets` (the Secrets Manager form).
     pub fn new(ssm: ParameterStore, secrets: aws_sdk_secretsmanager::Client) -> Self {
         Self { ssm, secrets }
     }
@@ -141,8 +143,7 @@ impl AdminCredentials {
                     Error::SecretsManager {
                         secret: secret_id.to_string(),
                         stage: stage.to_string(),
-                        code: error.code().map(str::to_string),
-                        detail: DisplayErrorContext(&error).to_string(),
+                        source: Box::new(error.into()),
                     }
                 }
             })?;

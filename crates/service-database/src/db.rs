@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
-use crate::error::{Error, postgres_detail};
+use crate::error::{Error, PgError};
 use crate::ident::{Identifier, quote_literal};
 use crate::tls::Transport;
 
@@ -22,9 +22,13 @@ const CONNECTION_CHECK_MS: u32 = 1000;
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Target {
+    /// The cluster's host.
     pub host: String,
+    /// Its port.
     pub port: u16,
+    /// `ConnectTimeoutSeconds`: bounds TCP, TLS and authentication together.
     pub timeout: Duration,
+    /// TLS per `TlsMode`, or plaintext.
     pub transport: Transport,
     /// When PostgreSQL itself gives up: each session's `statement_timeout` and `lock_timeout` are
     /// the time left until then, as the session starts. A backstop below the deadline watchdog,
@@ -95,11 +99,7 @@ impl Target {
                 host: self.host.clone(),
                 port: self.port,
                 user: user.to_string(),
-                detail: postgres_detail(&error),
-                // 28P01 invalid_password, 28000 invalid_authorization_specification.
-                rejected: error
-                    .as_db_error()
-                    .is_some_and(|db| db.code().code().starts_with("28")),
+                source: PgError(error),
             }),
             Ok(Ok((client, task))) => {
                 let connection = Connection { client, task };
@@ -120,7 +120,7 @@ impl Target {
                          WHERE name = 'client_connection_check_interval'"
                     ))
                     .await
-                    .map_err(|e| Error::sql("setting the session's timeouts", &e))?;
+                    .map_err(|e| Error::sql("setting the session's timeouts", e))?;
                 Ok(connection)
             }
         }
@@ -135,7 +135,7 @@ impl Target {
 
 async fn watch<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
     if let Err(error) = connection.await {
-        tracing::warn!(error = %postgres_detail(&error), "database connection ended with an error");
+        tracing::warn!(error = %cfn_custom_resource::error_chain(&PgError(error)), "database connection ended with an error");
     }
 }
 
@@ -143,15 +143,21 @@ async fn watch<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Marker {
+    /// Always [`MANAGED_BY`]: tells our comments from anybody else's JSON.
     pub managed_by: String,
+    /// The owning stack's id.
     pub stack_id: String,
+    /// The resource's logical id in that stack.
     pub logical_resource_id: String,
+    /// The physical id it was made for (a replacement's Delete leaves what the new id took over).
     pub physical_resource_id: String,
 }
 
+/// The `ManagedBy` of every marker.
 pub const MANAGED_BY: &str = "Custom::ServiceDatabase";
 
 impl Marker {
+    /// The marker of resource `logical_resource_id` of stack `stack_id`, for `physical_resource_id`.
     pub fn new(stack_id: &str, logical_resource_id: &str, physical_resource_id: &str) -> Self {
         Self {
             managed_by: MANAGED_BY.into(),
@@ -161,6 +167,7 @@ impl Marker {
         }
     }
 
+    /// The marker a comment holds; `None` for no comment, or one that is not a marker.
     pub fn parse(comment: Option<&str>) -> Option<Self> {
         comment
             .and_then(|c| serde_json::from_str::<Self>(c).ok())
@@ -187,9 +194,13 @@ impl Marker {
 /// A role as the cluster shows it.
 #[derive(Debug, Clone)]
 pub struct RoleRow {
+    /// `rolname`.
     pub name: String,
+    /// Its `COMMENT` (a [`Marker`] when it is ours).
     pub comment: Option<String>,
+    /// `rolsuper`: such a role is never taken.
     pub superuser: bool,
+    /// `rolcanlogin`.
     pub can_login: bool,
     /// Databases this role owns.
     pub owned_databases: Vec<String>,
@@ -198,7 +209,9 @@ pub struct RoleRow {
 /// A database as the cluster shows it.
 #[derive(Debug, Clone)]
 pub struct DatabaseRow {
+    /// The owner role's name.
     pub owner: String,
+    /// Its `COMMENT` (a [`Marker`] when it is ours).
     pub comment: Option<String>,
 }
 
@@ -212,7 +225,7 @@ impl Session {
         self.client
             .batch_execute(sql)
             .await
-            .map_err(|e| Error::sql(doing, &e))
+            .map_err(|e| Error::sql(doing, e))
     }
 
     /// Takes session-level advisory locks on `keys` (sorted, so two sessions never deadlock);
@@ -232,12 +245,15 @@ impl Session {
         .await
     }
 
+    /// Releases every advisory lock of the session (a failure is logged: the session's end
+    /// releases them anyway).
     pub async fn unlock(&self) {
         if let Err(e) = self.client.batch_execute("SELECT pg_advisory_unlock_all()").await {
-            tracing::warn!(error = %postgres_detail(&e), "releasing advisory locks; the session end releases them");
+            tracing::warn!(error = %cfn_custom_resource::error_chain(&PgError(e)), "releasing advisory locks; the session end releases them");
         }
     }
 
+    /// The role `role`, if it exists.
     pub async fn role(&self, role: &Identifier) -> Result<Option<RoleRow>, Error> {
         Ok(self.roles(&[role]).await?.into_iter().next())
     }
@@ -254,7 +270,7 @@ impl Session {
                 &[&names],
             )
             .await
-            .map_err(|e| Error::sql(format!("looking up role {}", names.join(", ")), &e))?;
+            .map_err(|e| Error::sql(format!("looking up role {}", names.join(", ")), e))?;
         Ok(rows
             .into_iter()
             .map(|row| RoleRow {
@@ -267,6 +283,7 @@ impl Session {
             .collect())
     }
 
+    /// The database `database`, if it exists.
     pub async fn database(&self, database: &Identifier) -> Result<Option<DatabaseRow>, Error> {
         let row = self
             .client
@@ -276,7 +293,7 @@ impl Session {
                 &[&database.as_str()],
             )
             .await
-            .map_err(|e| Error::sql(format!("looking up database {database}"), &e))?;
+            .map_err(|e| Error::sql(format!("looking up database {database}"), e))?;
         Ok(row.map(|row| DatabaseRow {
             owner: row.get(0),
             comment: row.get(1),
@@ -393,6 +410,8 @@ impl Session {
         self.execute(&format!("creating database {database}"), &sql).await
     }
 
+    /// Makes `owner` the owner of `database` (an adopted database, or one made before the owner
+    /// role took over).
     pub async fn set_database_owner(&self, database: &Identifier, owner: &Identifier) -> Result<(), Error> {
         let sql = format!("ALTER DATABASE {} OWNER TO {}", database.quoted(), owner.quoted());
         self.execute(&format!("making {owner} the owner of database {database}"), &sql)
@@ -419,14 +438,16 @@ impl Session {
                 &[&database.as_str()],
             )
             .await
-            .map_err(|e| Error::sql(format!("ending the sessions on database {database}"), &e))
+            .map_err(|e| Error::sql(format!("ending the sessions on database {database}"), e))
     }
 
+    /// Drops the database, ending its sessions (`WITH (FORCE)`); one already gone is fine.
     pub async fn drop_database(&self, database: &Identifier) -> Result<(), Error> {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", database.quoted());
         self.execute(&format!("dropping database {database}"), &sql).await
     }
 
+    /// Drops the role; one already gone is fine.
     pub async fn drop_role(&self, role: &Identifier) -> Result<(), Error> {
         self.drop_role_named(role.as_str()).await
     }
@@ -451,7 +472,7 @@ pub async fn check_public_schema(
             &[&role.as_str()],
         )
         .await
-        .map_err(|e| Error::sql(format!("checking role {role}'s privileges on schema public of {database}"), &e))?;
+        .map_err(|e| Error::sql(format!("checking role {role}'s privileges on schema public of {database}"), e))?;
     if row.get::<_, bool>(0) {
         Ok(())
     } else {
@@ -466,7 +487,7 @@ pub async fn check_public_schema(
 /// sees the clear text.
 fn verifier(password: &Secret<String>) -> Result<String, Error> {
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
-    quote_literal(&verifier).ok_or_else(|| Error::Password("the verifier holds a NUL character".into()))
+    quote_literal(&verifier).ok_or(Error::VerifierNul)
 }
 
 /// A stable advisory-lock key for a name of a kind (`database`, `role`): FNV-1a, 64 bits.

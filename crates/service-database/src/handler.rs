@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use cfn_custom_resource::settings::Switch;
 use cfn_custom_resource::{
     Create, Created, Data, Delete, HandlerError, PhysicalId, RequestInfo, Secret, Update, Updated,
 };
-use ssm_secret::{CreateIfAbsent, DeleteOutcome, Owner, ParameterStore, PasswordPolicy, StoredParameter};
+use ssm_secret::{DeleteOutcome, Owner, ParameterStore, StoreError, StoredParameter, Wanted};
 
 use crate::admin::{AdminCredential, AdminCredentials};
 use crate::db::{self, DatabaseRow, Marker, RoleRow, Session, Target};
@@ -14,9 +13,11 @@ use crate::error::{Adoption, Error};
 use crate::ident::Identifier;
 use crate::logins::{self, Logins};
 use crate::properties::{OnDelete, Properties, Validated};
+use crate::settings::Settings;
 use crate::tls;
 
-/// The handler: holds the SSM and Secrets Manager clients, built once per process.
+/// The handler: holds the SSM, KMS and Secrets Manager clients, built once per process, and the
+/// function's settings, read once at init.
 pub struct ServiceDatabase {
     store: ParameterStore,
     /// The admin credential, read on every invocation.
@@ -24,22 +25,23 @@ pub struct ServiceDatabase {
     /// `KeyId` must be an enabled customer-managed key.
     keys: ssm_secret::KeyGuard,
     /// `CFN_ALLOW_ADOPT`: may `Adopt` take over a role, database or parameter not ours.
-    allow_adopt: Switch,
+    settings: Settings,
 }
 
 impl ServiceDatabase {
+    /// The handler on these clients, under `settings` ([`Settings::from_env`]).
     pub fn new(
         ssm: aws_sdk_ssm::Client,
         kms: aws_sdk_kms::Client,
         secrets: aws_sdk_secretsmanager::Client,
-        allow_adopt: Switch,
+        settings: Settings,
     ) -> Self {
         let store = ParameterStore::new(ssm);
         Self {
             admin: AdminCredentials::new(store.clone(), secrets),
             store,
             keys: ssm_secret::KeyGuard::new(kms),
-            allow_adopt,
+            settings,
         }
     }
 }
@@ -49,42 +51,40 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
 
     #[tracing::instrument(skip_all)]
     async fn create(&self, request: Create<Properties>) -> Result<Created, HandlerError> {
-        let p = &request.properties;
-        let v = p.validate()?;
-        if p.adopt {
-            self.allow_adopt.require("Adopt")?;
+        let v = request.properties.validate()?;
+        if v.adopt {
+            self.settings.adopt.require("Adopt")?;
         }
-        self.keys.check(&p.key_id).await?;
+        self.keys.check(&v.key_id).await?;
         let id = physical_id(&v)?;
-        let login = self.ensure(&request.info, p, &v, &self.adoption(p)).await?;
-        Ok(Created::new(id).with_data(data(p, &v, &login)))
+        let login = self.ensure(&request.info, &v, &self.adoption(&v)).await?;
+        Ok(Created::new(id).with_data(data(&v, &login)))
     }
 
     #[tracing::instrument(skip_all)]
     async fn update(&self, request: Update<Properties>) -> Result<Updated, HandlerError> {
-        let p = &request.properties;
-        let adopt = self.adoption(p);
+        let v = request.properties.validate()?;
+        let adopt = self.adoption(&v);
         if let Adoption::Refused(why) = &adopt {
             // Served as without Adopt: an Update of what this resource owns goes through, one
             // that would take over another's role, database or parameter fails as not ours, its
             // Reason saying the function setting refused Adopt.
             tracing::warn!(%why, "Adopt is set but not allowed: served as without Adopt");
         }
-        let v = p.validate()?;
-        self.keys.check(&p.key_id).await?;
+        self.keys.check(&v.key_id).await?;
         if v.physical_id() != request.physical_id.as_str() {
             // Another cluster, port or database: a new resource. CloudFormation then sends a
             // Delete for the old id, which drops (with OnDelete Drop) only what still names it.
             tracing::info!(old = %request.physical_id.as_str(), new = %v.physical_id(), "replacing");
             let id = physical_id(&v)?;
-            let login = self.ensure(&request.info, p, &v, &adopt).await?;
-            return Ok(Updated::replace(id).with_data(data(p, &v, &login)));
+            let login = self.ensure(&request.info, &v, &adopt).await?;
+            return Ok(Updated::replace(id).with_data(data(&v, &login)));
         }
         // Decided from real state: the old properties (what failed last time, on a rollback) only
         // say what may have moved, so that PostgreSQL is checked and the error can say why.
-        let old = request.old_properties.as_ref();
-        let login = self.converge_password(&request.info, p, &v, old, &adopt).await?;
-        Ok(Updated::keep().with_data(data(p, &v, &login)))
+        let moved = Moved::since(request.old_properties.as_ref(), &v);
+        let login = self.converge_password(&request.info, &v, moved, &adopt).await?;
+        Ok(Updated::keep().with_data(data(&v, &login)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -99,13 +99,12 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
         let v = match p.validate() {
             Ok(v) => v,
             Err(error) => {
-                tracing::warn!(%error, "properties are invalid, so nothing was ever created from them");
+                tracing::warn!(error = %cfn_custom_resource::error_chain(&error), "properties are invalid, so nothing was ever created from them");
                 return Ok(());
             }
         };
         self.drop_all(
             &request.info,
-            p,
             &v,
             request.physical_id.as_str(),
             request.after_failed_create,
@@ -115,13 +114,44 @@ impl cfn_custom_resource::CustomResource for ServiceDatabase {
     }
 }
 
+/// What an in-place Update's old properties say has moved. They are advisory (on a rollback
+/// they are the values that failed), parsed leniently: they only tell PostgreSQL must be checked,
+/// and let an error say why.
+#[derive(Debug, Clone, Copy, Default)]
+struct Moved {
+    /// `RoleName` (or its default) changed.
+    role: bool,
+    /// `PasswordParameterName` changed.
+    parameter: bool,
+    /// `RotationToken` changed (consulted for a parameter written before rotation labels).
+    token: bool,
+}
+
+impl Moved {
+    /// From the old properties (`None` when they did not parse) to the validated new ones.
+    fn since(old: Option<&Properties>, new: &Validated) -> Self {
+        let Some(old) = old else {
+            return Self::default();
+        };
+        Self {
+            role: old.validate().is_ok_and(|o| o.role != new.role),
+            parameter: old.password_parameter_name != new.password_parameter,
+            token: old.rotation_token != new.rotation_token,
+        }
+    }
+
+    fn any(self) -> bool {
+        self.role || self.parameter || self.token
+    }
+}
+
 impl ServiceDatabase {
     /// `Adopt` as the function's `CFN_ALLOW_ADOPT` setting lets it act.
-    fn adoption(&self, p: &Properties) -> Adoption {
-        if !p.adopt {
+    fn adoption(&self, v: &Validated) -> Adoption {
+        if !v.adopt {
             return Adoption::NotAsked;
         }
-        match self.allow_adopt.refusal() {
+        match self.settings.adopt.refusal() {
             None => Adoption::Allowed,
             Some(why) => Adoption::Refused(why),
         }
@@ -135,34 +165,36 @@ impl ServiceDatabase {
     async fn ensure(
         &self,
         info: &RequestInfo,
-        p: &Properties,
         v: &Validated,
         adopt: &Adoption,
     ) -> Result<Identifier, HandlerError> {
         let progress = &info.progress;
-        let logins = Logins::of(&v.role)?;
+        let logins = v.login_roles()?;
         progress.set("reading the admin credential");
         let admin = self.admin.current(&v.admin).await?;
 
         progress.set("getting or creating the service password parameter");
-        let (password, login) = self
-            .service_password(p, v, &logins, &Owner::of(info), adopt)
-            .await?;
+        let (password, login) = self.service_password(v, logins, &Owner::of(info), adopt).await?;
 
         // The parameter exists now: a Create that fails from here on answers with this id, and
         // CloudFormation's rollback Delete removes what it made.
         info.partial_id.publish(physical_id(v)?);
 
-        let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
-        let target = target(info, p, v)?;
+        let marker = marker(info, v);
+        let target = target(info, v)?;
         within_deadline(info, async {
             let (session, admin) = self.admin_session(info, &target, v, admin).await?;
-            under_lock(info, &session, v, Some(&logins), async {
+            under_lock(info, &session, v, Some(logins), async {
                 let names = logins.all();
                 let (roles, database) =
                     tokio::try_join!(session.roles(&names), session.database(&v.database))?;
-                let found = inspect(roles, database, v, &logins, &login, &marker, adopt)?;
-                apply(info, &session, v, &logins, &login, &found, &password, &marker).await
+                let found = inspect(roles, database, v, logins, &login, &marker, adopt)?;
+                let create = Apply {
+                    login: &login,
+                    password: &password,
+                    marker: &marker,
+                };
+                apply(info, &session, v, logins, &found, create).await
             })
             .await?;
 
@@ -181,105 +213,97 @@ impl ServiceDatabase {
     /// rollback of a rotation, or a duplicate delivery) is restored; a token never seen gets a new
     /// password; a parameter written before labels keeps its password unless the old properties
     /// name another token. A new or restored password goes to the login role not in use, so the
-    /// one the running tasks hold keeps working. Returns the login role that holds SSM's latest
-    /// version (`Data.Username`).
+    /// one the running tasks hold keeps working ([`ServiceDatabase::rotate`]). Returns the login
+    /// role that holds SSM's latest version (`Data.Username`).
     async fn converge_password(
         &self,
         info: &RequestInfo,
-        p: &Properties,
         v: &Validated,
-        old: Option<&Properties>,
+        moved: Moved,
         adopt: &Adoption,
     ) -> Result<Identifier, HandlerError> {
-        let progress = &info.progress;
-        let logins = Logins::of(&v.role)?;
-        let old_role = old.and_then(|o| o.validate().ok()).map(|o| o.role);
-        let role_moved = old_role.as_ref().is_some_and(|r| *r != v.role);
-        let parameter_moved = old.is_some_and(|o| o.password_parameter_name != p.password_parameter_name);
-        let token_changed = old.is_some_and(|o| o.rotation_token != p.rotation_token);
-        progress.set("reading the password parameter and its versions");
-        let (plan, history) = self
-            .plan_update(info, p, v, &logins, parameter_moved, token_changed, adopt)
-            .await?;
-        if !plan.changed && !token_changed && !role_moved && !parameter_moved {
+        let logins = v.login_roles()?;
+        info.progress
+            .set("reading the password parameter and its versions");
+        let (plan, history) = self.plan_update(info, v, logins, moved, adopt).await?;
+        if !plan.changed && !moved.any() {
             // The login role already holds this password: nothing to do in PostgreSQL.
-            self.store_password(info, p, &plan, &history).await?;
+            self.store_password(info, v, &plan, &history).await?;
             return Ok(plan.login);
         }
 
-        let marker = Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id());
-        progress.set("reading the admin credential");
+        let marker = marker(info, v);
+        info.progress.set("reading the admin credential");
         let admin = self.admin.current(&v.admin).await?;
-        let target = target(info, p, v)?;
-        let outcome = within_deadline(info, async {
+        let target = target(info, v)?;
+        let rotation = Rotation {
+            info,
+            v,
+            logins,
+            moved,
+            marker: &marker,
+            adopt,
+        };
+        let login = within_deadline(info, async {
             let (session, _) = self.admin_session(info, &target, v, admin).await?;
-            under_lock(info, &session, v, Some(&logins), async {
-                // Planned again under the lock: a duplicate delivery that ran meanwhile has
-                // labelled its version, and this one then holds that password instead of making
-                // a third.
-                progress.set("reading the password parameter and its versions again, under the lock");
-                let (plan, history) = self
-                    .plan_update(info, p, v, &logins, parameter_moved, token_changed, adopt)
-                    .await?;
-                let roles = session.roles(&logins.all()).await?;
-                let row = |name: &Identifier| roles.iter().find(|r| r.name == name.as_str());
-                check_role_to_set(row(&logins.owner), &v.role, role_moved, &marker, adopt)?;
-                let login_row = row(&plan.login);
-                if plan.login != logins.owner {
-                    may_take(login_row, &plan.login, &marker, adopt)?;
-                }
-                // SSM first: a failure after it leaves the parameter ahead of the role, which the
-                // next Update (or the rollback) sets again.
-                self.store_password(info, p, &plan, &history).await?;
-                progress.set(format!("setting the password of role {}", plan.login));
-                if plan.login == logins.owner {
-                    // Made before the login roles, and not rotated since: the owner logs in.
-                    session
-                        .set_role_password(&logins.owner, &plan.value, &marker)
-                        .await?;
-                } else {
-                    session
-                        .set_login(
-                            &plan.login,
-                            &logins.owner,
-                            &plan.value,
-                            &marker,
-                            login_row.is_some(),
-                        )
-                        .await?;
-                }
-                if let Some(owner) = row(&logins.owner)
-                    && owner.can_login
-                    && !plan.keeps_login(&logins.owner)
-                {
-                    // The owner of a resource made before the login roles, two rotations on: no
-                    // running task holds its credential any more.
-                    progress.set(format!("taking the login of role {} away", logins.owner));
-                    session.disable_login(&logins.owner).await?;
-                }
-                Ok(plan.login)
-            })
-            .await
+            under_lock(info, &session, v, Some(logins), self.rotate(&session, &rotation)).await
         })
-        .await;
-        Ok(outcome?)
+        .await?;
+        Ok(login)
     }
 
-    /// Reads the password parameter and its history, and plans the Update from them.
-    #[allow(clippy::too_many_arguments)]
+    /// The in-place Update's PostgreSQL part, under the lock: planned again (a duplicate delivery
+    /// that ran meanwhile has labelled its version, and this one then holds that password instead
+    /// of making a third), the roles checked, SSM written first (a failure after it leaves the
+    /// parameter ahead of the role, which the next Update, or the rollback, sets again), then the
+    /// login role's password set.
+    async fn rotate(&self, session: &Session, r: &Rotation<'_>) -> Result<Identifier, Error> {
+        let Rotation {
+            info,
+            v,
+            logins,
+            moved,
+            marker,
+            adopt,
+        } = *r;
+        info.progress
+            .set("reading the password parameter and its versions again, under the lock");
+        let (plan, history) = self.plan_update(info, v, logins, moved, adopt).await?;
+        let roles = session.roles(&logins.all()).await?;
+        let row = |name: &Identifier| roles.iter().find(|r| r.name == name.as_str());
+        check_role_to_set(row(&logins.owner), &v.role, moved.role, marker, adopt)?;
+        let login_row = row(&plan.login);
+        if plan.login != logins.owner {
+            may_take(login_row, &plan.login, marker, adopt)?;
+        }
+        self.store_password(info, v, &plan, &history).await?;
+        set_password(info, session, logins, &plan, marker, login_row.is_some()).await?;
+        if let Some(owner) = row(&logins.owner)
+            && owner.can_login
+            && !plan.keeps_login(&logins.owner)
+        {
+            // The owner of a resource made before the login roles, two rotations on: no
+            // running task holds its credential any more.
+            info.progress
+                .set(format!("taking the login of role {} away", logins.owner));
+            session.disable_login(&logins.owner).await?;
+        }
+        Ok(plan.login)
+    }
+
+    /// Reads the password parameter and its history ([`ParameterStore::history_of`]), and plans
+    /// the Update from them.
     async fn plan_update(
         &self,
         info: &RequestInfo,
-        p: &Properties,
         v: &Validated,
         logins: &Logins,
-        parameter_moved: bool,
-        token_changed: bool,
+        moved: Moved,
         adopt: &Adoption,
     ) -> Result<(PasswordPlan, ssm_secret::History), Error> {
-        let name = &p.password_parameter_name;
+        let name = &v.password_parameter;
         let stored = match self.password_parameter(name).await {
-            Err(Error::ParameterMissing(_)) if parameter_moved => {
+            Err(Error::ParameterMissing(_)) if moved.parameter => {
                 return Err(Error::Unsupported(format!(
                     "PasswordParameterName cannot change in place (to {name}, which does not exist); \
                      give the database a new DatabaseName too, which replaces the resource"
@@ -288,21 +312,14 @@ impl ServiceDatabase {
             other => other?,
         };
         if stored.owner.as_ref() != Some(&Owner::of(info)) && !adopt.allowed() {
-            return Err(Error::ParameterNotOurs {
-                name: name.clone(),
-                owner: stored
-                    .owner
-                    .map_or_else(|| "no owner tags".to_string(), |o| o.describe()),
-                adopt: adopt.clone(),
-            });
+            return Err(parameter_not_ours(name, stored.owner, adopt));
         }
         let history = self
             .store
-            .history(name)
+            .history_of(&stored)
             .await
-            .map_err(|e| store_error(name, e))?
-            .created_for(stored.created_for.as_deref());
-        let plan = plan_password(p, v, logins, &stored, &history, token_changed)?;
+            .map_err(|e| store_error(name, e))?;
+        let plan = plan_password(v, logins, &stored, &history, moved.token)?;
         Ok((plan, history))
     }
 
@@ -310,24 +327,24 @@ impl ServiceDatabase {
     async fn store_password(
         &self,
         info: &RequestInfo,
-        p: &Properties,
+        v: &Validated,
         plan: &PasswordPlan,
         history: &ssm_secret::History,
     ) -> Result<(), Error> {
-        let name = &p.password_parameter_name;
+        let name = &v.password_parameter;
         let mut version = plan.version;
         if plan.rewrite {
             info.progress
                 .set("storing the password as a new parameter version");
             version = self
                 .store
-                .put_new_version(name, &plan.value, &p.key_id, Some(&plan.description), history)
+                .put_new_version(name, &plan.value, &v.key_id, Some(&plan.description), history)
                 .await
                 .map_err(|e| store_error(name, e))?;
         }
         if plan.labelled != Some(version) {
             self.store
-                .label(name, version, &plan.label)
+                .label(name, version, &v.rotation_label)
                 .await
                 .map_err(|e| store_error(name, e))?;
         }
@@ -335,104 +352,52 @@ impl ServiceDatabase {
     }
 
     /// Delete with `OnDelete: Drop`: only what is ours and still belongs to this physical id.
+    /// The database first ([`drop_database`]), then the roles ([`drop_roles`]), under the lock;
+    /// then the password parameter, which goes with the role.
     async fn drop_all(
         &self,
         info: &RequestInfo,
-        p: &Properties,
         v: &Validated,
         physical_id: &str,
         after_failed_create: bool,
     ) -> Result<(), HandlerError> {
-        let progress = &info.progress;
         let marker = Marker::new(&info.stack_id, &info.logical_resource_id, physical_id);
         // A RoleName too long for the login roles' suffix never had any.
-        let logins = Logins::of(&v.role).ok();
-        progress.set("reading the admin credential");
+        let logins = v.logins.as_ref();
+        info.progress.set("reading the admin credential");
         let admin = self.admin.current(&v.admin).await?;
         let connected = within_deadline(info, async {
-            self.admin_session(info, &target(info, p, v)?, v, admin).await
+            self.admin_session(info, &target(info, v)?, v, admin).await
         });
         let session = match connected.await {
             Ok((session, _)) => session,
             Err(error) if after_failed_create => {
                 // The Create most likely failed for the same reason, before making anything in
                 // the cluster; a role it did make is ours and a new Create sets its password.
-                tracing::warn!(%error, "cluster unreachable after a failed Create; removing the password parameter only");
-                return self.delete_parameter(info, p, v).await;
+                tracing::warn!(error = %cfn_custom_resource::error_chain(&error), "cluster unreachable after a failed Create; removing the password parameter only");
+                return self.delete_parameter(info, v).await;
             }
             Err(error) => return Err(error.into()),
         };
-        let outcome = within_deadline(info, under_lock(info, &session, v, logins.as_ref(), async {
-            match session.database(&v.database).await? {
-                None => tracing::info!(database = %v.database, "database already gone"),
-                Some(row) => match Marker::parse(row.comment.as_deref()) {
-                    Some(m) if m.same_resource(&marker) && m.physical_resource_id == physical_id => {
-                        progress.set(format!("dropping database {}", v.database));
-                        let ended = session.terminate_sessions(&v.database).await?;
-                        tracing::info!(database = %v.database, sessions = ended, "ended sessions; dropping the database");
-                        session.drop_database(&v.database).await?;
-                    }
-                    Some(m) if m.same_resource(&marker) => {
-                        tracing::info!(database = %v.database, now = %m.physical_resource_id, "the database now belongs to the replacement; left in place");
-                    }
-                    _ => {
-                        tracing::warn!(database = %v.database, owner = %row.owner, "database is not ours; left in place");
-                    }
-                },
-            }
-            let mut names = vec![&v.role];
-            if let Some(logins) = &logins {
-                names.extend([&logins.a, &logins.b]);
-            }
-            let roles = session.roles(&names).await?;
-            let mut role_gone = true;
-            match roles.iter().find(|r| r.name == v.role.as_str()) {
-                None => tracing::info!(role = %v.role, "role already gone"),
-                Some(row) if !marker.claims(row.comment.as_deref()) => {
-                    role_gone = false;
-                    tracing::warn!(role = %v.role, "role is not ours; left in place");
-                }
-                Some(row) if !row.owned_databases.is_empty() => {
-                    role_gone = false;
-                    tracing::info!(role = %v.role, databases = ?row.owned_databases, "role still owns databases; it and its login roles are left in place");
-                }
-                Some(_) => {}
-            }
-            if role_gone {
-                // The login roles first: they go with their owner, when they are ours.
-                for login in roles.iter().filter(|r| r.name != v.role.as_str()) {
-                    if marker.claims(login.comment.as_deref()) {
-                        progress.set(format!("dropping role {}", login.name));
-                        session.drop_role_named(&login.name).await?;
-                    } else {
-                        tracing::warn!(role = %login.name, "login role is not ours; left in place");
-                    }
-                }
-                if roles.iter().any(|r| r.name == v.role.as_str()) {
-                    progress.set(format!("dropping role {}", v.role));
-                    session.drop_role(&v.role).await?;
-                }
-            }
-            // The parameter holds the role's password: it goes with the role.
-            Ok(role_gone)
-        }))
-        .await;
-        if !outcome? {
-            tracing::info!(parameter = %p.password_parameter_name, "the role lives on; its password parameter stays");
+        let role_gone = within_deadline(
+            info,
+            under_lock(info, &session, v, logins, async {
+                drop_database(info, &session, v, &marker, physical_id).await?;
+                drop_roles(info, &session, v, logins, &marker).await
+            }),
+        )
+        .await?;
+        if !role_gone {
+            tracing::info!(parameter = %v.password_parameter, "the role lives on; its password parameter stays");
             return Ok(());
         }
-        self.delete_parameter(info, p, v).await
+        self.delete_parameter(info, v).await
     }
 
     /// Deletes the password parameter if it is ours and still serves this physical id.
-    async fn delete_parameter(
-        &self,
-        info: &RequestInfo,
-        p: &Properties,
-        v: &Validated,
-    ) -> Result<(), HandlerError> {
+    async fn delete_parameter(&self, info: &RequestInfo, v: &Validated) -> Result<(), HandlerError> {
         info.progress.set("deleting the password parameter");
-        let name = &p.password_parameter_name;
+        let name = &v.password_parameter;
         match self.store.get(name).await.map_err(|e| store_error(name, e))? {
             None => return Ok(()),
             Some(stored) if !logins::serves(stored.description.as_deref(), &v.physical_id()) => {
@@ -490,15 +455,15 @@ impl ServiceDatabase {
                 Err(error) => return Err(error),
             }
         }
-        let detail = match refused {
-            Error::Connect { detail, .. } => detail,
-            other => other.to_string(),
+        let Error::Connect { source, .. } = refused else {
+            // is_rejected_login holds only for a refused Connect.
+            return Err(refused);
         };
         Err(Error::AdminLoginRefused {
             host: v.host.clone(),
             port: v.port,
             tried: tried.join(", "),
-            detail,
+            source,
         })
     }
 
@@ -510,76 +475,156 @@ impl ServiceDatabase {
             .ok_or_else(|| Error::ParameterMissing(name.to_string()))
     }
 
-    /// Gets or creates (`Overwrite=false`) the service's password parameter, and says which
-    /// login role its password is for: a new parameter's is for `<RoleName>_a`; an existing one
-    /// keeps the login role its description names (a retried Create, a replacement, or a
-    /// parameter written before the login roles, whose description names the owner). A parameter
-    /// of somebody else's is refused unless `Adopt`.
+    /// Gets or creates (`Overwrite=false`) the service's password parameter
+    /// ([`ParameterStore::ensure_owned_as`]), and says which login role its password is for: a
+    /// new parameter's is for `<RoleName>_a`; an existing one keeps the login role its
+    /// description names (a retried Create, a replacement, or a parameter written before the
+    /// login roles, whose description names the owner), its description then naming this
+    /// physical id. A parameter of somebody else's is refused unless `Adopt`.
     async fn service_password(
         &self,
-        p: &Properties,
         v: &Validated,
         logins: &Logins,
         owner: &Owner,
         adopt: &Adoption,
     ) -> Result<(Secret<String>, Identifier), Error> {
-        let name = &p.password_parameter_name;
-        let candidate = new_password(p)?;
-        let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
-        let first = logins::description(&logins.a, &v.physical_id());
-        let stored = self
-            .store
-            .create_if_absent(name, &candidate, &p.key_id, Some(&first), owner, &label)
-            .await
-            .map_err(|e| store_error(name, e))?;
-        let existing = match stored {
-            // Bound to its token from the start by its created-for tag, so a later rollback
-            // can find it.
-            CreateIfAbsent::Created(stored) => return Ok((stored.value, logins.a.clone())),
-            CreateIfAbsent::Existing(existing) => existing,
+        let name = v.password_parameter.as_str();
+        let candidate = new_password(v)?;
+        let id = v.physical_id();
+        let first = logins::description(&logins.a, &id);
+        let wanted = Wanted {
+            name,
+            key_id: &v.key_id,
+            description: Some(&first),
+            owner,
+            label: &v.rotation_label,
         };
-        if existing.owner.as_ref() != Some(owner) {
-            if !adopt.allowed() {
-                return Err(Error::ParameterNotOurs {
-                    name: name.clone(),
-                    owner: existing
-                        .owner
-                        .map_or_else(|| "no owner tags".to_string(), |o| o.describe()),
-                    adopt: adopt.clone(),
-                });
-            }
-            self.store
-                .tag(name, owner)
-                .await
-                .map_err(|e| store_error(name, e))?;
-        }
+        let ensured = self
+            .store
+            .ensure_owned_as(&wanted, &candidate, adopt.allowed(), |described| {
+                let login = logins.named_in(described).unwrap_or(&logins.a);
+                Some(logins::description(login, &id))
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::NotOurs { owner, .. } => parameter_not_ours(name, owner, adopt),
+                other => store_error(name, other),
+            })?;
+        let stored = ensured.into_stored();
         let login = logins
-            .named_in(existing.description.as_deref())
+            .named_in(stored.description.as_deref())
             .unwrap_or(&logins.a)
             .clone();
-        let description = logins::description(&login, &v.physical_id());
-        let mut version = existing.version;
-        if existing.description.as_deref() != Some(description.as_str()) {
-            // A replacement (or adoption): the parameter now serves this physical id.
-            version = self
-                .store
-                .put_new_version(
-                    name,
-                    &existing.value,
-                    &p.key_id,
-                    Some(&description),
-                    &ssm_secret::History::default(),
-                )
-                .await
-                .map_err(|e| store_error(name, e))?;
-        }
-        // The password kept is the one this token now stands for.
-        self.store
-            .label(name, version, &label)
-            .await
-            .map_err(|e| store_error(name, e))?;
-        Ok((existing.value, login))
+        Ok((stored.value, login))
     }
+}
+
+/// What [`ServiceDatabase::rotate`] works on.
+#[derive(Clone, Copy)]
+struct Rotation<'a> {
+    info: &'a RequestInfo,
+    v: &'a Validated,
+    logins: &'a Logins,
+    moved: Moved,
+    marker: &'a Marker,
+    adopt: &'a Adoption,
+}
+
+/// Sets the password of `plan`'s login role (`exists`: the role is there already).
+async fn set_password(
+    info: &RequestInfo,
+    session: &Session,
+    logins: &Logins,
+    plan: &PasswordPlan,
+    marker: &Marker,
+    exists: bool,
+) -> Result<(), Error> {
+    info.progress
+        .set(format!("setting the password of role {}", plan.login));
+    if plan.login == logins.owner {
+        // Made before the login roles, and not rotated since: the owner logs in.
+        session
+            .set_role_password(&logins.owner, &plan.value, marker)
+            .await
+    } else {
+        session
+            .set_login(&plan.login, &logins.owner, &plan.value, marker, exists)
+            .await
+    }
+}
+
+/// Drops the database if its comment names this resource *and* this physical id (not after a
+/// replacement took it over), ending its sessions first.
+async fn drop_database(
+    info: &RequestInfo,
+    session: &Session,
+    v: &Validated,
+    marker: &Marker,
+    physical_id: &str,
+) -> Result<(), Error> {
+    let Some(row) = session.database(&v.database).await? else {
+        tracing::info!(database = %v.database, "database already gone");
+        return Ok(());
+    };
+    match Marker::parse(row.comment.as_deref()) {
+        Some(m) if m.same_resource(marker) && m.physical_resource_id == physical_id => {
+            info.progress.set(format!("dropping database {}", v.database));
+            let ended = session.terminate_sessions(&v.database).await?;
+            tracing::info!(database = %v.database, sessions = ended, "ended sessions; dropping the database");
+            session.drop_database(&v.database).await?;
+        }
+        Some(m) if m.same_resource(marker) => {
+            tracing::info!(database = %v.database, now = %m.physical_resource_id, "the database now belongs to the replacement; left in place");
+        }
+        _ => {
+            tracing::warn!(database = %v.database, owner = %row.owner, "database is not ours; left in place");
+        }
+    }
+    Ok(())
+}
+
+/// Drops the owner role and its login roles if the owner is ours and owns no database any more;
+/// a login role that is not ours is left. Returns whether the owner role is gone (the password
+/// parameter holds its password, and goes with it).
+async fn drop_roles(
+    info: &RequestInfo,
+    session: &Session,
+    v: &Validated,
+    logins: Option<&Logins>,
+    marker: &Marker,
+) -> Result<bool, Error> {
+    let mut names = vec![&v.role];
+    if let Some(logins) = logins {
+        names.extend([&logins.a, &logins.b]);
+    }
+    let roles = session.roles(&names).await?;
+    let owner = roles.iter().find(|r| r.name == v.role.as_str());
+    match owner {
+        None => tracing::info!(role = %v.role, "role already gone"),
+        Some(row) if !marker.claims(row.comment.as_deref()) => {
+            tracing::warn!(role = %v.role, "role is not ours; left in place");
+            return Ok(false);
+        }
+        Some(row) if !row.owned_databases.is_empty() => {
+            tracing::info!(role = %v.role, databases = ?row.owned_databases, "role still owns databases; it and its login roles are left in place");
+            return Ok(false);
+        }
+        Some(_) => {}
+    }
+    // The login roles first: they go with their owner, when they are ours.
+    for login in roles.iter().filter(|r| r.name != v.role.as_str()) {
+        if marker.claims(login.comment.as_deref()) {
+            info.progress.set(format!("dropping role {}", login.name));
+            session.drop_role_named(&login.name).await?;
+        } else {
+            tracing::warn!(role = %login.name, "login role is not ours; left in place");
+        }
+    }
+    if owner.is_some() {
+        info.progress.set(format!("dropping role {}", v.role));
+        session.drop_role(&v.role).await?;
+    }
+    Ok(true)
 }
 
 /// Runs `work` holding the advisory locks on the database's and the roles' names: requests for
@@ -674,55 +719,30 @@ fn inspect(
     })
 }
 
+/// What a Create sets on the cluster: the login role that logs in, with the parameter's
+/// password, marked as this resource's.
+#[derive(Clone, Copy)]
+struct Apply<'a> {
+    login: &'a Identifier,
+    password: &'a Secret<String>,
+    marker: &'a Marker,
+}
+
 /// Makes the cluster match: the owner role (`NOLOGIN`), granted to the admin; the login role
-/// with the parameter's password, acting as the owner; the database owned by the owner; PUBLIC
-/// shut out. Each step is idempotent, so a retried Create (or a replacement onto names it already
-/// holds) only sets what differs. A parameter written before the login roles names the owner as
-/// the one that logs in: it keeps doing so.
-#[allow(clippy::too_many_arguments)]
+/// with the parameter's password, acting as the owner ([`apply_roles`]); the database owned by
+/// the owner; PUBLIC shut out. Each step is idempotent, so a retried Create (or a replacement
+/// onto names it already holds) only sets what differs.
 async fn apply(
     info: &RequestInfo,
     session: &Session,
     v: &Validated,
     logins: &Logins,
-    login: &Identifier,
     found: &Found,
-    password: &Secret<String>,
-    marker: &Marker,
+    create: Apply<'_>,
 ) -> Result<(), Error> {
     let progress = &info.progress;
     let owner = &logins.owner;
-    if *login == *owner {
-        if found.owner.is_none() {
-            progress.set(format!("creating role {owner}"));
-            session.create_role(owner, password, marker).await?;
-        } else {
-            progress.set(format!("setting the password of role {owner}"));
-            session.set_role_password(owner, password, marker).await?;
-        }
-    } else {
-        match &found.owner {
-            None => {
-                progress.set(format!("creating role {owner}"));
-                session.create_owner(owner, marker).await?;
-            }
-            Some(row) if !marker.claims(row.comment.as_deref()) => {
-                // Adopted: marked ours, and nobody logs in as it with a password this resource
-                // does not hold; the service logs in through the login roles.
-                progress.set(format!("marking role {owner} as this resource's"));
-                session.mark_role(owner, marker).await?;
-                if row.can_login {
-                    progress.set(format!("taking the login of role {owner} away"));
-                    session.disable_login(owner).await?;
-                }
-            }
-            Some(_) => {}
-        }
-        progress.set(format!("setting the password of role {login}"));
-        session
-            .set_login(login, owner, password, marker, found.login.is_some())
-            .await?;
-    }
+    apply_roles(info, session, logins, found, create).await?;
     progress.set(format!("granting role {owner} to the admin user"));
     session.grant_role_to_admin(owner).await?;
     match &found.database {
@@ -740,7 +760,55 @@ async fn apply(
         Some(_) => {}
     }
     progress.set(format!("revoking PUBLIC's access to database {}", v.database));
-    session.isolate_database(&v.database, marker).await
+    session.isolate_database(&v.database, create.marker).await
+}
+
+/// The owner role and the login role of a Create. A parameter written before the login roles
+/// names the owner as the one that logs in: it keeps doing so. Otherwise the owner is made (or an
+/// adopted one marked ours, its login taken away) and the login role set.
+async fn apply_roles(
+    info: &RequestInfo,
+    session: &Session,
+    logins: &Logins,
+    found: &Found,
+    create: Apply<'_>,
+) -> Result<(), Error> {
+    let progress = &info.progress;
+    let Apply {
+        login,
+        password,
+        marker,
+    } = create;
+    let owner = &logins.owner;
+    if *login == *owner {
+        if found.owner.is_none() {
+            progress.set(format!("creating role {owner}"));
+            return session.create_role(owner, password, marker).await;
+        }
+        progress.set(format!("setting the password of role {owner}"));
+        return session.set_role_password(owner, password, marker).await;
+    }
+    match &found.owner {
+        None => {
+            progress.set(format!("creating role {owner}"));
+            session.create_owner(owner, marker).await?;
+        }
+        Some(row) if !marker.claims(row.comment.as_deref()) => {
+            // Adopted: marked ours, and nobody logs in as it with a password this resource
+            // does not hold; the service logs in through the login roles.
+            progress.set(format!("marking role {owner} as this resource's"));
+            session.mark_role(owner, marker).await?;
+            if row.can_login {
+                progress.set(format!("taking the login of role {owner} away"));
+                session.disable_login(owner).await?;
+            }
+        }
+        Some(_) => {}
+    }
+    progress.set(format!("setting the password of role {login}"));
+    session
+        .set_login(login, owner, password, marker, found.login.is_some())
+        .await
 }
 
 /// The password an in-place Update holds, the login role it goes to, and what SSM needs to hold
@@ -760,7 +828,6 @@ struct PasswordPlan {
     version: i64,
     /// The version the `RotationToken`'s label is on, if any.
     labelled: Option<i64>,
-    label: String,
     description: String,
 }
 
@@ -771,59 +838,36 @@ impl PasswordPlan {
     }
 }
 
-/// The password this `RotationToken` stands for: the version labelled with it (a rollback, or a
-/// duplicate delivery); a new one for a token never seen (or a changed token on a parameter
-/// written before labels); else the parameter's. And the login role for it: the current one (the
-/// latest version's) when the password stays; otherwise the one not in use, so that the running
-/// tasks' credential keeps working: the restored version's own login role when that is not the
-/// current one (a rollback flips back), else the other of the pair.
+/// The password this `RotationToken` stands for ([`ssm_secret::History::choose`]): the version
+/// labelled with it (a rollback, or a duplicate delivery); a new one for a token never seen (or a
+/// changed token on a parameter written before labels); else the parameter's. And the login role
+/// for it: the current one (the latest version's) when the password stays; otherwise the one not
+/// in use, so that the running tasks' credential keeps working: the restored version's own login
+/// role when that is not the current one (a rollback flips back), else the other of the pair.
 fn plan_password(
-    p: &Properties,
     v: &Validated,
     logins: &Logins,
     stored: &StoredParameter,
     history: &ssm_secret::History,
     token_changed: bool,
 ) -> Result<PasswordPlan, Error> {
-    let name = &p.password_parameter_name;
-    let label = ssm_secret::rotation_label(p.rotation_token.as_deref());
-    let labelled = history.labelled(&label);
-    let value = match labelled {
-        Some(version) => {
+    let name = &v.password_parameter;
+    let (value, restored) = match history.choose(&v.rotation_label, token_changed) {
+        ssm_secret::Choice::Restore(version) => {
             tracing::info!(parameter = %name, version = version.version, "RotationToken seen before: its password is the one to hold");
-            version.value.clone()
+            (version.value.clone(), Some(version))
         }
-        None if history.has_rotation_labels() || token_changed => {
+        ssm_secret::Choice::Rotate => {
             tracing::info!(parameter = %name, "new RotationToken: rotating the password");
-            new_password(p)?
+            (new_password(v)?, None)
         }
-        None => stored.value.clone(),
+        ssm_secret::Choice::Keep => (stored.value.clone(), None),
     };
     let changed = value != stored.value;
-    // Written before the login roles (or by hand): the owner is the one that logs in.
-    let current = logins
-        .named_in(stored.description.as_deref())
-        .unwrap_or(&logins.owner)
-        .clone();
-    let (login, previous) = if changed {
-        let own = labelled
-            .and_then(|version| logins.named_in(version.description.as_deref()))
-            .filter(|login| **login != current);
-        let login = own.unwrap_or_else(|| logins.other(&current)).clone();
-        (login, Some(current))
-    } else {
-        let previous = history
-            .versions
-            .iter()
-            .rev()
-            .filter_map(|version| logins.named_in(version.description.as_deref()))
-            .find(|login| **login != current)
-            .cloned();
-        (current, previous)
-    };
+    let (login, previous) = choose_login(logins, stored, history, restored, changed);
     let description = logins::description(&login, &v.physical_id());
     let rewrite = changed
-        || stored.key_id.as_deref() != Some(p.key_id.as_str())
+        || stored.key_id.as_deref() != Some(v.key_id.as_str())
         || stored.description.as_deref() != Some(description.as_str());
     Ok(PasswordPlan {
         value,
@@ -832,10 +876,42 @@ fn plan_password(
         previous,
         rewrite,
         version: stored.version,
-        labelled: labelled.map(|l| l.version),
-        label,
+        labelled: restored.map(|l| l.version),
         description,
     })
+}
+
+/// The login role of [`plan_password`]'s password, and the one the running tasks may still
+/// hold: a `changed` password goes to the login role not in use (the `restored` version's own,
+/// when that is not the current one: a rollback flips back); an unchanged one stays on the
+/// current login role, the previous being the latest other one the history names.
+fn choose_login(
+    logins: &Logins,
+    stored: &StoredParameter,
+    history: &ssm_secret::History,
+    restored: Option<&ssm_secret::Version>,
+    changed: bool,
+) -> (Identifier, Option<Identifier>) {
+    // Written before the login roles (or by hand): the owner is the one that logs in.
+    let current = logins
+        .named_in(stored.description.as_deref())
+        .unwrap_or(&logins.owner)
+        .clone();
+    if changed {
+        let own = restored
+            .and_then(|version| logins.named_in(version.description.as_deref()))
+            .filter(|login| **login != current);
+        let login = own.unwrap_or_else(|| logins.other(&current)).clone();
+        return (login, Some(current));
+    }
+    let previous = history
+        .versions
+        .iter()
+        .rev()
+        .filter_map(|version| logins.named_in(version.description.as_deref()))
+        .find(|login| **login != current)
+        .cloned();
+    (current, previous)
 }
 
 /// An in-place Update sets passwords of its own roles only, and never makes the owner: an owner
@@ -886,18 +962,24 @@ fn may_take(
     }
 }
 
-fn new_password(p: &Properties) -> Result<Secret<String>, Error> {
-    let policy = PasswordPolicy {
-        length: p.password_length,
-        ..PasswordPolicy::default()
-    };
-    ssm_secret::generate_os(&policy).map_err(|e| Error::Password(e.to_string()))
+/// A new service password under `PasswordLength`, from the OS CSPRNG.
+fn new_password(v: &Validated) -> Result<Secret<String>, Error> {
+    ssm_secret::generate_os(&v.password_policy).map_err(Error::Password)
 }
 
-fn store_error(name: &str, error: ssm_secret::StoreError) -> Error {
+fn store_error(name: &str, error: StoreError) -> Error {
     Error::Store {
         name: name.to_string(),
         source: Box::new(error),
+    }
+}
+
+/// The password parameter `name` is not ours (its tags name `owner`, or no one).
+fn parameter_not_ours(name: &str, owner: Option<Owner>, adopt: &Adoption) -> Error {
+    Error::ParameterNotOurs {
+        name: name.to_string(),
+        owner: owner.map_or_else(|| "no owner tags".to_string(), |o| o.describe()),
+        adopt: adopt.clone(),
     }
 }
 
@@ -932,17 +1014,22 @@ async fn within_deadline<T>(
 }
 
 /// What the cluster is and how to reach it.
-fn target(info: &RequestInfo, p: &Properties, v: &Validated) -> Result<Target, Error> {
+fn target(info: &RequestInfo, v: &Validated) -> Result<Target, Error> {
     Ok(Target {
         host: v.host.clone(),
         port: v.port,
         timeout: v.connect_timeout,
-        transport: tls::transport(p.tls_mode, p.ca_certificate.as_deref())?,
+        transport: tls::transport(v.tls_mode, v.ca_certificate.as_deref())?,
         give_up_at: info
             .watchdog_at
             .checked_sub(SERVER_MARGIN)
             .unwrap_or(info.watchdog_at),
     })
+}
+
+/// The marker this request puts on (and looks for in) the roles' and the database's comments.
+fn marker(info: &RequestInfo, v: &Validated) -> Marker {
+    Marker::new(&info.stack_id, &info.logical_resource_id, &v.physical_id())
 }
 
 fn physical_id(v: &Validated) -> Result<PhysicalId, Error> {
@@ -964,11 +1051,11 @@ fn describe_comment(comment: Option<&str>) -> String {
 }
 
 /// `Data`: what a service needs to connect (the password itself stays in SSM).
-fn data(p: &Properties, v: &Validated, login: &Identifier) -> Data {
+fn data(v: &Validated, login: &Identifier) -> Data {
     let mut data = Data::new();
     data.insert("DatabaseName".into(), v.database.to_string());
     data.insert("Username".into(), login.to_string());
-    data.insert("PasswordParameterName".into(), p.password_parameter_name.clone());
+    data.insert("PasswordParameterName".into(), v.password_parameter.clone());
     data.insert("Host".into(), v.host.clone());
     data.insert("Port".into(), v.port.to_string());
     data.insert(
@@ -978,7 +1065,7 @@ fn data(p: &Properties, v: &Validated, login: &Identifier) -> Data {
             v.host,
             v.port,
             v.database,
-            p.tls_mode.as_str()
+            v.tls_mode.as_str()
         ),
     );
     data
@@ -988,18 +1075,19 @@ fn data(p: &Properties, v: &Validated, login: &Identifier) -> Data {
 mod tests {
     use super::*;
 
+    /// Role `orders` of database `orders` on `db.example.com:5432`, rotated to `token`.
+    fn validated_for(token: &str) -> Validated {
+        let p: Properties = serde_json::from_value(serde_json::json!({
+            "ClusterEndpoint": "db.example.com", "AdminUsername": "postgres",
+            "AdminPasswordParameterName": "/admin", "DatabaseName": "orders",
+            "PasswordParameterName": "/orders", "KeyId": "alias/orders", "RotationToken": token,
+        }))
+        .unwrap();
+        p.validate().unwrap()
+    }
+
     fn validated() -> Validated {
-        Validated {
-            admin: crate::properties::AdminSource::Ssm {
-                username: "postgres".into(),
-                parameter: "/admin".into(),
-            },
-            host: "db.example.com".into(),
-            port: 5432,
-            database: Identifier::new("orders").unwrap(),
-            role: Identifier::new("orders").unwrap(),
-            connect_timeout: Duration::from_secs(10),
-        }
+        validated_for("r0")
     }
 
     fn ours() -> Marker {
@@ -1115,14 +1203,8 @@ mod tests {
 
     /// Plans an Update to `token` on a parameter whose versions are `(login, token)`, oldest first.
     fn plan(versions: &[(&str, &str)], token: &str) -> PasswordPlan {
-        let v = validated();
+        let v = validated_for(token);
         let logins = Logins::of(&v.role).unwrap();
-        let p: Properties = serde_json::from_value(serde_json::json!({
-            "ClusterEndpoint": "db.example.com", "AdminUsername": "postgres",
-            "AdminPasswordParameterName": "/admin", "DatabaseName": "orders",
-            "PasswordParameterName": "/orders", "KeyId": "alias/orders", "RotationToken": token,
-        }))
-        .unwrap();
         let named = |login: &str| Identifier::new(login).unwrap();
         let history = ssm_secret::History {
             versions: versions
@@ -1148,7 +1230,7 @@ mod tests {
             created_for: None,
             description: latest.description.clone(),
         };
-        plan_password(&p, &v, &logins, &stored, &history, true).unwrap()
+        plan_password(&v, &logins, &stored, &history, true).unwrap()
     }
 
     fn logins_of(plan: &PasswordPlan) -> (&str, Option<&str>) {

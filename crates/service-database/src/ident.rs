@@ -77,6 +77,7 @@ impl Identifier {
         Ok(Self(name.to_string()))
     }
 
+    /// The name as written (unquoted).
     pub fn as_str(&self) -> &str {
         &self.0
     }

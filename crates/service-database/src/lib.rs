@@ -107,6 +107,17 @@
 //! it could connect answers with a marker id, so its rollback Delete touches nothing (a password
 //! parameter it made stays, and a retried Create reuses it).
 //!
+//! # Settings
+//!
+//! [`Settings::from_env`] reads the function's own configuration once, at init, and logs it:
+//! `CFN_ALLOW_ADOPT` (`true`/`false`, off when unset), without which `Adopt` takes nothing over.
+//! A value other than `true` or `false` is kept: every request with `Adopt` fails naming the
+//! variable, the value and what is expected.
+//!
+//! # Errors
+//!
+//! [`Error`] keeps each failure's cause as its typed source (PostgreSQL's error, SSM's, Secrets
+//! Manager's, the password generator's); the chain is rendered once, into the `Reason`.
 //! Passwords are [`cfn_custom_resource::Secret`]s: they never reach a log line, a `Reason` or an
 //! error.
 
@@ -119,6 +130,7 @@ mod handler;
 pub mod ident;
 pub mod logins;
 mod properties;
+mod settings;
 pub mod tls;
 
 pub use error::Error;
@@ -126,3 +138,4 @@ pub use handler::ServiceDatabase;
 pub use properties::{
     AdminSource, CONNECT_TIMEOUT_SECONDS, OnDelete, PASSWORD_LENGTH, Properties, TlsMode, Validated,
 };
+pub use settings::Settings;

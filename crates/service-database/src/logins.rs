@@ -25,8 +25,11 @@ pub const MAX_ROLE_NAME_BYTES: usize = crate::ident::MAX_IDENTIFIER_BYTES - 2;
 /// The owner role and its two login roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logins {
+    /// `RoleName`: the `NOLOGIN` role that owns the database.
     pub owner: Identifier,
+    /// `<RoleName>_a`, the login role of a new resource.
     pub a: Identifier,
+    /// `<RoleName>_b`, made by the first rotation.
     pub b: Identifier,
 }
 
@@ -40,14 +43,7 @@ impl Logins {
                 a,
                 b,
             }),
-            _ => Err(Error::Property {
-                name: "RoleName",
-                reason: format!(
-                    "is {} bytes long; the service's login roles are RoleName with _a and _b appended, \
-                     so RoleName (or DatabaseName, its default) is at most {MAX_ROLE_NAME_BYTES} bytes",
-                    owner.as_str().len()
-                ),
-            }),
+            _ => Err(no_room(owner)),
         }
     }
 
@@ -66,6 +62,18 @@ impl Logins {
     pub fn named_in(&self, description: Option<&str>) -> Option<&Identifier> {
         let login = description?.strip_prefix(PREFIX)?.split_once(FOR_DATABASE)?.0;
         self.all().into_iter().find(|role| role.as_str() == login)
+    }
+}
+
+/// The Reason for an owner role whose name leaves no room for the login roles' suffix.
+pub(crate) fn no_room(owner: &Identifier) -> Error {
+    Error::Property {
+        name: "RoleName",
+        reason: format!(
+            "is {} bytes long; the service's login roles are RoleName with _a and _b appended, \
+             so RoleName (or DatabaseName, its default) is at most {MAX_ROLE_NAME_BYTES} bytes",
+            owner.as_str().len()
+        ),
     }
 }
 

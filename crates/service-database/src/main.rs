@@ -1,6 +1,6 @@
 //! The `service-database` Lambda: backs `Custom::ServiceDatabase` (see the library crate).
 
-use service_database::ServiceDatabase;
+use service_database::{ServiceDatabase, Settings};
 
 #[tokio::main]
 async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
@@ -10,7 +10,7 @@ async fn main() -> Result<(), cfn_custom_resource::RuntimeError> {
         aws_sdk_ssm::Client::new(&config),
         aws_sdk_kms::Client::new(&config),
         aws_sdk_secretsmanager::Client::new(&config),
-        cfn_custom_resource::settings::allow_adopt(),
+        Settings::from_env(),
     );
     cfn_custom_resource::run(handler).await
 }

@@ -4,14 +4,19 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use ssm_secret::PasswordPolicy;
+
 use crate::error::Error;
 use crate::ident::Identifier;
+use crate::logins::Logins;
 
 /// `ResourceProperties` of a `Custom::ServiceDatabase` (see the crate documentation for each).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Properties {
+    /// `ClusterEndpoint`: host name of the cluster's writer.
     pub cluster_endpoint: String,
+    /// `Port` (default 5432).
     #[serde(
         default = "default_port",
         deserialize_with = "cfn_custom_resource::de::number"
@@ -20,35 +25,47 @@ pub struct Properties {
     /// With `AdminPasswordParameterName`: the SSM form of the admin credential.
     #[serde(default)]
     pub admin_username: Option<String>,
+    /// The SSM parameter holding the admin's password (read with decryption).
     #[serde(default)]
     pub admin_password_parameter_name: Option<String>,
     /// The Secrets Manager form: a secret holding JSON `username` and `password` (RDS's managed
     /// master secret has this shape).
     #[serde(default)]
     pub admin_secret_arn: Option<String>,
+    /// `DatabaseName`: the service's database.
     pub database_name: String,
+    /// `RoleName`: the owner role (default `DatabaseName`); its login roles add `_a`/`_b`.
     #[serde(default)]
     pub role_name: Option<String>,
+    /// `PasswordParameterName`: the SSM SecureString holding the service's password.
     pub password_parameter_name: String,
+    /// `KeyId`: the customer-managed KMS key (id, ARN or alias) of that parameter.
     pub key_id: String,
+    /// `PasswordLength` (default 32; [`PASSWORD_LENGTH`]).
     #[serde(
         default = "default_password_length",
         deserialize_with = "cfn_custom_resource::de::number"
     )]
     pub password_length: usize,
+    /// `TlsMode` (default `verify-full`).
     #[serde(default)]
     pub tls_mode: TlsMode,
+    /// `CaCertificate`: extra PEM CA trusted besides the built-in RDS bundle.
     #[serde(default)]
     pub ca_certificate: Option<String>,
+    /// `ConnectTimeoutSeconds` (default 10; [`CONNECT_TIMEOUT_SECONDS`]).
     #[serde(
         default = "default_connect_timeout",
         deserialize_with = "cfn_custom_resource::de::number"
     )]
     pub connect_timeout_seconds: u64,
+    /// `RotationToken`: any change sets a new password.
     #[serde(default)]
     pub rotation_token: Option<String>,
+    /// `OnDelete` (default `Retain`).
     #[serde(default)]
     pub on_delete: OnDelete,
+    /// `Adopt`: take over a role, database or parameter not made by this resource.
     #[serde(default, deserialize_with = "cfn_custom_resource::de::boolean")]
     pub adopt: bool,
 }
@@ -109,9 +126,17 @@ pub const CONNECT_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=120;
 pub enum AdminSource {
     /// `AdminUsername` + `AdminPasswordParameterName` (an SSM SecureString, e.g.
     /// `Custom::AdminSecret`'s).
-    Ssm { username: String, parameter: String },
+    Ssm {
+        /// `AdminUsername`.
+        username: String,
+        /// `AdminPasswordParameterName`.
+        parameter: String,
+    },
     /// `AdminSecretArn`: a Secrets Manager secret with JSON `username` and `password`.
-    SecretsManager { secret_id: String },
+    SecretsManager {
+        /// `AdminSecretArn`: the secret's ARN or name.
+        secret_id: String,
+    },
 }
 
 /// The Reason for properties that give neither or both admin credential forms.
@@ -119,20 +144,101 @@ const ADMIN_FORMS: &str = "give the admin credential in exactly one form: AdminU
      AdminPasswordParameterName (an SSM SecureString), or AdminSecretArn alone (a Secrets Manager \
      secret with JSON username and password, such as RDS's managed master secret)";
 
-/// Properties after validation: names checked, defaults applied.
+/// Properties after validation: every value a request works from, checked, with defaults
+/// applied. Made once per request ([`Properties::validate`]); the handler reads nothing else.
 #[derive(Debug, Clone)]
 pub struct Validated {
+    /// Where the admin credential comes from.
     pub admin: AdminSource,
+    /// `ClusterEndpoint`, trimmed.
     pub host: String,
+    /// `Port`.
     pub port: u16,
+    /// `DatabaseName`.
     pub database: Identifier,
+    /// `RoleName` (default `DatabaseName`): the owner role.
     pub role: Identifier,
+    /// The owner role and its two login roles; `None` when `RoleName` leaves no room for their
+    /// suffix. Only a resource made before the login roles can have such a name: its Delete
+    /// still drops its owner role, and Create and Update refuse it ([`Validated::login_roles`]).
+    pub logins: Option<Logins>,
+    /// `PasswordParameterName`.
+    pub password_parameter: String,
+    /// `KeyId` of the password parameter (not an AWS-managed alias; [`ssm_secret::KeyGuard`]
+    /// checks the key itself).
+    pub key_id: String,
+    /// The service password's policy: `PasswordLength` characters, the default alphabet.
+    pub password_policy: PasswordPolicy,
+    /// `RotationToken`, as given.
+    pub rotation_token: Option<String>,
+    /// Its rotation label ([`ssm_secret::rotation_label`]).
+    pub rotation_label: String,
+    /// `TlsMode`.
+    pub tls_mode: TlsMode,
+    /// `CaCertificate`; under `verify-full`, checked to hold a usable trust anchor.
+    pub ca_certificate: Option<String>,
+    /// `ConnectTimeoutSeconds`.
     pub connect_timeout: Duration,
+    /// `Adopt` (what the function's setting lets it do is the handler's business).
+    pub adopt: bool,
 }
 
 impl Properties {
-    /// Checks everything that can be checked without a network call.
+    /// Checks everything that can be checked without a network call; every message names the
+    /// property to fix.
     pub fn validate(&self) -> Result<Validated, Error> {
+        let host = self.host()?;
+        if self.port == 0 {
+            return Err(Error::Property {
+                name: "Port",
+                reason: "must be 1..=65535".into(),
+            });
+        }
+        let (database, role) = self.names()?;
+        let admin = self.admin_source()?;
+        if let AdminSource::Ssm { username, .. } = &admin
+            && username == role.as_str()
+        {
+            return Err(Error::Property {
+                name: "RoleName",
+                reason: format!("{role} is the admin user; a service needs its own role"),
+            });
+        }
+        self.check_password_parameter(&admin)?;
+        ssm_secret::refuse_aws_alias(&self.key_id)?;
+        check_range("PasswordLength", self.password_length, &PASSWORD_LENGTH)?;
+        check_range(
+            "ConnectTimeoutSeconds",
+            self.connect_timeout_seconds,
+            &CONNECT_TIMEOUT_SECONDS,
+        )?;
+        if self.tls_mode == TlsMode::VerifyFull {
+            crate::tls::check_extra_ca(self.ca_certificate.as_deref())?;
+        }
+        Ok(Validated {
+            admin,
+            host,
+            port: self.port,
+            logins: Logins::of(&role).ok(),
+            database,
+            role,
+            password_parameter: self.password_parameter_name.clone(),
+            key_id: self.key_id.clone(),
+            password_policy: PasswordPolicy {
+                length: self.password_length,
+                ..PasswordPolicy::default()
+            },
+            rotation_token: self.rotation_token.clone(),
+            rotation_label: ssm_secret::rotation_label(self.rotation_token.as_deref()),
+            tls_mode: self.tls_mode,
+            ca_certificate: self.ca_certificate.clone(),
+            connect_timeout: Duration::from_secs(self.connect_timeout_seconds),
+            adopt: self.adopt,
+        })
+    }
+
+    /// `ClusterEndpoint`, trimmed: a host name or address, nothing of a URL.
+    fn host(&self) -> Result<String, Error> {
         let host = self.cluster_endpoint.trim();
         if host.is_empty()
             || host.len() > 253
@@ -145,12 +251,11 @@ impl Properties {
                 reason: format!("{host:?} is not a host name or address"),
             });
         }
-        if self.port == 0 {
-            return Err(Error::Property {
-                name: "Port",
-                reason: "must be 1..=65535".into(),
-            });
-        }
+        Ok(host.to_string())
+    }
+
+    /// `DatabaseName` and `RoleName` (default: the database name) as identifiers.
+    fn names(&self) -> Result<(Identifier, Identifier), Error> {
         let database = Identifier::new(&self.database_name).map_err(|reason| Error::Property {
             name: "DatabaseName",
             reason,
@@ -162,15 +267,11 @@ impl Properties {
             })?,
             None => database.clone(),
         };
-        let admin = self.admin_source()?;
-        if let AdminSource::Ssm { username, .. } = &admin
-            && username == role.as_str()
-        {
-            return Err(Error::Property {
-                name: "RoleName",
-                reason: format!("{role} is the admin user; a service needs its own role"),
-            });
-        }
+        Ok((database, role))
+    }
+
+    /// `PasswordParameterName` and `KeyId` are given, and the parameter is not the admin's.
+    fn check_password_parameter(&self, admin: &AdminSource) -> Result<(), Error> {
         for (name, value) in [
             ("PasswordParameterName", &self.password_parameter_name),
             ("KeyId", &self.key_id),
@@ -182,7 +283,7 @@ impl Properties {
                 });
             }
         }
-        if let AdminSource::Ssm { parameter, .. } = &admin
+        if let AdminSource::Ssm { parameter, .. } = admin
             && *parameter == self.password_parameter_name
         {
             return Err(Error::Property {
@@ -190,37 +291,23 @@ impl Properties {
                 reason: "must differ from AdminPasswordParameterName".into(),
             });
         }
-        if !PASSWORD_LENGTH.contains(&self.password_length) {
-            return Err(Error::Property {
-                name: "PasswordLength",
-                reason: format!(
-                    "{} is outside {}..={}",
-                    self.password_length,
-                    PASSWORD_LENGTH.start(),
-                    PASSWORD_LENGTH.end()
-                ),
-            });
-        }
-        if !CONNECT_TIMEOUT_SECONDS.contains(&self.connect_timeout_seconds) {
-            return Err(Error::Property {
-                name: "ConnectTimeoutSeconds",
-                reason: format!(
-                    "{} is outside {}..={}",
-                    self.connect_timeout_seconds,
-                    CONNECT_TIMEOUT_SECONDS.start(),
-                    CONNECT_TIMEOUT_SECONDS.end()
-                ),
-            });
-        }
-        Ok(Validated {
-            admin,
-            host: host.to_string(),
-            port: self.port,
-            database,
-            role,
-            connect_timeout: Duration::from_secs(self.connect_timeout_seconds),
-        })
+        Ok(())
     }
+}
+
+/// `value` of property `name` lies in `range`.
+fn check_range<T: PartialOrd + std::fmt::Display>(
+    name: &'static str,
+    value: T,
+    range: &std::ops::RangeInclusive<T>,
+) -> Result<(), Error> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::Property {
+        name,
+        reason: format!("{value} is outside {}..={}", range.start(), range.end()),
+    })
 }
 
 /// A property's value, trimmed, when it is there and not empty.
@@ -281,6 +368,14 @@ impl Validated {
     /// `<host>:<port>/<database>`: what the resource is, on which cluster.
     pub fn physical_id(&self) -> String {
         format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+
+    /// The owner role and its login roles; a `RoleName` that leaves no room for their suffix
+    /// fails naming it (Create and Update need the login roles).
+    pub fn login_roles(&self) -> Result<&Logins, Error> {
+        self.logins
+            .as_ref()
+            .ok_or_else(|| crate::logins::no_room(&self.role))
     }
 }
 

@@ -21,7 +21,9 @@ pub const RDS_CA_BUNDLE: &str = include_str!("../rds-ca-bundle.pem");
 /// How to reach the cluster: a rustls connector, or plaintext when `TlsMode` is `disable`.
 #[derive(Clone)]
 pub enum Transport {
+    /// TLS with this connector (`verify-full` or `require`).
     Tls(MakeRustlsConnect),
+    /// Plaintext (`disable`).
     Plain,
 }
 
@@ -33,10 +35,7 @@ fn provider() -> Arc<CryptoProvider> {
 fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Property {
-            name: what,
-            reason: format!("is not valid PEM: {e}"),
-        })?;
+        .map_err(|source| Error::Pem { name: what, source })?;
     if certs.is_empty() {
         return Err(Error::Property {
             name: what,
@@ -52,6 +51,18 @@ pub fn root_store(extra_ca: Option<&str>) -> Result<RootCertStore, Error> {
     let (added, _ignored) =
         roots.add_parsable_certificates(certificates(RDS_CA_BUNDLE, "the built-in RDS CA bundle")?);
     debug_assert!(added > 0);
+    add_extra_ca(&mut roots, extra_ca)?;
+    Ok(roots)
+}
+
+/// Checks `CaCertificate` as `verify-full` uses it (blank or absent: nothing to check): PEM
+/// holding at least one certificate usable as a trust anchor. For property validation.
+pub fn check_extra_ca(extra_ca: Option<&str>) -> Result<(), Error> {
+    add_extra_ca(&mut RootCertStore::empty(), extra_ca)
+}
+
+/// Adds the certificates of `CaCertificate` to `roots`; none usable is a property error.
+fn add_extra_ca(roots: &mut RootCertStore, extra_ca: Option<&str>) -> Result<(), Error> {
     if let Some(pem) = extra_ca.filter(|p| !p.trim().is_empty()) {
         let certs = certificates(pem, "CaCertificate")?;
         let (added, ignored) = roots.add_parsable_certificates(certs);
@@ -62,7 +73,7 @@ pub fn root_store(extra_ca: Option<&str>) -> Result<RootCertStore, Error> {
             });
         }
     }
-    Ok(roots)
+    Ok(())
 }
 
 /// The transport for a `TlsMode`.
@@ -70,7 +81,7 @@ pub fn transport(mode: TlsMode, extra_ca: Option<&str>) -> Result<Transport, Err
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(format!("cannot configure TLS: {e}")))?;
+        .map_err(Error::Tls)?;
     let config = match mode {
         TlsMode::Disable => return Ok(Transport::Plain),
         TlsMode::VerifyFull => builder

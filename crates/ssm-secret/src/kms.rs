@@ -42,6 +42,7 @@ pub fn refuse_aws_alias(key_id: &str) -> Result<(), KeyError> {
 }
 
 impl KeyGuard {
+    /// A guard asking KMS through `client`; it remembers passed checks for a few minutes.
     pub fn new(client: Client) -> Self {
         Self {
             client,

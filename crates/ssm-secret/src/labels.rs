@@ -62,8 +62,11 @@ pub fn is_rotation_label(label: &str) -> bool {
 /// One version of a parameter, decrypted, with its labels.
 #[derive(Clone, Debug)]
 pub struct Version {
+    /// SSM's version number (1 for the first).
     pub version: i64,
+    /// The value it holds, decrypted (empty when read without decryption).
     pub value: Secret<String>,
+    /// The labels on it (rotation labels and any others).
     pub labels: Vec<String>,
     /// The version's description (each `PutParameter` sets one; a caller may record in it what
     /// the value is for).
@@ -84,6 +87,7 @@ pub enum Choice<'h> {
 /// A parameter's versions, oldest first.
 #[derive(Clone, Debug, Default)]
 pub struct History {
+    /// The versions SSM still holds (at most [`MAX_VERSIONS`]), oldest first.
     pub versions: Vec<Version>,
     /// The rotation label version 1 was made for (the parameter's [`crate::CREATED_FOR_TAG`]).
     pub created_for: Option<String>,

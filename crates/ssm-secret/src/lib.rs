@@ -76,5 +76,6 @@ pub use labels::{
 };
 pub use password::{CharClass, DEFAULT_EXCLUDE, PasswordPolicy, generate, generate_os};
 pub use store::{
-    CreateIfAbsent, DeleteOutcome, LOGICAL_ID_TAG, ParameterStore, STACK_ID_TAG, StoredParameter,
+    CREATED_FOR_TAG, CreateIfAbsent, DeleteOutcome, LOGICAL_ID_TAG, ParameterStore, STACK_ID_TAG,
+    StoredParameter,
 };

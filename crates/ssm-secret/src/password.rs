@@ -37,13 +37,18 @@ impl Default for PasswordPolicy {
 /// A character class a policy can require.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CharClass {
+    /// `a` to `z`.
     Lower,
+    /// `A` to `Z`.
     Upper,
+    /// `0` to `9`.
     Digit,
+    /// Every other printable ASCII character, space included.
     Punctuation,
 }
 
 impl CharClass {
+    /// Every class, in the order [`CharClass::of`] tests them.
     pub const ALL: [CharClass; 4] = [Self::Lower, Self::Upper, Self::Digit, Self::Punctuation];
 
     /// The class of a printable ASCII byte (space counts as punctuation).

@@ -50,9 +50,13 @@ fn tag_value(tags: &[Tag], key: &str) -> Option<String> {
 /// A parameter as SSM holds it, with its decrypted value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredParameter {
+    /// The parameter's name, as SSM returns it.
     pub name: String,
+    /// Its ARN (`Data.ParameterArn`; IAM policies and `ssm-secure` references name it).
     pub arn: String,
+    /// The latest version.
     pub version: i64,
+    /// The latest version's value, decrypted.
     pub value: Secret<String>,
     /// The KMS key of a SecureString (as given when it was put: id, ARN or alias).
     pub key_id: Option<String>,
@@ -61,6 +65,7 @@ pub struct StoredParameter {
     /// The rotation label version 1 was made for ([`CREATED_FOR_TAG`]), when the parameter was
     /// created with it.
     pub created_for: Option<String>,
+    /// The latest version's description.
     pub description: Option<String>,
 }
 
@@ -76,7 +81,9 @@ pub enum CreateIfAbsent {
 /// What [`ParameterStore::delete_if_owned`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
+    /// It was ours, and is deleted.
     Deleted,
+    /// There was no such parameter (a Delete's retry, or a rollback's).
     AlreadyGone,
     /// Left in place: it belongs to someone else (or to no one we know).
     NotOurs(Option<Owner>),
@@ -89,6 +96,7 @@ pub struct ParameterStore {
 }
 
 impl ParameterStore {
+    /// A store on `client`.
     pub fn new(client: Client) -> Self {
         Self { client }
     }
