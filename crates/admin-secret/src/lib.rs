@@ -258,12 +258,7 @@ impl Settings {
             CFN_ALLOW_RETURN_PASSWORD = %settings.return_password,
             "admin-secret settings"
         );
-        for problem in [settings.adopt.problem(), settings.return_password.problem()]
-            .into_iter()
-            .flatten()
-        {
-            tracing::error!("{problem}: the requests that need it are answered FAILED until it is fixed");
-        }
+        settings::log_problems([settings.adopt.problem(), settings.return_password.problem()]);
         settings
     }
 

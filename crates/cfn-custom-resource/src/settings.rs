@@ -162,6 +162,15 @@ impl<T: fmt::Debug> fmt::Display for Setting<T> {
     }
 }
 
+/// Logs each setting problem (from [`Setting::problem`]) once, at ERROR, saying what it costs:
+/// the requests that need the setting are answered `FAILED` until it is fixed. Each handler
+/// crate's `Settings::from_env()` calls it after logging its effective settings.
+pub fn log_problems(problems: impl IntoIterator<Item = Option<String>>) {
+    for problem in problems.into_iter().flatten() {
+        tracing::error!("{problem}: the requests that need it are answered FAILED until it is fixed");
+    }
+}
+
 /// An on/off setting: `"true"` or `"false"`, off when unset or empty. Any other value is kept as
 /// it was given, so that a request needing the switch fails naming the variable and its value;
 /// requests that do not need it are served as usual.

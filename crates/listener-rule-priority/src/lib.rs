@@ -243,12 +243,7 @@ impl Settings {
             PRIORITY_RECLAIM_AGE_SECONDS = %settings.reclaim_age,
             "listener-rule-priority settings"
         );
-        for problem in [settings.claim_root.problem(), settings.reclaim_age.problem()]
-            .into_iter()
-            .flatten()
-        {
-            tracing::error!("{problem}: the requests that need it are answered FAILED until it is fixed");
-        }
+        settings::log_problems([settings.claim_root.problem(), settings.reclaim_age.problem()]);
         settings
     }
 }

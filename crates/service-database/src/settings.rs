@@ -19,14 +19,8 @@ impl Settings {
         let settings = Self {
             adopt: settings::allow_adopt(),
         };
-        tracing::info!(
-            adopt = settings
-                .adopt
-                .refusal()
-                .as_deref()
-                .unwrap_or("allowed (CFN_ALLOW_ADOPT is true)"),
-            "function settings"
-        );
+        tracing::info!(CFN_ALLOW_ADOPT = %settings.adopt, "service-database settings");
+        settings::log_problems([settings.adopt.problem()]);
         settings
     }
 }
