@@ -222,7 +222,8 @@ fn assert_hidden(harness: &Harness, exchanges: &[&Exchange], passwords: &[&str])
                 let reason = put.json["Reason"].as_str().unwrap_or_default();
                 assert!(
                     !reason.contains(password),
-                    "a password appears in a Reason: {reason}"
+                    "a password appears in a Reason (shown here as <PASSWORD>): {}",
+                    reason.replace(password, "<PASSWORD>")
                 );
             }
         }
