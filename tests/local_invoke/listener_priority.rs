@@ -1063,6 +1063,55 @@ async fn a_sequence_at_25_percent_injected_aws_faults() {
     }
 }
 
+/// The claims a replacing Update's answer names (`Data.Priorities`) and the one the old id
+/// (`old_id`, `<listener>/priority/<n>`) still holds, sorted.
+fn updated_claims(updated: &Exchange, old_id: Option<&str>) -> Vec<u32> {
+    let mut named: Vec<u32> = updated
+        .data("Priorities")
+        .unwrap()
+        .split(',')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    named.extend(old_id.and_then(|id| id.rsplit('/').next()?.parse::<u32>().ok()));
+    named.sort();
+    named
+}
+
+/// After a replacing Update (`updated`): the cleanup Delete of the old id (properties `one`)
+/// and the Delete of the new (`two`) both succeed, and `mine` holds no claim on `arn` after them.
+async fn both_deletes_leave_no_claim(
+    harness: &Harness,
+    arn: &str,
+    mine: &str,
+    old_id: &str,
+    updated: &Exchange,
+    (one, two): (&Value, &Value),
+    what: &str,
+) {
+    let cleanup = harness
+        .call(
+            harness
+                .events
+                .delete(RESOURCE_TYPE, "Priority", old_id, one.clone()),
+        )
+        .await;
+    harness.assert_success(&cleanup);
+    let deleted = harness
+        .call(harness.events.delete(
+            RESOURCE_TYPE,
+            "Priority",
+            updated.physical_id().expect("a physical id"),
+            two.clone(),
+        ))
+        .await;
+    harness.assert_success(&deleted);
+    let left = claims_of(arn, mine).await;
+    assert!(
+        left.is_empty(),
+        "{what}: after both Deletes claims {left:?} leaked"
+    );
+}
+
 /// Create, a replacing Update and Delete, each killed once moto has acted on its k-th AWS
 /// request (for every k), then re-delivered to a new process: SUCCESS, the only response, and the
 /// resource holds exactly the claims its answer names; after Delete it holds none. A claim the
@@ -1115,42 +1164,11 @@ async fn killed_after_each_aws_call_then_redelivered() {
                 "Create" => assert_eq!(held, vec![priority(&again)], "{what}: claims {held:?}"),
                 "Update" => {
                     // The old id's claim stays until CloudFormation deletes the old id.
-                    let mut named: Vec<u32> = again
-                        .data("Priorities")
-                        .unwrap()
-                        .split(',')
-                        .map(|p| p.parse().unwrap())
-                        .collect();
-                    named.extend(
-                        setup
-                            .as_deref()
-                            .and_then(|id| id.rsplit('/').next()?.parse::<u32>().ok()),
-                    );
-                    named.sort();
+                    let named = updated_claims(&again, setup.as_deref());
                     assert_eq!(held, named, "{what}: claims {held:?}");
-                    let cleanup = harness
-                        .call(harness.events.delete(
-                            RESOURCE_TYPE,
-                            "Priority",
-                            setup.as_ref().unwrap(),
-                            one.clone(),
-                        ))
+                    let old_id = setup.as_ref().unwrap();
+                    both_deletes_leave_no_claim(&harness, &arn, &mine, old_id, &again, (&one, &two), &what)
                         .await;
-                    harness.assert_success(&cleanup);
-                    let deleted = harness
-                        .call(harness.events.delete(
-                            RESOURCE_TYPE,
-                            "Priority",
-                            again.physical_id().expect("a physical id"),
-                            two.clone(),
-                        ))
-                        .await;
-                    harness.assert_success(&deleted);
-                    let left = claims_of(&arn, &mine).await;
-                    assert!(
-                        left.is_empty(),
-                        "{what}: after both Deletes claims {left:?} leaked"
-                    );
                 }
                 _ => assert!(held.is_empty(), "{what}: claims {held:?} leaked"),
             }
