@@ -14,7 +14,7 @@ const LOGICAL_ID: &str = "AdminSecret";
 const KEY: &str = "alias/platform-rds-test";
 const OTHER_KEY: &str = "alias/platform-rds-test-other";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     let mut all = trials![
         admin_secret;
         create_stores_a_secure_string_under_the_key,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 const TYPE: &str = "Custom::AdminSecret";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     trials![
         dead_letter;
         crashed_create_is_answered_once_then_its_rollback_delete_succeeds,

@@ -29,7 +29,7 @@ const SERVICES: [(&str, &str, &str); 2] = [
     ("engine-payments", "engine_payments", "Drop"),
 ];
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     trials![
         engine;
         four_stacks_through_moto_cloudformation_create_wire_and_delete,
@@ -38,7 +38,7 @@ pub fn trials() -> Vec<Trial> {
 }
 
 /// The four kinds of stack created once through the engine (both trials read them).
-pub struct Deployment {
+pub(crate) struct Deployment {
     pub network: Value,
     /// Each stack's outputs, by stack name.
     pub outputs: BTreeMap<String, Value>,
@@ -50,7 +50,7 @@ pub struct Deployment {
 
 /// Creates, in dependency order, support, fargate-cluster and rds-cluster, then the two
 /// service stacks at the same time.
-pub fn deployment() -> &'static Deployment {
+pub(crate) fn deployment() -> &'static Deployment {
     static DEPLOYMENT: OnceLock<Deployment> = OnceLock::new();
     DEPLOYMENT.get_or_init(|| {
         let engine = engine();
@@ -70,7 +70,7 @@ pub fn deployment() -> &'static Deployment {
 }
 
 /// A running engine: its endpoint and the file it records every event and response in.
-pub struct Engine {
+pub(crate) struct Engine {
     pub moto: Moto,
     pub record: PathBuf,
     pub logs: PathBuf,
@@ -78,7 +78,7 @@ pub struct Engine {
 
 /// Starts `cfn_engine.py` (once per process) against the throwaway PostgreSQL, with the
 /// release binaries.
-pub fn engine() -> &'static Engine {
+pub(crate) fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let pg = postgres();
@@ -133,7 +133,7 @@ pub fn engine() -> &'static Engine {
 
 impl Engine {
     /// Runs `tests/engine/stacks.py` against the endpoint; its JSON output.
-    pub fn stacks(&self, args: &[&str]) -> Value {
+    pub(crate) fn stacks(&self, args: &[&str]) -> Value {
         let script = repo_root().join("tests/engine/stacks.py");
         let code = format!(
             "import runpy, sys; sys.argv = [{:?}] + sys.argv[1:]; runpy.run_path({:?}, run_name='__main__')",
@@ -145,7 +145,7 @@ impl Engine {
     }
 
     /// Creates the stacks of `spec` at the same time; each one's `{name, status, outputs}`.
-    pub fn create(&self, spec: Value) -> Vec<Value> {
+    pub(crate) fn create(&self, spec: Value) -> Vec<Value> {
         let file = self
             .logs
             .join(format!("spec-{}.json", local_invoke::postgres::random_hex(4)));
@@ -155,7 +155,7 @@ impl Engine {
     }
 
     /// Every event the engine delivered, with the response it got, in delivery order.
-    pub fn exchanges(&self) -> Vec<(Value, Value)> {
+    pub(crate) fn exchanges(&self) -> Vec<(Value, Value)> {
         let text = std::fs::read_to_string(&self.record).unwrap_or_default();
         let lines: Vec<Value> = text
             .lines()
@@ -182,7 +182,7 @@ impl Engine {
     }
 
     /// The one exchange for (stack name, logical id, request type).
-    pub fn exchange(&self, stack: &str, logical_id: &str, request_type: &str) -> (Value, Value) {
+    pub(crate) fn exchange(&self, stack: &str, logical_id: &str, request_type: &str) -> (Value, Value) {
         let found: Vec<_> = self
             .exchanges()
             .into_iter()
@@ -203,7 +203,7 @@ impl Engine {
     }
 
     /// Everything the Lambda processes printed.
-    pub fn lambda_logs(&self) -> String {
+    pub(crate) fn lambda_logs(&self) -> String {
         ["admin-secret", "service-database", "listener-rule-priority"]
             .iter()
             .map(|n| std::fs::read_to_string(self.logs.join(format!("{n}.log"))).unwrap_or_default())
@@ -216,7 +216,7 @@ fn template(name: &str) -> String {
     repo_root().join("cfn").join(name).display().to_string()
 }
 
-pub fn service_spec(network: &Value) -> Value {
+pub(crate) fn service_spec(network: &Value) -> Value {
     Value::Array(
         SERVICES
             .iter()

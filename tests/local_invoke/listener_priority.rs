@@ -16,7 +16,7 @@ const RESOURCE_TYPE: &str = "Custom::ListenerRulePriority";
 /// Where the handler documents its claims: `<root>/<listener ARN after "listener/">/<priority>`.
 const CLAIM_ROOT: &str = "/custom-resource/listener-rule-priority";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     let mut all = trials![
         listener_priority::faults;
         a_sequence_at_25_percent_injected_aws_faults,

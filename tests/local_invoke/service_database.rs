@@ -17,7 +17,7 @@ const TYPE: &str = "Custom::ServiceDatabase";
 const LOGICAL_ID: &str = "ServiceDatabase";
 const KEY: &str = "alias/service-database-test";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     let mut all = trials![
         service_database;
         create_makes_a_login_role_owning_its_database,
