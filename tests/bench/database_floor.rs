@@ -21,7 +21,7 @@ const APPLICATION: &str = "bench-floor";
 
 /// One thing a Create does to PostgreSQL.
 #[derive(Debug, Clone)]
-pub enum Step {
+pub(crate) enum Step {
     /// A new session of the admin on this database: TCP, the SSLRequest, the TLS handshake
     /// (verify-full), the startup message and SCRAM-SHA-256.
     Connect(String),
@@ -30,7 +30,7 @@ pub enum Step {
 }
 
 /// What a Create works on: the role (the database's owner), the database, and who made them.
-pub struct Names {
+pub(crate) struct Names {
     pub role: Identifier,
     pub database: Identifier,
     pub marker: Marker,
@@ -45,7 +45,7 @@ pub struct Names {
 /// SCRAM verifier literal of the role's password, `timeout_ms` the session timeouts.
 ///
 /// When the handler's statements change, this list is the one place to change.
-pub fn service_database_create_statements(
+pub(crate) fn service_database_create_statements(
     n: &Names,
     existing: bool,
     verifier: &str,
@@ -127,7 +127,7 @@ pub fn service_database_create_statements(
 
 /// The handler's TLS configuration for `verify-full` (`service_database::tls::transport`): the
 /// RDS bundle plus the test CA, rustls with ring, its safe default versions. Built once.
-pub fn tls_config(ca_pem: &str) -> Arc<ClientConfig> {
+pub(crate) fn tls_config(ca_pem: &str) -> Arc<ClientConfig> {
     let roots = service_database::tls::root_store(Some(ca_pem)).expect("the trust store");
     let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -139,7 +139,7 @@ pub fn tls_config(ca_pem: &str) -> Arc<ClientConfig> {
 
 /// A session as the handler opens it (host name, port, verify-full, the connect timeout), the
 /// connection task aborted when the returned handle is dropped.
-pub async fn connect(
+pub(crate) async fn connect(
     pg: &Postgres,
     port: u16,
     tls: &Arc<ClientConfig>,
@@ -167,7 +167,7 @@ pub async fn connect(
 }
 
 /// Aborts a connection's task when dropped, as the handler's `Connection` does.
-pub struct Abort(tokio::task::JoinHandle<()>);
+pub(crate) struct Abort(tokio::task::JoinHandle<()>);
 
 impl Drop for Abort {
     fn drop(&mut self) {
@@ -177,7 +177,7 @@ impl Drop for Abort {
 
 /// One Create's PostgreSQL work at the floor: the verifier computed, then `steps` in order, each
 /// session kept open until the end (as the handler keeps its admin session). Returns the time.
-pub async fn run(pg: &Postgres, port: u16, tls: &Arc<ClientConfig>, steps: &[Step]) -> Duration {
+pub(crate) async fn run(pg: &Postgres, port: u16, tls: &Arc<ClientConfig>, steps: &[Step]) -> Duration {
     let started = Instant::now();
     let mut sessions = Vec::new();
     for step in steps {
@@ -199,14 +199,14 @@ pub async fn run(pg: &Postgres, port: u16, tls: &Arc<ClientConfig>, steps: &[Ste
 
 /// The role's password as the handler sends it: a SCRAM-SHA-256 verifier literal (4096 PBKDF2
 /// iterations, a fresh salt each time).
-pub fn verifier(password: &str) -> String {
+pub(crate) fn verifier(password: &str) -> String {
     quote_literal(&postgres_protocol::password::scram_sha_256(password.as_bytes())).expect("no NUL")
 }
 
 /// Where a connect's time goes, measured apart: TCP connect + the SSLRequest's answer, the TLS
 /// handshake (verify-full, the handler's configuration), and SCRAM's PBKDF2 (4096 iterations on
 /// the client, as `postgres-protocol` computes them); medians of `runs`.
-pub struct ConnectParts {
+pub(crate) struct ConnectParts {
     pub connect: f64,
     pub tcp_and_ssl_request: f64,
     pub tls_handshake: f64,
@@ -214,7 +214,7 @@ pub struct ConnectParts {
     pub round_trip: f64,
 }
 
-pub async fn connect_parts(pg: &Postgres, tls: &Arc<ClientConfig>, runs: usize) -> ConnectParts {
+pub(crate) async fn connect_parts(pg: &Postgres, tls: &Arc<ClientConfig>, runs: usize) -> ConnectParts {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut connects, mut tcps, mut handshakes, mut pbkdf2s, mut trips) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -265,7 +265,7 @@ pub async fn connect_parts(pg: &Postgres, tls: &Arc<ClientConfig>, runs: usize) 
 /// The statements the sessions named `application` logged since `offset` of the server log, one
 /// per simple query or extended-protocol execute, session by session in the order the sessions began:
 /// (sessions, statements).
-pub fn logged(log: &str, offset: usize, application: &str) -> (usize, Vec<String>) {
+pub(crate) fn logged(log: &str, offset: usize, application: &str) -> (usize, Vec<String>) {
     let log = log.get(offset..).unwrap_or_default();
     let pid = |line: &str| -> Option<String> {
         let (_, rest) = line.split_once(" [")?;
@@ -304,7 +304,7 @@ pub fn logged(log: &str, offset: usize, application: &str) -> (usize, Vec<String
 }
 
 /// `statement` with any SCRAM verifier literal replaced by `'<verifier>'`, for the report.
-pub fn redacted(statement: &str) -> String {
+pub(crate) fn redacted(statement: &str) -> String {
     let mut out = String::new();
     let mut rest = statement;
     while let Some(at) = rest.find("'SCRAM-SHA-256$") {
@@ -331,7 +331,7 @@ fn shape(statement: &str) -> String {
 
 /// Compares the handler's logged sessions and statements (`log_statement = 'all'`) with `steps`:
 /// `None` when they match, else what differs.
-pub fn log_check(handler_sessions: usize, handler: &[String], steps: &[Step]) -> Option<String> {
+pub(crate) fn log_check(handler_sessions: usize, handler: &[String], steps: &[Step]) -> Option<String> {
     let connects = steps.iter().filter(|s| matches!(s, Step::Connect(_))).count();
     let floor: Vec<String> = steps
         .iter()

@@ -34,10 +34,11 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use local_invoke::postgres::postgres;
-use local_invoke::services::{self, moto, repo_root};
+use local_invoke::postgres::{Postgres, postgres};
+use local_invoke::services::{self, Moto, moto, repo_root};
 use local_invoke::tls::test_ca;
 use local_invoke::{Exchange, Harness, Lambda, Profile, Receiver, RuntimeApi, binary_path, fixtures};
 use serde_json::{Value, json};
@@ -305,47 +306,215 @@ struct Row {
 
 async fn run() -> i32 {
     println!("Starting moto and a throwaway PostgreSQL ...");
-    let moto = tokio::task::spawn_blocking(moto).await.expect("moto");
-    let pg = tokio::task::spawn_blocking(postgres).await.expect("postgres");
-    let ca = tokio::task::spawn_blocking(test_ca).await.expect("test CA");
-    let bundle = ca.bundle.to_str().expect("utf-8 path").to_string();
-    // Init as Lambda pays it: no SSL_CERT_FILE. Warm runs: the bundle copy with the test CA.
-    let env = [("AWS_ENDPOINT_URL", moto.endpoint.as_str())];
-    let tls_env = [
-        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-        ("SSL_CERT_FILE", bundle.as_str()),
-    ];
-    let (key, claims_listener, crowded) = tokio::task::spawn_blocking(|| {
-        (
-            fixtures::kms_key("bench"),
-            fixtures::listener([1, 2, 5]),
-            fixtures::listener(1..=500),
-        )
-    })
-    .await
-    .expect("fixtures");
-    let admin_parameter = "/bench/admin-password".to_string();
-    {
-        let script = "import sys, boto3; boto3.client('ssm').put_parameter(Name=sys.argv[1], Value=sys.argv[2], Type='SecureString', KeyId=sys.argv[3], Overwrite=True)";
-        let (name, password, key) = (admin_parameter.clone(), pg.admin_password.clone(), key.clone());
-        tokio::task::spawn_blocking(move || moto.python(script, &[&name, &password, &key]))
-            .await
-            .expect("admin password");
-    }
+    let setup = Setup::start().await;
+    let floors = floors(&setup).await;
 
+    let mut rows: Vec<Row> = Vec::new();
+    let mut failures = Vec::new();
+    failures.extend(floors.noop.failures.iter().map(|f| format!("no-op: {f}")));
+
+    // --- per binary: init, warm latency, peak RSS, zip size ---------------------------------
+    // Lambdas driven again with no pause between invocations, against the back-to-back floors.
+    let mut back_to_back: Vec<BackToBack> = Vec::new();
+    // Per Lambda: its clean warm median and the same Creates through the fault proxy.
+    let mut fault_runs: Vec<(&str, f64, FaultRun)> = Vec::new();
+    for binary in ["admin-secret", "service-database", "listener-rule-priority"] {
+        if !only(binary) {
+            continue;
+        }
+        let (row, b2b, fault_run) = bench_lambda(&setup, &floors, binary, &mut failures).await;
+        back_to_back.extend(b2b);
+        fault_runs.extend(fault_run);
+        rows.push(row);
+    }
+    rows.extend(python_comparison(&setup, &floors, &mut failures).await);
+    let fresh = fresh_databases(&setup, &mut failures).await;
+
+    // --- service-database's floor: its PostgreSQL work driven directly -----------------------
+    let database = if only("service-database") || only("fresh") {
+        println!(
+            "service-database floor: the handler's statements from the server log, round trips through a counting proxy, {FLOOR_RUNS} floor Creates on an existing database, 20 on new ones ..."
+        );
+        Some(database_floors(setup.pg, &setup.admin_parameter, &setup.key, &setup.tls_env).await)
+    } else {
+        None
+    };
+    let contention = contention(&setup).await;
+    let guarantee = guarantee().await;
+
+    // --- report -------------------------------------------------------------------------------
+    let machine = machine();
+    println!();
+    println!("Machine: {machine}");
+    println!();
+    print_floors(&floors);
+    println!();
+    // service-database's floor column: the PostgreSQL floor plus what its Creates waited on AWS
+    // and the harness's own cost (the lines below the table compare the PostgreSQL phase alone).
+    if let Some(d) = &database {
+        for row in rows.iter_mut().filter(|r| r.name == "service-database") {
+            let floor = percentile(&d.existing, 50.0) + median_us(&row.warm.cost.aws) + floors.noop_floor;
+            row.floor = Some(("PostgreSQL floor + its AWS waits".into(), floor));
+        }
+    }
+    let json_rows = print_table(&rows, &fresh, database.as_ref(), floors.noop_floor);
+    println!();
+    print_comparisons(&rows, &floors);
+    print_back_to_back(&back_to_back, &mut failures);
+    print_breakdowns(&floors.noop, &rows, &back_to_back);
+    let database_json = database
+        .as_ref()
+        .map(|d| report_database(d, &rows, &fresh, floors.noop_floor));
+    let fault_json = if fault_runs.is_empty() {
+        Vec::new()
+    } else {
+        report_faults(&fault_runs)
+    };
+    print_contention_and_guarantee(&contention, &floors, &guarantee);
+    println!(
+        "Init: no SSL_CERT_FILE (compiled-in roots, as on Lambda). Warm: response PUT over TLS, SSL_CERT_FILE = the system bundle + the test CA."
+    );
+    let report = json!({
+        "machine": machine,
+        "back_to_back": back_to_back.iter().map(|(name, b2b, floor, floor_ms)| json!({
+            "request": name, "median_ms": percentile(&b2b.latencies, 50.0), "floor": floor, "floor_ms": floor_ms,
+        })).collect::<Vec<_>>(),
+        "floors_ms": floors.json(),
+        "lambdas": json_rows,
+        "service_database_new_database_ms": {"median": percentile(&fresh.latencies, 50.0), "p95": percentile(&fresh.latencies, 95.0), "runs": fresh.latencies.len()},
+        "contention": contention.json(&floors),
+        "guarantee": guarantee.json(),
+        "service_database_floor": database_json,
+        "faults": fault_json,
+        "failures": failures,
+    });
+    write_report(&report);
+    if !failures.is_empty() {
+        eprintln!(
+            "{} benchmarked requests did not succeed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        return 1;
+    }
+    if only("contention") && (contention.distinct.len() != CONTENDERS || contention.clashes != 0) {
+        return 1;
+    }
+    0
+}
+
+/// The services and fixtures every section runs against.
+struct Setup {
+    moto: &'static Moto,
+    pg: &'static Postgres,
+    /// Init as Lambda pays it: no `SSL_CERT_FILE`.
+    env: [(&'static str, &'static str); 1],
+    /// Warm runs: the bundle copy with the test CA as `SSL_CERT_FILE`.
+    tls_env: [(&'static str, &'static str); 2],
+    /// The KMS key every SecureString is made under.
+    key: String,
+    /// A listener with rules at 1, 2 and 5, for the priority Creates and the floors.
+    claims_listener: String,
+    /// A listener with 500 rules, for contention.
+    crowded: String,
+    /// The SSM parameter holding the cluster's admin password, for service-database.
+    admin_parameter: String,
+}
+
+impl Setup {
+    /// Starts moto, PostgreSQL and the test CA, and makes the fixtures.
+    async fn start() -> Self {
+        let moto = tokio::task::spawn_blocking(moto).await.expect("moto");
+        let pg = tokio::task::spawn_blocking(postgres).await.expect("postgres");
+        let ca = tokio::task::spawn_blocking(test_ca).await.expect("test CA");
+        let bundle = ca.bundle.to_str().expect("utf-8 path");
+        let env = [("AWS_ENDPOINT_URL", moto.endpoint.as_str())];
+        let tls_env = [
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+            ("SSL_CERT_FILE", bundle),
+        ];
+        let (key, claims_listener, crowded) = tokio::task::spawn_blocking(|| {
+            (
+                fixtures::kms_key("bench"),
+                fixtures::listener([1, 2, 5]),
+                fixtures::listener(1..=500),
+            )
+        })
+        .await
+        .expect("fixtures");
+        let admin_parameter = "/bench/admin-password".to_string();
+        {
+            let script = "import sys, boto3; boto3.client('ssm').put_parameter(Name=sys.argv[1], Value=sys.argv[2], Type='SecureString', KeyId=sys.argv[3], Overwrite=True)";
+            let (name, password, key) = (admin_parameter.clone(), pg.admin_password.clone(), key.clone());
+            tokio::task::spawn_blocking(move || moto.python(script, &[&name, &password, &key]))
+                .await
+                .expect("admin password");
+        }
+        Self {
+            moto,
+            pg,
+            env,
+            tls_env,
+            key,
+            claims_listener,
+            crowded,
+            admin_parameter,
+        }
+    }
+}
+
+/// The floors, measured in the same run: what moto and the harness cost on their own.
+struct Floors {
+    /// PutParameter (SecureString) after `SETTLE` of quiet, as every warm run comes: the floor of
+    /// a warm admin-secret Create; and back to back.
+    put_floor: f64,
+    back_to_back_put: f64,
+    /// What those PutParameters waited on moto (µs), after the quiet and back to back.
+    idle_put_waits: Vec<u64>,
+    put_waits: Vec<u64>,
+    /// PutParameter with admin-secret's three tags, after the quiet.
+    tagged_floor: f64,
+    /// PutParameter's median after 1, 3, 10 and 50 ms of quiet, as printed.
+    quiet: Vec<String>,
+    /// DescribeRules back to back, and DescribeRules then PutParameter after the quiet.
+    describe_floor: f64,
+    pair_floor: f64,
+    /// `CONTENDERS` DescribeRules of the 500-rule listener one after another: the first page,
+    /// and every rule (as each Create reads them), in ms.
+    sequential_describe_ms: f64,
+    full_describe_ms: f64,
+    /// A release Lambda whose Create does nothing: the harness's own cost.
+    noop: Warm,
+    noop_floor: f64,
+}
+
+impl Floors {
+    fn json(&self) -> Value {
+        json!({"put_parameter_secure_string": self.put_floor, "describe_rules": self.describe_floor, "sequential_describe_rules_500": self.sequential_describe_ms, "sequential_full_describe_rules_500": self.full_describe_ms, "noop_create": self.noop_floor, "put_parameter_tagged": self.tagged_floor, "put_parameter_back_to_back": self.back_to_back_put, "describe_rules_then_put_parameter": self.pair_floor, "quiet_before_each_ms": local_invoke::SETTLE.as_millis() as u64})
+    }
+}
+
+/// A PutParameter of a 32-character SecureString under `key`, ready to send.
+fn put_secure_string(
+    ssm: &aws_sdk_ssm::Client,
+    key: &str,
+    name: String,
+) -> aws_sdk_ssm::operation::put_parameter::builders::PutParameterFluentBuilder {
+    ssm.put_parameter()
+        .name(name)
+        .value("x".repeat(32))
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .key_id(key)
+}
+
+async fn floors(setup: &Setup) -> Floors {
     // --- floors -------------------------------------------------------------------------------
     println!(
         "floors: {FLOOR_RUNS} PutParameter (SecureString), {FLOOR_RUNS} DescribeRules, {CONTENDERS} DescribeRules of 500 rules ..."
     );
-    let ssm = moto.ssm();
-    let elb = elbv2(&moto.endpoint);
-    let put = |name: String| {
-        ssm.put_parameter()
-            .name(name)
-            .value("x".repeat(32))
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .key_id(&key)
-    };
+    let ssm = setup.moto.ssm();
+    let elb = elbv2(&setup.moto.endpoint);
+    let put = |name: String| put_secure_string(&ssm, &setup.key, name);
     // Back to back, as a loop of calls pays it.
     let (put_times, put_waits) = sample(Duration::ZERO, |i| put(format!("/bench/floor/{i}")).send()).await;
     // After the pause each warm run follows (the harness waits `SETTLE` after every invocation):
@@ -356,8 +525,62 @@ async fn run() -> i32 {
         put(format!("/bench/floor-idle/{i}")).send()
     })
     .await;
-    // The same call as admin-secret's Create sends it: with the three tags (owner and the token's
-    // created-for label), which moto stores and indexes too.
+    let tagged_floor = tagged_put_floor(&ssm, &setup.key).await;
+    let mut quiet = Vec::new();
+    for pause_ms in [1, 3, 10, 50] {
+        let (times, _) = sample(Duration::from_millis(pause_ms), |i| {
+            put(format!("/bench/floor-quiet-{pause_ms}/{i}")).send()
+        })
+        .await;
+        quiet.push(format!("{pause_ms} ms → {:.1} ms", percentile(&times, 50.0)));
+    }
+    let (describe_times, _) = sample(Duration::ZERO, |_| {
+        elb.describe_rules().listener_arn(&setup.claims_listener).send()
+    })
+    .await;
+    // A priority Create's floor: one DescribeRules then one PutParameter, after the same pause.
+    let (pair_times, _) = sample(local_invoke::SETTLE, |i| {
+        let describe = elb.describe_rules().listener_arn(&setup.claims_listener).send();
+        let put = put(format!("/bench/floor-pair/{i}")).send();
+        async move {
+            describe.await.expect("DescribeRules");
+            put.await
+        }
+    })
+    .await;
+    let (sequential_describe_ms, full_describe_ms) = sequential_describes(&elb, &setup.crowded).await;
+    // The harness's own cost: a release Lambda whose Create does nothing, the same hand-out and
+    // response PUT over TLS as every warm figure below.
+    let noop = {
+        let harness = tls_harness(&binary_path("fault-injection", Profile::Release), &setup.tls_env).await;
+        warm(&harness, 5, WARM_RUNS, |i| {
+            harness.events.create(
+                "Custom::FaultInjection",
+                &format!("Noop{i}"),
+                json!({"Label": "bench"}),
+            )
+        })
+        .await
+    };
+    Floors {
+        put_floor: percentile(&idle_put_times, 50.0),
+        back_to_back_put: percentile(&put_times, 50.0),
+        idle_put_waits,
+        put_waits,
+        tagged_floor,
+        quiet,
+        describe_floor: percentile(&describe_times, 50.0),
+        pair_floor: percentile(&pair_times, 50.0),
+        sequential_describe_ms,
+        full_describe_ms,
+        noop_floor: percentile(&noop.latencies, 50.0),
+        noop,
+    }
+}
+
+/// The same PutParameter as admin-secret's Create sends it, after the quiet: with the three tags
+/// (owner and the token's created-for label), which moto stores and indexes too. Its median.
+async fn tagged_put_floor(ssm: &aws_sdk_ssm::Client, key: &str) -> f64 {
     let (tagged_times, _) = sample(local_invoke::SETTLE, |i| {
         let tag = |k: &str, v: &str| {
             aws_sdk_ssm::types::Tag::builder()
@@ -366,7 +589,7 @@ async fn run() -> i32 {
                 .build()
                 .expect("tag")
         };
-        put(format!("/bench/floor-tagged/{i}"))
+        put_secure_string(ssm, key, format!("/bench/floor-tagged/{i}"))
             .overwrite(false)
             .tags(tag(
                 "custom-resource:stack-id",
@@ -380,33 +603,16 @@ async fn run() -> i32 {
             .send()
     })
     .await;
-    let tagged_floor = percentile(&tagged_times, 50.0);
-    let mut quiet = Vec::new();
-    for pause_ms in [1, 3, 10, 50] {
-        let (times, _) = sample(Duration::from_millis(pause_ms), |i| {
-            put(format!("/bench/floor-quiet-{pause_ms}/{i}")).send()
-        })
-        .await;
-        quiet.push(format!("{pause_ms} ms → {:.1} ms", percentile(&times, 50.0)));
-    }
-    let (describe_times, _) = sample(Duration::ZERO, |_| {
-        elb.describe_rules().listener_arn(&claims_listener).send()
-    })
-    .await;
-    // A priority Create's floor: one DescribeRules then one PutParameter, after the same pause.
-    let (pair_times, _) = sample(local_invoke::SETTLE, |i| {
-        let describe = elb.describe_rules().listener_arn(&claims_listener).send();
-        let put = put(format!("/bench/floor-pair/{i}")).send();
-        async move {
-            describe.await.expect("DescribeRules");
-            put.await
-        }
-    })
-    .await;
+    percentile(&tagged_times, 50.0)
+}
+
+/// `CONTENDERS` DescribeRules of the `crowded` listener one after another, in ms: moto's default
+/// first page, and every rule as each Create reads them.
+async fn sequential_describes(elb: &aws_sdk_elasticloadbalancingv2::Client, crowded: &str) -> (f64, f64) {
     let sequential_started = Instant::now();
     for _ in 0..CONTENDERS {
         elb.describe_rules()
-            .listener_arn(&crowded)
+            .listener_arn(crowded)
             .send()
             .await
             .expect("DescribeRules");
@@ -421,7 +627,7 @@ async fn run() -> i32 {
         loop {
             let page = elb
                 .describe_rules()
-                .listener_arn(&crowded)
+                .listener_arn(crowded)
                 .page_size(400) // listener_rule_priority::PAGE_SIZE (a dev-dependency only)
                 .set_marker(marker.take())
                 .send()
@@ -434,184 +640,207 @@ async fn run() -> i32 {
         }
     }
     let full_describe_ms = full_started.elapsed().as_secs_f64() * 1000.0;
-    let put_floor = percentile(&idle_put_times, 50.0);
-    let back_to_back_put = percentile(&put_times, 50.0);
-    let describe_floor = percentile(&describe_times, 50.0);
-    let pair_floor = percentile(&pair_times, 50.0);
-    // The harness's own cost: a release Lambda whose Create does nothing, the same hand-out and
-    // response PUT over TLS as every warm figure below.
-    let noop = {
-        let harness = tls_harness(&binary_path("fault-injection", Profile::Release), &tls_env).await;
-        warm(&harness, 5, WARM_RUNS, |i| {
-            harness.events.create(
-                "Custom::FaultInjection",
-                &format!("Noop{i}"),
-                json!({"Label": "bench"}),
-            )
-        })
-        .await
+    (sequential_describe_ms, full_describe_ms)
+}
+
+/// A Lambda's warm Creates driven back to back: (request, figures, floor, floor ms).
+type BackToBack = (&'static str, Warm, &'static str, f64);
+
+/// What one Lambda's warm Creates gave: the request, the floor they compare with, the figures,
+/// and the same Creates back to back when the Lambda has a back-to-back floor.
+type Warmed = (&'static str, Option<(String, f64)>, Warm, Option<BackToBack>);
+
+/// One Lambda: init over fresh processes, its warm Creates (and back to back), and its fault
+/// line; the failures go to `failures`.
+async fn bench_lambda(
+    setup: &Setup,
+    floors: &Floors,
+    binary: &'static str,
+    failures: &mut Vec<String>,
+) -> (Row, Option<BackToBack>, Option<(&'static str, f64, FaultRun)>) {
+    println!("{binary}: {INIT_STARTS} cold starts ...");
+    let path = binary_path(binary, Profile::Release);
+    let init = init_times(&path, &setup.env, INIT_STARTS).await;
+    let mut harness = tls_harness(&path, &setup.tls_env).await;
+    let (request, floor, warm, b2b) = match binary {
+        "admin-secret" => warm_admin_secret(setup, floors, &mut harness).await,
+        "service-database" => warm_service_database(setup, &harness).await,
+        _ => warm_listener_rule_priority(setup, floors, &mut harness).await,
     };
-    let noop_floor = percentile(&noop.latencies, 50.0);
+    failures.extend(warm.failures.iter().map(|f| format!("{binary}: {f}")));
+    // The same warm Create with a quarter of its AWS requests faulted.
+    let fault_run = if only("faults") {
+        let run = fault_line(setup, binary, &path).await;
+        failures.extend(
+            (run.through_proxy.failures.iter())
+                .chain(&run.faulted.failures)
+                .map(|f| format!("{binary} (fault proxy): {f}")),
+        );
+        Some((binary, percentile(&warm.latencies, 50.0), run))
+    } else {
+        None
+    };
+    let row = Row {
+        name: binary.to_string(),
+        init,
+        request: request.to_string(),
+        warm,
+        floor,
+        zip: zip_size(binary),
+    };
+    (row, b2b, fault_run)
+}
 
-    let mut rows: Vec<Row> = Vec::new();
-    let mut failures = Vec::new();
-    failures.extend(noop.failures.iter().map(|f| format!("no-op: {f}")));
+async fn warm_admin_secret(setup: &Setup, floors: &Floors, harness: &mut Harness) -> Warmed {
+    let stack = harness.events.for_stack("bench");
+    let key = setup.key.clone();
+    let create = |i: usize, prefix: &str| {
+        stack.create(
+            "Custom::AdminSecret",
+            &format!("{prefix}Secret{i}"),
+            json!({"ParameterName": format!("/bench/{prefix}secret-{i}"), "KeyId": key}),
+        )
+    };
+    let warm = warm(harness, 5, WARM_RUNS, |i| create(i, "")).await;
+    // The same, with no pause between invocations: moto meets the Lambda's
+    // PutParameter about as busy as the back-to-back floor's.
+    harness.settle = Duration::ZERO;
+    let b2b = self::warm(harness, 5, WARM_RUNS, |i| create(i, "b2b-")).await;
+    (
+        "Create (new SecureString)",
+        Some(("PutParameter".to_string(), floors.put_floor)),
+        warm,
+        Some((
+            "admin-secret Create",
+            b2b,
+            "PutParameter",
+            floors.back_to_back_put,
+        )),
+    )
+}
 
-    // --- per binary: init, warm latency, peak RSS, zip size ---------------------------------
-    // Lambdas driven again with no pause between invocations, against the back-to-back floors.
-    let mut back_to_back: Vec<(&str, Warm, &str, f64)> = Vec::new();
-    // Per Lambda: its clean warm median and the same Creates through the fault proxy.
-    let mut fault_runs: Vec<(&str, f64, FaultRun)> = Vec::new();
-    for binary in ["admin-secret", "service-database", "listener-rule-priority"] {
-        if !only(binary) {
-            continue;
-        }
-        println!("{binary}: {INIT_STARTS} cold starts ...");
-        let path = binary_path(binary, Profile::Release);
-        let init = init_times(&path, &env, INIT_STARTS).await;
-        let mut harness = tls_harness(&path, &tls_env).await;
-        let stack = harness.events.for_stack("bench");
-        let (request, floor, warm) = match binary {
-            "admin-secret" => {
-                let key = key.clone();
-                let create = |i: usize, prefix: &str| {
-                    stack.create(
-                        "Custom::AdminSecret",
-                        &format!("{prefix}Secret{i}"),
-                        json!({"ParameterName": format!("/bench/{prefix}secret-{i}"), "KeyId": key}),
-                    )
-                };
-                let warm = warm(&harness, 5, WARM_RUNS, |i| create(i, "")).await;
-                // The same, with no pause between invocations: moto meets the Lambda's
-                // PutParameter about as busy as the back-to-back floor's.
-                harness.settle = Duration::ZERO;
-                let b2b = self::warm(&harness, 5, WARM_RUNS, |i| create(i, "b2b-")).await;
-                back_to_back.push(("admin-secret Create", b2b, "PutParameter", back_to_back_put));
-                (
-                    "Create (new SecureString)",
-                    Some(("PutParameter".to_string(), put_floor)),
-                    warm,
-                )
-            }
-            "service-database" => {
-                let first = stack.create(
-                    "Custom::ServiceDatabase",
-                    "Db",
-                    database_properties(pg, &admin_parameter, &key, "bench_db"),
-                );
-                harness.call(first).await;
-                let warm = warm(&harness, 5, WARM_RUNS, |_| {
-                    stack.create(
-                        "Custom::ServiceDatabase",
-                        "Db",
-                        database_properties(pg, &admin_parameter, &key, "bench_db"),
-                    )
-                })
-                .await;
-                ("Create (existing db: TLS + SCRAM + checks)", None, warm)
-            }
-            _ => {
-                println!("{binary}: {CLAIMS} claims on the listener first ...");
-                let create = |i: usize, prefix: &str| {
-                    stack.create(
-                        "Custom::ListenerRulePriority",
-                        &format!("{prefix}Rule{i}"),
-                        json!({"ListenerArn": claims_listener}),
-                    )
-                };
-                let warm = warm(&harness, CLAIMS, WARM_RUNS / 2, |i| create(i, "")).await;
-                harness.settle = Duration::ZERO;
-                let b2b = self::warm(&harness, 5, WARM_RUNS / 2, |i| create(i, "B2b")).await;
-                back_to_back.push((
-                    "listener-rule-priority Create",
-                    b2b,
-                    "DescribeRules + PutParameter",
-                    describe_floor + back_to_back_put,
-                ));
-                (
-                    "Create (claim a priority; 100+ claims on the listener)",
-                    Some(("DescribeRules + PutParameter".to_string(), pair_floor)),
-                    warm,
-                )
-            }
-        };
-        failures.extend(warm.failures.iter().map(|f| format!("{binary}: {f}")));
-        // The same warm Create with a quarter of its AWS requests faulted.
-        if only("faults") {
-            println!(
-                "{binary}: {FAULT_RUNS} Creates through the fault proxy without faults, {FAULT_RUNS} at {:.0}% faults ...",
-                FAULT_RATE * 100.0
-            );
-            let run = under_faults(&path, &tls_env, &moto.endpoint, |events, phase, i| match binary {
-                "admin-secret" => events.for_stack("bench").create(
-                    "Custom::AdminSecret",
-                    &format!("{phase}Secret{i}"),
-                    json!({"ParameterName": format!("/bench/{phase}-secret-{i}"), "KeyId": key}),
-                ),
-                // The warm runs' existing database, as the same resource.
-                "service-database" => events.for_stack("bench").create(
-                    "Custom::ServiceDatabase",
-                    "Db",
-                    database_properties(pg, &admin_parameter, &key, "bench_db"),
-                ),
-                _ => events.for_stack("bench").create(
-                    "Custom::ListenerRulePriority",
-                    &format!("{phase}Rule{i}"),
-                    json!({"ListenerArn": claims_listener}),
-                ),
-            })
-            .await;
-            failures.extend(
-                (run.through_proxy.failures.iter())
-                    .chain(&run.faulted.failures)
-                    .map(|f| format!("{binary} (fault proxy): {f}")),
-            );
-            fault_runs.push((binary, percentile(&warm.latencies, 50.0), run));
-        }
-        rows.push(Row {
-            name: binary.to_string(),
-            init,
-            request: request.to_string(),
-            warm,
-            floor,
-            zip: zip_size(binary),
-        });
-    }
+async fn warm_service_database(setup: &Setup, harness: &Harness) -> Warmed {
+    let stack = harness.events.for_stack("bench");
+    let (pg, admin_parameter, key) = (setup.pg, &setup.admin_parameter, &setup.key);
+    let first = stack.create(
+        "Custom::ServiceDatabase",
+        "Db",
+        database_properties(pg, admin_parameter, key, "bench_db"),
+    );
+    harness.call(first).await;
+    let warm = warm(harness, 5, WARM_RUNS, |_| {
+        stack.create(
+            "Custom::ServiceDatabase",
+            "Db",
+            database_properties(pg, admin_parameter, key, "bench_db"),
+        )
+    })
+    .await;
+    ("Create (existing db: TLS + SCRAM + checks)", None, warm, None)
+}
 
+async fn warm_listener_rule_priority(setup: &Setup, floors: &Floors, harness: &mut Harness) -> Warmed {
+    let binary = "listener-rule-priority";
+    let stack = harness.events.for_stack("bench");
+    println!("{binary}: {CLAIMS} claims on the listener first ...");
+    let create = |i: usize, prefix: &str| {
+        stack.create(
+            "Custom::ListenerRulePriority",
+            &format!("{prefix}Rule{i}"),
+            json!({"ListenerArn": setup.claims_listener}),
+        )
+    };
+    let warm = warm(harness, CLAIMS, WARM_RUNS / 2, |i| create(i, "")).await;
+    harness.settle = Duration::ZERO;
+    let b2b = self::warm(harness, 5, WARM_RUNS / 2, |i| create(i, "B2b")).await;
+    (
+        "Create (claim a priority; 100+ claims on the listener)",
+        Some(("DescribeRules + PutParameter".to_string(), floors.pair_floor)),
+        warm,
+        Some((
+            "listener-rule-priority Create",
+            b2b,
+            "DescribeRules + PutParameter",
+            floors.describe_floor + floors.back_to_back_put,
+        )),
+    )
+}
+
+/// `binary`'s warm Create through the fault proxy, without faults and at `FAULT_RATE`.
+async fn fault_line(setup: &Setup, binary: &str, path: &Path) -> FaultRun {
+    println!(
+        "{binary}: {FAULT_RUNS} Creates through the fault proxy without faults, {FAULT_RUNS} at {:.0}% faults ...",
+        FAULT_RATE * 100.0
+    );
+    let (pg, admin_parameter, key) = (setup.pg, &setup.admin_parameter, &setup.key);
+    under_faults(
+        path,
+        &setup.tls_env,
+        &setup.moto.endpoint,
+        |events, phase, i| match binary {
+            "admin-secret" => events.for_stack("bench").create(
+                "Custom::AdminSecret",
+                &format!("{phase}Secret{i}"),
+                json!({"ParameterName": format!("/bench/{phase}-secret-{i}"), "KeyId": key}),
+            ),
+            // The warm runs' existing database, as the same resource.
+            "service-database" => events.for_stack("bench").create(
+                "Custom::ServiceDatabase",
+                "Db",
+                database_properties(pg, admin_parameter, key, "bench_db"),
+            ),
+            _ => events.for_stack("bench").create(
+                "Custom::ListenerRulePriority",
+                &format!("{phase}Rule{i}"),
+                json!({"ListenerArn": setup.claims_listener}),
+            ),
+        },
+    )
+    .await
+}
+
+/// The comparison: the same admin-secret Create by crhelper + boto3 under awslambdaric; `None`
+/// when not asked for or its venv is missing.
+async fn python_comparison(setup: &Setup, floors: &Floors, failures: &mut Vec<String>) -> Option<Row> {
     // --- the comparison: crhelper + boto3 under awslambdaric ----------------------------------
     let python = repo_root().join("tests/bench/python/bootstrap");
     if !only("python") {
-    } else if repo_root().join("tests/bench/python/.venv/bin/python").is_file() {
-        println!(
-            "crhelper + boto3 (awslambdaric): 10 cold starts, {} Creates ...",
-            WARM_RUNS / 2
-        );
-        let init = init_times(&python, &env, 10).await;
-        let harness = tls_harness(&python, &tls_env).await;
-        let stack = harness.events.for_stack("bench-python");
-        let key = key.clone();
-        let warm = warm(&harness, 5, WARM_RUNS / 2, |i| {
-            stack.create(
-                "Custom::AdminSecret",
-                &format!("Secret{i}"),
-                json!({"ParameterName": format!("/bench/python-secret-{i}"), "KeyId": key}),
-            )
-        })
-        .await;
-        failures.extend(warm.failures.iter().map(|f| format!("python admin-secret: {f}")));
-        rows.push(Row {
-            name: "admin-secret, crhelper + boto3".to_string(),
-            init,
-            request: "Create (new SecureString)".to_string(),
-            warm,
-            floor: Some(("PutParameter".to_string(), put_floor)),
-            zip: None,
-        });
-    } else {
-        println!("crhelper + boto3: skipped, `make bench-venv` makes its venv");
+        return None;
     }
+    if !repo_root().join("tests/bench/python/.venv/bin/python").is_file() {
+        println!("crhelper + boto3: skipped, `make bench-venv` makes its venv");
+        return None;
+    }
+    println!(
+        "crhelper + boto3 (awslambdaric): 10 cold starts, {} Creates ...",
+        WARM_RUNS / 2
+    );
+    let init = init_times(&python, &setup.env, 10).await;
+    let harness = tls_harness(&python, &setup.tls_env).await;
+    let stack = harness.events.for_stack("bench-python");
+    let key = setup.key.clone();
+    let warm = warm(&harness, 5, WARM_RUNS / 2, |i| {
+        stack.create(
+            "Custom::AdminSecret",
+            &format!("Secret{i}"),
+            json!({"ParameterName": format!("/bench/python-secret-{i}"), "KeyId": key}),
+        )
+    })
+    .await;
+    failures.extend(warm.failures.iter().map(|f| format!("python admin-secret: {f}")));
+    Some(Row {
+        name: "admin-secret, crhelper + boto3".to_string(),
+        init,
+        request: "Create (new SecureString)".to_string(),
+        warm,
+        floor: Some(("PutParameter".to_string(), floors.put_floor)),
+        zip: None,
+    })
+}
 
-    // A new database each time: CREATE DATABASE copies a template, which dominates.
+/// service-database's Creates of a new database each time (CREATE DATABASE copies a template,
+/// which dominates); no figures when `fresh` is not asked for.
+async fn fresh_databases(setup: &Setup, failures: &mut Vec<String>) -> Warm {
     println!("service-database: 20 Creates of new databases ...");
     let fresh = if !only("fresh") {
         Warm {
@@ -621,13 +850,14 @@ async fn run() -> i32 {
             cost: Cost::default(),
         }
     } else {
-        let harness = tls_harness(&binary_path("service-database", Profile::Release), &tls_env).await;
+        let harness = tls_harness(&binary_path("service-database", Profile::Release), &setup.tls_env).await;
         let stack = harness.events.for_stack("bench-fresh");
+        let (pg, admin_parameter, key) = (setup.pg, &setup.admin_parameter, &setup.key);
         warm(&harness, 5, 20, |i| {
             stack.create(
                 "Custom::ServiceDatabase",
                 &format!("Fresh{i}"),
-                database_properties(pg, &admin_parameter, &key, &format!("bench_fresh_{i}")),
+                database_properties(pg, admin_parameter, key, &format!("bench_fresh_{i}")),
             )
         })
         .await
@@ -638,24 +868,31 @@ async fn run() -> i32 {
             .iter()
             .map(|f| format!("service-database (new): {f}")),
     );
+    fresh
+}
 
-    // --- service-database's floor: its PostgreSQL work driven directly -----------------------
-    let database = if only("service-database") || only("fresh") {
-        println!(
-            "service-database floor: the handler's statements from the server log, round trips through a counting proxy, {FLOOR_RUNS} floor Creates on an existing database, 20 on new ones ..."
-        );
-        Some(database_floors(pg, &admin_parameter, &key, &tls_env).await)
-    } else {
-        None
-    };
+/// `CONTENDERS` simultaneous priority Creates on the 500-rule listener.
+struct Contention {
+    granted: Vec<u32>,
+    distinct: BTreeSet<u32>,
+    /// Granted priorities a live rule holds.
+    clashes: usize,
+    wall_ms: f64,
+}
 
-    // --- contention ---------------------------------------------------------------------------
-    println!(
-        "listener-rule-priority: {CONTENDERS} simultaneous Creates against a listener with 500 rules ..."
-    );
+impl Contention {
+    fn json(&self, floors: &Floors) -> Value {
+        json!({"contenders": CONTENDERS, "rules": 500, "granted": self.granted.len(), "distinct": self.distinct.len(), "on_live_rule": self.clashes, "wall_ms": self.wall_ms, "ratio_to_sequential_describe": self.wall_ms / floors.sequential_describe_ms, "ratio_to_sequential_full_describe": self.wall_ms / floors.full_describe_ms})
+    }
+}
+
+/// Starts `CONTENDERS` listener-rule-priority processes (none unless `contention` is asked for),
+/// each polling and warmed up with a Delete of nothing: the first PUT of each process reads the
+/// bundle, so the timed round is the allocation alone.
+async fn contenders(setup: &Setup) -> Vec<Harness> {
     let priority = binary_path("listener-rule-priority", Profile::Release);
     let log_level = std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into());
-    let mut contender_env = tls_env.to_vec();
+    let mut contender_env = setup.tls_env.to_vec();
     contender_env.push(("AWS_LAMBDA_LOG_LEVEL", log_level.as_str()));
     let mut contenders = Vec::new();
     for _ in 0..if only("contention") { CONTENDERS } else { 0 } {
@@ -664,31 +901,38 @@ async fn run() -> i32 {
     for h in &contenders {
         h.runtime_api.wait_for_polls(1, Duration::from_secs(10)).await;
     }
-    // The first PUT of each process reads the bundle: warm every contender up with a Delete of
-    // nothing first, so the timed round is the allocation alone.
     let mut warmups = Vec::new();
     for (i, h) in contenders.iter().enumerate() {
         let event = h.events.for_stack(&format!("contender-{i}")).delete(
             "Custom::ListenerRulePriority",
             "Warmup",
             "not-a-claim",
-            json!({"ListenerArn": crowded}),
+            json!({"ListenerArn": setup.crowded}),
         );
         warmups.push(h.call(event));
     }
     join_all(warmups).await;
+    contenders
+}
+
+async fn contention(setup: &Setup) -> Contention {
+    // --- contention ---------------------------------------------------------------------------
+    println!(
+        "listener-rule-priority: {CONTENDERS} simultaneous Creates against a listener with 500 rules ..."
+    );
+    let contenders = contenders(setup).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, h) in contenders.iter().enumerate() {
         let event = h.events.for_stack(&format!("contender-{i}")).create(
             "Custom::ListenerRulePriority",
             "Rule",
-            json!({"ListenerArn": crowded}),
+            json!({"ListenerArn": setup.crowded}),
         );
         tasks.push(h.call(event));
     }
     let exchanges = join_all(tasks).await;
-    let contention_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     let granted: Vec<u32> = exchanges
         .iter()
         .filter_map(|x| x.puts.last()?.json["Data"]["Priority"].as_str()?.parse().ok())
@@ -714,7 +958,28 @@ async fn run() -> i32 {
         }
     }
     drop(contenders);
+    Contention {
+        granted,
+        distinct,
+        clashes,
+        wall_ms,
+    }
+}
 
+/// The response guarantee's latency: panic → FAILED, and how long before the deadline a hang's
+/// FAILED arrives.
+struct Guarantee {
+    panic_latencies: Vec<Duration>,
+    hang_before_deadline_ms: Option<f64>,
+}
+
+impl Guarantee {
+    fn json(&self) -> Value {
+        json!({"panic_to_failed_ms": {"median": percentile(&self.panic_latencies, 50.0), "max": percentile(&self.panic_latencies, 100.0)}, "hang_failed_before_deadline_ms": self.hang_before_deadline_ms, "margin_ms": 1000})
+    }
+}
+
+async fn guarantee() -> Guarantee {
     // --- guarantee latency --------------------------------------------------------------------
     println!("fault-injection: panic → FAILED, hang → FAILED before the deadline ...");
     let fault = Harness::start_profile(
@@ -745,31 +1010,36 @@ async fn run() -> i32 {
         false => None,
     }
     .map(|l| (timeout.saturating_sub(l)).as_secs_f64() * 1000.0);
+    Guarantee {
+        panic_latencies,
+        hang_before_deadline_ms,
+    }
+}
 
-    // --- report -------------------------------------------------------------------------------
-    let machine = machine();
-    let mut database_json = None;
-    let mut fault_json = Vec::new();
-    let python_warm = rows
-        .iter()
-        .find(|r| r.name.contains("crhelper"))
-        .map(|r| percentile(&r.warm.latencies, 50.0));
-    let python_init = rows
-        .iter()
-        .find(|r| r.name.contains("crhelper"))
-        .map(|r| percentile(&r.init, 50.0));
-    println!();
-    println!("Machine: {machine}");
-    println!();
+/// The floor lines above the table.
+fn print_floors(floors: &Floors) {
+    let Floors {
+        put_floor,
+        back_to_back_put,
+        idle_put_waits,
+        put_waits,
+        quiet,
+        describe_floor,
+        pair_floor,
+        sequential_describe_ms,
+        full_describe_ms,
+        noop_floor,
+        ..
+    } = floors;
     println!(
         "Floors (moto, same run, medians of {FLOOR_RUNS}), each call after {} ms of quiet as every warm run comes: PutParameter SecureString {put_floor:.1} ms, DescribeRules then PutParameter {pair_floor:.1} ms; back to back (moto already busy): PutParameter {back_to_back_put:.1} ms, DescribeRules {describe_floor:.1} ms; {CONTENDERS} DescribeRules of a 500-rule listener one after another {sequential_describe_ms:.0} ms (first page), {full_describe_ms:.0} ms (every rule, as each Create reads them)",
         local_invoke::SETTLE.as_millis(),
     );
     println!(
         "The PutParameter floor is {:.1} ms of waiting on moto and {:.1} ms in the SDK (back to back: {:.1} ms waiting); the wait is measured by the counting HTTP client the Lambdas log theirs with",
-        median_us(&idle_put_waits),
-        put_floor - median_us(&idle_put_waits),
-        median_us(&put_waits),
+        median_us(idle_put_waits),
+        put_floor - median_us(idle_put_waits),
+        median_us(put_waits),
     );
     println!(
         "moto's PutParameter after some quiet: 0 ms → {back_to_back_put:.1} ms, {} (medians of {FLOOR_RUNS})",
@@ -778,65 +1048,18 @@ async fn run() -> i32 {
     println!(
         "Floor (harness): a release Lambda whose Create does nothing, hand-out → response PUT over TLS received: {noop_floor:.1} ms (median of {WARM_RUNS})"
     );
-    println!();
-    // service-database's floor column: the PostgreSQL floor plus what its Creates waited on AWS
-    // and the harness's own cost (the lines below the table compare the PostgreSQL phase alone).
-    if let Some(d) = &database {
-        for row in rows.iter_mut().filter(|r| r.name == "service-database") {
-            let floor = percentile(&d.existing, 50.0) + median_us(&row.warm.cost.aws) + noop_floor;
-            row.floor = Some(("PostgreSQL floor + its AWS waits".into(), floor));
-        }
-    }
+}
+
+/// The table, one row per Lambda (and service-database's new-database Creates); returns the rows
+/// as JSON.
+fn print_table(rows: &[Row], fresh: &Warm, database: Option<&DatabaseFloors>, noop_floor: f64) -> Vec<Value> {
     println!(
         "| Lambda | init median / max (ms) | warm request | warm median / p95 (ms) | × floor | peak RSS (MiB) | arm64 zip (MiB) |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    let mut json_rows = Vec::new();
-    for row in &rows {
-        let median = percentile(&row.warm.latencies, 50.0);
-        let ratio = row.floor.as_ref().map_or("".to_string(), |(label, ms)| {
-            format!("{:.2}× {label}", median / ms)
-        });
-        let zip = row.zip.map_or(
-            if row.name.contains("crhelper") {
-                "".into()
-            } else {
-                "n/a (make build)".to_string()
-            },
-            |b| format!("{:.2}", b as f64 / 1_048_576.0),
-        );
-        let rss = row
-            .warm
-            .peak_rss_kib
-            .map_or("n/a".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
-        println!(
-            "| {} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {} | {} | {} |",
-            row.name,
-            percentile(&row.init, 50.0),
-            percentile(&row.init, 100.0),
-            row.request,
-            median,
-            percentile(&row.warm.latencies, 95.0),
-            ratio,
-            rss,
-            zip,
-        );
-        json_rows.push(json!({
-            "lambda": row.name,
-            "init_ms": {"median": percentile(&row.init, 50.0), "max": percentile(&row.init, 100.0), "starts": row.init.len()},
-            "warm_ms": {"request": row.request, "median": median, "p95": percentile(&row.warm.latencies, 95.0), "runs": row.warm.latencies.len()},
-            "floor": row.floor.as_ref().map(|(label, ms)| json!({"what": label, "ms": ms, "ratio": median / ms})),
-            "peak_rss_mb": row.warm.peak_rss_kib.map(|k| k as f64 / 1024.0),
-            "zip_bytes": row.zip,
-            "cost_ms": (!row.warm.cost.handler.is_empty()).then(|| json!({
-                "handler": median_us(&row.warm.cost.handler),
-                "aws": median_us(&row.warm.cost.aws),
-                "put": median_us(&row.warm.cost.put),
-            })),
-        }));
-    }
+    let json_rows = rows.iter().map(print_row).collect();
     if only("fresh") {
-        let ratio = database.as_ref().map_or(String::new(), |d| {
+        let ratio = database.map_or(String::new(), |d| {
             let floor = percentile(&d.new, 50.0) + median_us(&fresh.cost.aws) + noop_floor;
             format!(
                 "{:.2}× PostgreSQL floor + its AWS waits",
@@ -852,7 +1075,59 @@ async fn run() -> i32 {
                 .map_or("n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
         );
     }
-    println!();
+    json_rows
+}
+
+/// One row of the table; returns it as JSON.
+fn print_row(row: &Row) -> Value {
+    let median = percentile(&row.warm.latencies, 50.0);
+    let ratio = row.floor.as_ref().map_or("".to_string(), |(label, ms)| {
+        format!("{:.2}× {label}", median / ms)
+    });
+    let zip = row.zip.map_or(
+        if row.name.contains("crhelper") {
+            "".into()
+        } else {
+            "n/a (make build)".to_string()
+        },
+        |b| format!("{:.2}", b as f64 / 1_048_576.0),
+    );
+    let rss = row
+        .warm
+        .peak_rss_kib
+        .map_or("n/a".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+    println!(
+        "| {} | {:.1} / {:.1} | {} | {:.1} / {:.1} | {} | {} | {} |",
+        row.name,
+        percentile(&row.init, 50.0),
+        percentile(&row.init, 100.0),
+        row.request,
+        median,
+        percentile(&row.warm.latencies, 95.0),
+        ratio,
+        rss,
+        zip,
+    );
+    json!({
+        "lambda": row.name,
+        "init_ms": {"median": percentile(&row.init, 50.0), "max": percentile(&row.init, 100.0), "starts": row.init.len()},
+        "warm_ms": {"request": row.request, "median": median, "p95": percentile(&row.warm.latencies, 95.0), "runs": row.warm.latencies.len()},
+        "floor": row.floor.as_ref().map(|(label, ms)| json!({"what": label, "ms": ms, "ratio": median / ms})),
+        "peak_rss_mb": row.warm.peak_rss_kib.map(|k| k as f64 / 1024.0),
+        "zip_bytes": row.zip,
+        "cost_ms": (!row.warm.cost.handler.is_empty()).then(|| json!({
+            "handler": median_us(&row.warm.cost.handler),
+            "aws": median_us(&row.warm.cost.aws),
+            "put": median_us(&row.warm.cost.put),
+        })),
+    })
+}
+
+/// admin-secret against crhelper + boto3, and without the harness's own cost.
+fn print_comparisons(rows: &[Row], floors: &Floors) {
+    let python = rows.iter().find(|r| r.name.contains("crhelper"));
+    let python_warm = python.map(|r| percentile(&r.warm.latencies, 50.0));
+    let python_init = python.map(|r| percentile(&r.init, 50.0));
     if let (Some(py_warm), Some(py_init), Some(ours)) = (
         python_warm,
         python_init,
@@ -860,10 +1135,7 @@ async fn run() -> i32 {
     ) {
         let ours_warm = percentile(&ours.warm.latencies, 50.0);
         let ours_init = percentile(&ours.init, 50.0);
-        let py_rss = rows
-            .iter()
-            .find(|r| r.name.contains("crhelper"))
-            .and_then(|r| r.warm.peak_rss_kib);
+        let py_rss = python.and_then(|r| r.warm.peak_rss_kib);
         println!(
             "admin-secret against crhelper + boto3: init {:.2}×, warm Create {:.2}×, peak RSS {}",
             ours_init / py_init,
@@ -875,6 +1147,12 @@ async fn run() -> i32 {
         );
     }
     if let Some(admin) = rows.iter().find(|r| r.name == "admin-secret") {
+        let Floors {
+            noop_floor,
+            put_floor,
+            tagged_floor,
+            ..
+        } = floors;
         let median = percentile(&admin.warm.latencies, 50.0);
         println!(
             "admin-secret warm Create without the harness's own cost: {median:.1} − {noop_floor:.1} = {:.1} ms = {:.2}× PutParameter, {:.2}× PutParameter with its three tags ({tagged_floor:.1} ms)",
@@ -883,7 +1161,11 @@ async fn run() -> i32 {
             (median - noop_floor) / tagged_floor,
         );
     }
-    for (name, b2b, floor, floor_ms) in &back_to_back {
+}
+
+/// The back-to-back lines; their failures go to `failures`.
+fn print_back_to_back(back_to_back: &[BackToBack], failures: &mut Vec<String>) {
+    for (name, b2b, floor, floor_ms) in back_to_back {
         let median = percentile(&b2b.latencies, 50.0);
         println!(
             "{name} back to back (no pause between invocations): {median:.1} ms = {:.2}× {floor} back to back ({floor_ms:.1} ms); waiting on AWS {:.1} ms (median)",
@@ -892,82 +1174,61 @@ async fn run() -> i32 {
         );
         failures.extend(b2b.failures.iter().map(|f| format!("{name} back to back: {f}")));
     }
+}
+
+/// Where each warm median goes, from the Lambdas' own "response delivered" lines.
+fn print_breakdowns(noop: &Warm, rows: &[Row], back_to_back: &[BackToBack]) {
     println!(
         "Where the warm medians go (each Lambda's own log: handler_us, aws_us, put_us; the handler's rest is our code and the SDK around its calls, and service-database's PostgreSQL session):"
     );
-    if let Some(line) = breakdown("no-op Create (the harness floor)", &noop) {
+    if let Some(line) = breakdown("no-op Create (the harness floor)", noop) {
         println!("- {line}");
     }
-    for row in &rows {
+    for row in rows {
         if let Some(line) = breakdown(&format!("{} {}", row.name, row.request), &row.warm) {
             println!("- {line}");
         }
     }
-    for (name, b2b, _, _) in &back_to_back {
+    for (name, b2b, _, _) in back_to_back {
         if let Some(line) = breakdown(&format!("{name}, back to back"), b2b) {
             println!("- {line}");
         }
     }
-    if let Some(d) = &database {
-        let json = report_database(d, &rows, &fresh, noop_floor);
-        database_json = Some(json);
-    }
-    if !fault_runs.is_empty() {
-        fault_json = report_faults(&fault_runs);
-    }
+}
+
+/// The contention and guarantee lines, for the sections that ran.
+fn print_contention_and_guarantee(contention: &Contention, floors: &Floors, guarantee: &Guarantee) {
     if only("contention") {
         println!(
             "Contention: {CONTENDERS} simultaneous Creates on a listener with 500 rules: {} distinct priorities of {} granted, {} on a live rule, in {:.0} ms ({:.2}× {CONTENDERS} sequential DescribeRules, {:.2}× {CONTENDERS} sequential full reads of the rules)",
-            distinct.len(),
-            granted.len(),
-            clashes,
-            contention_ms,
-            contention_ms / sequential_describe_ms,
-            contention_ms / full_describe_ms,
+            contention.distinct.len(),
+            contention.granted.len(),
+            contention.clashes,
+            contention.wall_ms,
+            contention.wall_ms / floors.sequential_describe_ms,
+            contention.wall_ms / floors.full_describe_ms,
         );
     }
     if only("guarantee") {
+        let panics = &guarantee.panic_latencies;
         println!(
             "Guarantee: panic → FAILED median {:.1} ms (max {:.1} ms); a hang's FAILED arrived {} ms before the deadline (margin 1000 ms)",
-            percentile(&panic_latencies, 50.0),
-            percentile(&panic_latencies, 100.0),
-            hang_before_deadline_ms.map_or("n/a".into(), |ms| format!("{ms:.0}")),
+            percentile(panics, 50.0),
+            percentile(panics, 100.0),
+            guarantee
+                .hang_before_deadline_ms
+                .map_or("n/a".into(), |ms| format!("{ms:.0}")),
         );
     }
-    println!(
-        "Init: no SSL_CERT_FILE (compiled-in roots, as on Lambda). Warm: response PUT over TLS, SSL_CERT_FILE = the system bundle + the test CA."
-    );
-    let report = json!({
-        "machine": machine,
-        "back_to_back": back_to_back.iter().map(|(name, b2b, floor, floor_ms)| json!({
-            "request": name, "median_ms": percentile(&b2b.latencies, 50.0), "floor": floor, "floor_ms": floor_ms,
-        })).collect::<Vec<_>>(),
-        "floors_ms": {"put_parameter_secure_string": put_floor, "describe_rules": describe_floor, "sequential_describe_rules_500": sequential_describe_ms, "sequential_full_describe_rules_500": full_describe_ms, "noop_create": noop_floor, "put_parameter_tagged": tagged_floor, "put_parameter_back_to_back": back_to_back_put, "describe_rules_then_put_parameter": pair_floor, "quiet_before_each_ms": local_invoke::SETTLE.as_millis() as u64},
-        "lambdas": json_rows,
-        "service_database_new_database_ms": {"median": percentile(&fresh.latencies, 50.0), "p95": percentile(&fresh.latencies, 95.0), "runs": fresh.latencies.len()},
-        "contention": {"contenders": CONTENDERS, "rules": 500, "granted": granted.len(), "distinct": distinct.len(), "on_live_rule": clashes, "wall_ms": contention_ms, "ratio_to_sequential_describe": contention_ms / sequential_describe_ms, "ratio_to_sequential_full_describe": contention_ms / full_describe_ms},
-        "guarantee": {"panic_to_failed_ms": {"median": percentile(&panic_latencies, 50.0), "max": percentile(&panic_latencies, 100.0)}, "hang_failed_before_deadline_ms": hang_before_deadline_ms, "margin_ms": 1000},
-        "service_database_floor": database_json,
-        "faults": fault_json,
-        "failures": failures,
-    });
+}
+
+/// Writes `target/bench.json`.
+fn write_report(report: &Value) {
     let out = repo_root().join("target");
     let _ = std::fs::create_dir_all(&out);
     let path = out.join("bench.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).expect("write bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(report).expect("json")).expect("write bench.json");
     println!("Written to {}", path.display());
-    if !failures.is_empty() {
-        eprintln!(
-            "{} benchmarked requests did not succeed:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
-        return 1;
-    }
-    if only("contention") && (distinct.len() != CONTENDERS || clashes != 0) {
-        return 1;
-    }
-    0
 }
 
 /// service-database's floor, measured in this run ([`database_floor`]).
@@ -993,17 +1254,16 @@ struct DatabaseFloors {
     transport_ms: f64,
 }
 
-async fn database_floors(
-    pg: &'static local_invoke::postgres::Postgres,
-    admin_parameter: &str,
-    key: &str,
-    tls_env: &[(&str, &str)],
-) -> DatabaseFloors {
-    use database_floor::{Names, service_database_create_statements as statements};
+/// The handler sets both statement and lock timeouts to the time left before its watchdog; the
+/// value costs nothing.
+const FLOOR_TIMEOUT_MS: u64 = 290_000;
+/// A password as long as the handler's (PasswordLength 32); never a real one.
+const FLOOR_PASSWORD: &str = "floor-password-0123456789abcdefg";
+
+/// The names and ownership marker the floor's statements use for `database`.
+fn floor_names(pg: &Postgres, database: &str) -> database_floor::Names {
     use service_database::ident::Identifier;
-    // A password as long as the handler's (PasswordLength 32); never a real one.
-    let password = "floor-password-0123456789abcdefg";
-    let names = |database: &str| Names {
+    database_floor::Names {
         role: Identifier::new(database).expect("identifier"),
         database: Identifier::new(database).expect("identifier"),
         marker: service_database::db::Marker::new(
@@ -1011,14 +1271,58 @@ async fn database_floors(
             "Db",
             &format!("{}:{}/{database}", pg.host, pg.port),
         ),
-    };
-    // The handler sets both to the time left before its watchdog; the value costs nothing.
-    let timeout_ms = 290_000;
+    }
+}
+
+async fn database_floors(
+    pg: &'static Postgres,
+    admin_parameter: &str,
+    key: &str,
+    tls_env: &[(&str, &str)],
+) -> DatabaseFloors {
+    use database_floor::service_database_create_statements as statements;
     let tls = database_floor::tls_config(&pg.ca_pem);
     let harness = tls_harness(&binary_path("service-database", Profile::Release), tls_env).await;
     let stack = harness.events.for_stack("bench-floor");
+    let (stale, handler_statements) = handler_statements(pg, admin_parameter, key, &harness, &stack).await;
+    let (handler_flights, floor_flights, counts) =
+        flights(pg, admin_parameter, key, &harness, &stack, &tls).await;
+    let connects = statements(&floor_names(pg, "x"), true, "'v'", FLOOR_TIMEOUT_MS)
+        .iter()
+        .filter(|s| matches!(s, database_floor::Step::Connect(_)))
+        .count();
+    let (existing, new) = floor_creates(pg, &tls).await;
+    let parts = database_floor::connect_parts(pg, &tls, 20).await;
+    let mut transports = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let _ = service_database::tls::transport(service_database::TlsMode::VerifyFull, Some(&pg.ca_pem))
+            .expect("transport");
+        transports.push(started.elapsed());
+    }
+    DatabaseFloors {
+        existing,
+        new,
+        parts,
+        connects,
+        statements: (counts[1], counts[0]),
+        flights_existing: (floor_flights[1], handler_flights[1]),
+        flights_new: (floor_flights[0], handler_flights[0]),
+        stale,
+        handler_statements,
+        transport_ms: percentile(&transports, 50.0),
+    }
+}
 
-    // The handler's statements in the server log, a new database then the same again.
+/// The handler's statements in the server log, a new database then the same again, against the
+/// floor's list: (where they differ, what the handler's sessions logged, verifiers redacted).
+async fn handler_statements(
+    pg: &Postgres,
+    admin_parameter: &str,
+    key: &str,
+    harness: &Harness,
+    stack: &local_invoke::EventBuilder,
+) -> (Vec<String>, Vec<(String, Vec<String>)>) {
     let mut stale = Vec::new();
     let mut handler_statements = Vec::new();
     for (existing, what) in [(false, "new database"), (true, "existing database")] {
@@ -1044,7 +1348,12 @@ async fn database_floors(
                     what.to_string(),
                     logged.iter().map(|s| database_floor::redacted(s)).collect(),
                 ));
-                let steps = statements(&names("bench_floor_check"), existing, "'v'", timeout_ms);
+                let steps = database_floor::service_database_create_statements(
+                    &floor_names(pg, "bench_floor_check"),
+                    existing,
+                    "'v'",
+                    FLOOR_TIMEOUT_MS,
+                );
                 if let Some(diff) = database_floor::log_check(sessions, &logged, &steps) {
                     stale.push(format!("{what}: {diff}"));
                 }
@@ -1052,8 +1361,19 @@ async fn database_floors(
             _ => stale.push("no server log (DATABASE_URL): the floor's statements were not checked".into()),
         }
     }
+    (stale, handler_statements)
+}
 
-    // Client flights through the counting proxy, the handler's and the floor's.
+/// Client flights through the counting proxy, the handler's and the floor's, a new database then
+/// an existing one: (handler's, floor's, the floor's statement counts).
+async fn flights(
+    pg: &Postgres,
+    admin_parameter: &str,
+    key: &str,
+    harness: &Harness,
+    stack: &local_invoke::EventBuilder,
+    tls: &Arc<rustls::ClientConfig>,
+) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
     let upstream = std::net::SocketAddr::new(pg.address.parse().expect("IP address"), pg.port);
     let proxy = local_invoke::faults::PgProxy::start(upstream).await;
     let flights = |before: usize| {
@@ -1077,11 +1397,11 @@ async fn database_floors(
     let mut floor_flights = Vec::new();
     let mut counts = Vec::new();
     for existing in [false, true] {
-        let steps = statements(
-            &names("bench_floor_rt2"),
+        let steps = database_floor::service_database_create_statements(
+            &floor_names(pg, "bench_floor_rt2"),
             existing,
-            &database_floor::verifier(password),
-            timeout_ms,
+            &database_floor::verifier(FLOOR_PASSWORD),
+            FLOOR_TIMEOUT_MS,
         );
         counts.push(
             steps
@@ -1090,21 +1410,29 @@ async fn database_floors(
                 .count(),
         );
         let before = proxy.chunks();
-        database_floor::run(pg, proxy.port, &tls, &steps).await;
+        database_floor::run(pg, proxy.port, tls, &steps).await;
         floor_flights.push(flights(before).await);
     }
-    let connects = statements(&names("x"), true, "'v'", timeout_ms)
-        .iter()
-        .filter(|s| matches!(s, database_floor::Step::Connect(_)))
-        .count();
     drop(proxy);
+    (handler_flights, floor_flights, counts)
+}
 
-    // The floor itself: an existing database (made by the floor's first Create), then new ones.
+/// The floor itself: its Create on an existing database (made by the floor's first Create),
+/// `FLOOR_RUNS` times, then on 20 new ones: (existing, new).
+async fn floor_creates(
+    pg: &'static Postgres,
+    tls: &Arc<rustls::ClientConfig>,
+) -> (Vec<Duration>, Vec<Duration>) {
     let floor_create = |database: String, existing: bool| {
-        let (names, tls) = (names(&database), tls.clone());
+        let (names, tls) = (floor_names(pg, &database), tls.clone());
         async move {
             let started = Instant::now();
-            let steps = statements(&names, existing, &database_floor::verifier(password), timeout_ms);
+            let steps = database_floor::service_database_create_statements(
+                &names,
+                existing,
+                &database_floor::verifier(FLOOR_PASSWORD),
+                FLOOR_TIMEOUT_MS,
+            );
             database_floor::run(pg, pg.port, &tls, &steps).await;
             started.elapsed()
         }
@@ -1126,26 +1454,7 @@ async fn database_floors(
             new.push(elapsed);
         }
     }
-    let parts = database_floor::connect_parts(pg, &tls, 20).await;
-    let mut transports = Vec::new();
-    for _ in 0..20 {
-        let started = Instant::now();
-        let _ = service_database::tls::transport(service_database::TlsMode::VerifyFull, Some(&pg.ca_pem))
-            .expect("transport");
-        transports.push(started.elapsed());
-    }
-    DatabaseFloors {
-        existing,
-        new,
-        parts,
-        connects,
-        statements: (counts[1], counts[0]),
-        flights_existing: (floor_flights[1], handler_flights[1]),
-        flights_new: (floor_flights[0], handler_flights[0]),
-        stale,
-        handler_statements,
-        transport_ms: percentile(&transports, 50.0),
-    }
+    (existing, new)
 }
 
 /// The service-database floor lines: the floors, where a connect's time goes, the round trips,
@@ -1290,12 +1599,7 @@ fn outside_aws(cost: &Cost) -> Vec<Duration> {
         .collect()
 }
 
-fn database_properties(
-    pg: &local_invoke::postgres::Postgres,
-    admin_parameter: &str,
-    key: &str,
-    database: &str,
-) -> Value {
+fn database_properties(pg: &Postgres, admin_parameter: &str, key: &str, database: &str) -> Value {
     json!({
         "ClusterEndpoint": pg.host,
         "Port": pg.port.to_string(),

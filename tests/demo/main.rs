@@ -15,7 +15,7 @@ use std::time::Instant;
 use local_invoke::postgres::{Postgres, ServerLog, postgres};
 use local_invoke::services::{self, Moto, moto};
 use local_invoke::templates::driver_properties;
-use local_invoke::{Exchange, Harness, Profile, fixtures};
+use local_invoke::{EventBuilder, Exchange, Harness, Profile, fixtures};
 use serde_json::{Value, json};
 
 mod managed;
@@ -284,9 +284,48 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The scenes in the order CloudFormation would play them; every check goes to `report`, and the
+/// exit status is 1 when one failed.
 async fn run() -> i32 {
     let mut report = Report::default();
     let started = Instant::now();
+    let local = start_local_services(&mut report).await;
+    let cluster = cluster_stack(&mut report, &local).await;
+    let pg = &cluster.pg;
+    let services = deploy_services(&mut report, &local, &cluster).await;
+    let credentials = service_credentials(&mut report, &local.ssm, pg, &services).await;
+    let rotation = rotate_orders(&mut report, &local.ssm, pg, &services, &credentials[0]).await;
+    rotation_rolled_back(&mut report, &local.ssm, pg, &services, &credentials[0], &rotation).await;
+    rename_rolled_back(&mut report, pg, &services, &credentials[0], &rotation).await;
+    let managed_logs = managed::scene(&mut report, local.moto, pg, &local.env, &services.locals[0]).await;
+    delete_everything(&mut report, &local.ssm, pg, &services, &credentials, &rotation).await;
+    delete_cluster(&mut report, &local.ssm, &cluster).await;
+    let mut logs = cluster.admin_secret.logs();
+    logs.push_str(&managed_logs);
+    for h in services.db_lambdas.iter().chain(&services.priority_lambdas) {
+        logs.push_str(&h.logs());
+    }
+    no_secret_anywhere(&mut report, pg, &logs);
+    summary(&mut report, started)
+}
+
+/// What every scene runs against: moto, the throwaway PostgreSQL and the fixtures the stacks
+/// import.
+struct Local {
+    moto: &'static Moto,
+    /// The cluster as it starts, before its master user has the password from SSM.
+    pg: &'static Postgres,
+    ssm: aws_sdk_ssm::Client,
+    /// The Lambdas' environment: moto as the endpoint of every AWS service.
+    env: [(&'static str, &'static str); 1],
+    cluster_key: String,
+    listener: String,
+    /// The template values every stack resolves the same way (`Fn::GetAtt`, `Fn::ImportValue`).
+    locals: BTreeMap<String, String>,
+}
+
+/// Starts moto and PostgreSQL and makes the cluster's KMS key and the ALB listener.
+async fn start_local_services(report: &mut Report) -> Local {
     report.say(
         "Starting the local services: moto (SSM, KMS, ELBv2) and a throwaway PostgreSQL (scram-sha-256, TLS)",
     );
@@ -315,27 +354,57 @@ async fn run() -> i32 {
         format!("Fn::ImportValue {SUPPORT_STACK}-AdminSecretParameterPath"),
         "/platform/rds".into(),
     );
+    Local {
+        moto,
+        pg,
+        ssm,
+        env,
+        cluster_key,
+        listener,
+        locals,
+    }
+}
 
-    // --- the cluster stack ---------------------------------------------------------------------
+/// The cluster stack once its Custom::AdminSecret was created.
+struct Cluster {
+    admin_secret: Harness,
+    events: EventBuilder,
+    props: Value,
+    /// The SSM parameter holding the master password (the resource's physical id).
+    parameter: String,
+    /// The cluster as its master user reaches it from here on: with the password from SSM.
+    pg: Postgres,
+}
+
+/// The cluster stack: Custom::AdminSecret's Create, its SecureString, and the master user given
+/// that password as RDS would.
+async fn cluster_stack(report: &mut Report, local: &Local) -> Cluster {
     report.say("");
     report.say(format!(
         "Stack {CLUSTER_STACK} (cfn/rds-cluster.yaml): Custom::AdminSecret"
     ));
-    let admin_secret = Harness::start_profile("admin-secret", LAMBDAS, &env).await;
-    let cluster_events = admin_secret.events.for_stack(CLUSTER_STACK);
-    let admin_props = properties("rds-cluster.yaml", "AdminSecret", CLUSTER_STACK, &[], &locals);
-    let create = cluster_events.create("Custom::AdminSecret", "AdminSecret", admin_props.clone());
+    let admin_secret = Harness::start_profile("admin-secret", LAMBDAS, &local.env).await;
+    let events = admin_secret.events.for_stack(CLUSTER_STACK);
+    let props = properties(
+        "rds-cluster.yaml",
+        "AdminSecret",
+        CLUSTER_STACK,
+        &[],
+        &local.locals,
+    );
+    let create = events.create("Custom::AdminSecret", "AdminSecret", props.clone());
     let x = admin_secret.call(create.clone()).await;
     report.record(CLUSTER_STACK, "AdminSecret", &create, &x);
-    let admin_parameter = answered(&x, "/Data/ParameterName");
-    let admin_version = answered(&x, "/Data/Version");
-    let admin_password = report.secret(&admin_parameter, read_secret(&ssm, &admin_parameter).await);
-    let described = ssm
+    let parameter = answered(&x, "/Data/ParameterName");
+    let version = answered(&x, "/Data/Version");
+    let password = report.secret(&parameter, read_secret(&local.ssm, &parameter).await);
+    let described = local
+        .ssm
         .describe_parameters()
         .parameter_filters(
             aws_sdk_ssm::types::ParameterStringFilter::builder()
                 .key("Name")
-                .values(&admin_parameter)
+                .values(&parameter)
                 .build()
                 .expect("filter"),
         )
@@ -347,22 +416,34 @@ async fn run() -> i32 {
     report.check(
         described.as_ref().is_some_and(|p| {
             p.r#type == Some(aws_sdk_ssm::types::ParameterType::SecureString)
-                && p.key_id.as_deref() == Some(cluster_key.as_str())
+                && p.key_id.as_deref() == Some(local.cluster_key.as_str())
         }),
-        format!("{admin_parameter} is a SecureString under the cluster's KMS key (version {admin_version})"),
+        format!("{parameter} is a SecureString under the cluster's KMS key (version {version})"),
     );
     report.check(
-        admin_password.len() == 32,
+        password.len() == 32,
         "the master password is 32 characters (the template's AdminPasswordLength)",
     );
-    // As RDS would: the cluster's master user gets the password the template resolves with
-    // {{resolve:ssm-secure:NAME:VERSION}}. Sent as a SCRAM verifier: the server log never sees it.
+    let pg = master_password_from_ssm(report, local.pg, &password).await;
+    Cluster {
+        admin_secret,
+        events,
+        props,
+        parameter,
+        pg,
+    }
+}
+
+/// As RDS would: the cluster's master user gets the password the template resolves with
+/// {{resolve:ssm-secure:NAME:VERSION}}. Returns the cluster as that user now reaches it.
+async fn master_password_from_ssm(report: &mut Report, pg: &Postgres, admin_password: &str) -> Postgres {
+    // Sent as a SCRAM verifier: the server log never sees it.
     {
         let admin = pg.admin("postgres").await;
         let set = admin
             .batch_execute(&format!(
                 "ALTER ROLE CURRENT_USER PASSWORD {}",
-                scram_literal(&admin_password)
+                scram_literal(admin_password)
             ))
             .await;
         report.check(
@@ -373,40 +454,69 @@ async fn run() -> i32 {
             ),
         );
     }
-    let admin_login = pg.connect(&pg.admin_user, &admin_password, "postgres").await;
+    let admin_login = pg.connect(&pg.admin_user, admin_password, "postgres").await;
     report.check(
         admin_login.is_ok(),
         "the master user logs in with the password read from SSM (verify-full TLS, SCRAM)",
     );
     drop(admin_login);
-    let pg_as_admin = Postgres {
+    Postgres {
         host: pg.host.clone(),
         address: pg.address.clone(),
         port: pg.port,
         admin_user: pg.admin_user.clone(),
-        admin_password: admin_password.clone(),
+        admin_password: admin_password.to_string(),
         ca_pem: pg.ca_pem.clone(),
         other_ca_pem: pg.other_ca_pem.clone(),
         log_file: pg.log_file.clone(),
         superuser: None,
-    };
-    let pg = &pg_as_admin;
+    }
+}
 
-    // --- two service stacks at once ------------------------------------------------------------
-    report.say("");
-    report.say("Stacks platform-service-orders and platform-service-payments (cfn/service.yaml), deploying at the same time:");
-    report.say(
-        "  each: Custom::ServiceDatabase and Custom::ListenerRulePriority, four Lambda processes at once",
-    );
-    report.say(
-        "  (local addition to the template's properties: CaCertificate = the throwaway cluster's test CA)",
-    );
+fn stack_of(service: &Service) -> String {
+    format!("platform-service-{}", service.name)
+}
+
+/// The service template's parameters for `service`.
+fn parameters_of(service: &Service) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("ServiceName", service.name),
+        ("DatabaseName", service.database),
+        ("DatabaseOnDelete", service.on_delete),
+        (
+            "HostName",
+            if service.name == "orders" {
+                "orders.example.com"
+            } else {
+                "payments.example.com"
+            },
+        ),
+    ]
+}
+
+/// The two service stacks once their resources were created, one entry per [`SERVICES`] entry.
+struct Services {
+    /// Each stack's template values: its own KMS key and the cluster and Fargate stacks' exports.
+    locals: Vec<BTreeMap<String, String>>,
+    database_props: Vec<Value>,
+    priority_props: Vec<Value>,
+    db_lambdas: Vec<Harness>,
+    priority_lambdas: Vec<Harness>,
+    /// The Creates' answers.
+    dbs: [Exchange; 2],
+    priorities: [Exchange; 2],
+}
+
+/// Each service stack's template values: its own KMS key, and what the cluster, support and
+/// Fargate stacks export.
+async fn service_locals(local: &Local, cluster: &Cluster) -> Vec<BTreeMap<String, String>> {
+    let pg = &cluster.pg;
     let mut service_locals = Vec::new();
     for service in &SERVICES {
         let key = tokio::task::spawn_blocking(move || fixtures::kms_key(&format!("{} key", service.name)))
             .await
             .expect("key");
-        let mut l = locals.clone();
+        let mut l = local.locals.clone();
         l.insert("Fn::GetAtt Key.Arn".into(), key);
         l.insert(
             format!("Fn::ImportValue {SUPPORT_STACK}-ServiceParameterPath"),
@@ -423,33 +533,26 @@ async fn run() -> i32 {
         );
         l.insert(
             format!("Fn::ImportValue {CLUSTER_STACK}-AdminCredential"),
-            admin_parameter.clone(),
+            cluster.parameter.clone(),
         );
         l.insert(
             format!("Fn::ImportValue {FARGATE_STACK}-ListenerArn"),
-            listener.clone(),
+            local.listener.clone(),
         );
         service_locals.push(l);
     }
-    let stack_of = |s: &Service| format!("platform-service-{}", s.name);
-    let parameters_of = |s: &Service| -> Vec<(&str, &str)> {
-        vec![
-            ("ServiceName", s.name),
-            ("DatabaseName", s.database),
-            ("DatabaseOnDelete", s.on_delete),
-            (
-                "HostName",
-                if s.name == "orders" {
-                    "orders.example.com"
-                } else {
-                    "payments.example.com"
-                },
-            ),
-        ]
-    };
+    service_locals
+}
+
+/// The properties of each service stack's Custom::ServiceDatabase and
+/// Custom::ListenerRulePriority.
+fn service_properties(
+    pg: &Postgres,
+    service_locals: &[BTreeMap<String, String>],
+) -> (Vec<Value>, Vec<Value>) {
     let mut database_props = Vec::new();
     let mut priority_props = Vec::new();
-    for (service, l) in SERVICES.iter().zip(&service_locals) {
+    for (service, l) in SERVICES.iter().zip(service_locals) {
         let stack = stack_of(service);
         let mut p = properties(
             "service.yaml",
@@ -468,11 +571,26 @@ async fn run() -> i32 {
             l,
         ));
     }
+    (database_props, priority_props)
+}
+
+/// Both service stacks deploying at the same time: four Creates, four Lambda processes at once.
+async fn deploy_services(report: &mut Report, local: &Local, cluster: &Cluster) -> Services {
+    report.say("");
+    report.say("Stacks platform-service-orders and platform-service-payments (cfn/service.yaml), deploying at the same time:");
+    report.say(
+        "  each: Custom::ServiceDatabase and Custom::ListenerRulePriority, four Lambda processes at once",
+    );
+    report.say(
+        "  (local addition to the template's properties: CaCertificate = the throwaway cluster's test CA)",
+    );
+    let locals = service_locals(local, cluster).await;
+    let (database_props, priority_props) = service_properties(&cluster.pg, &locals);
     let mut db_lambdas = Vec::new();
     let mut priority_lambdas = Vec::new();
     for _ in &SERVICES {
-        db_lambdas.push(Harness::start_profile("service-database", LAMBDAS, &env).await);
-        priority_lambdas.push(Harness::start_profile("listener-rule-priority", LAMBDAS, &env).await);
+        db_lambdas.push(Harness::start_profile("service-database", LAMBDAS, &local.env).await);
+        priority_lambdas.push(Harness::start_profile("listener-rule-priority", LAMBDAS, &local.env).await);
     }
     let db_events: Vec<Value> = SERVICES
         .iter()
@@ -512,20 +630,53 @@ async fn run() -> i32 {
             &priorities[i],
         );
     }
+    Services {
+        locals,
+        database_props,
+        priority_props,
+        db_lambdas,
+        priority_lambdas,
+        dbs,
+        priorities,
+    }
+}
 
-    let mut passwords = Vec::new();
-    for created in &dbs {
+/// A service's database credential, as its Create answered it and SSM holds it.
+#[derive(Clone)]
+struct Credential {
+    user: String,
+    password: String,
+    database: String,
+    /// The SSM parameter holding the password.
+    parameter: String,
+}
+
+/// Each service's credential works on its own database and on no other, and the two got
+/// different listener-rule priorities.
+async fn service_credentials(
+    report: &mut Report,
+    ssm: &aws_sdk_ssm::Client,
+    pg: &Postgres,
+    services: &Services,
+) -> Vec<Credential> {
+    let mut credentials = Vec::new();
+    for created in &services.dbs {
         let parameter = answered(created, "/Data/PasswordParameterName");
-        let password = report.secret(&parameter, read_secret(&ssm, &parameter).await);
-        passwords.push((
-            answered(created, "/Data/Username"),
+        let password = report.secret(&parameter, read_secret(ssm, &parameter).await);
+        credentials.push(Credential {
+            user: answered(created, "/Data/Username"),
             password,
-            answered(created, "/Data/DatabaseName"),
+            database: answered(created, "/Data/DatabaseName"),
             parameter,
-        ));
+        });
     }
     for (i, service) in SERVICES.iter().enumerate() {
-        let (user, password, database, parameter) = &passwords[i];
+        let Credential {
+            user,
+            password,
+            database,
+            parameter,
+        } = &credentials[i];
         let own = pg.connect(user, password, database).await;
         let table = match &own {
             Ok(client) => client
@@ -541,50 +692,79 @@ async fn run() -> i32 {
             "{}: role {user} connects to database {database} with the password from {parameter} (verify-full TLS) and creates a table",
             service.name
         ));
-        let other = &passwords[1 - i];
-        let refused = pg.connect(user, password, &other.2).await.is_err();
+        let other = &credentials[1 - i];
+        let refused = pg.connect(user, password, &other.database).await.is_err();
         report.check(
             refused,
             format!(
                 "{}: role {user} cannot connect to {}'s database {}",
                 service.name,
                 SERVICES[1 - i].name,
-                other.2
+                other.database
             ),
         );
     }
-    let p0 = answered(&priorities[0], "/Data/Priority");
-    let p1 = answered(&priorities[1], "/Data/Priority");
+    let p0 = answered(&services.priorities[0], "/Data/Priority");
+    let p1 = answered(&services.priorities[1], "/Data/Priority");
     report.check(!p0.is_empty() && p0 != p1 && !["1", "2", "5"].contains(&p0.as_str()) && !["1", "2", "5"].contains(&p1.as_str()),
         format!("the two services got different listener-rule priorities ({p0} and {p1}), none taken by a live rule"));
+    credentials
+}
 
-    // --- an update: rotate the orders password -------------------------------------------------
+/// The orders database after its password rotation.
+struct Rotation {
+    /// The resource's physical id, which the rotation keeps.
+    orders_id: String,
+    /// The properties with the new RotationToken: what the stack holds now.
+    rotated: Value,
+    /// The other login role, which the rotation switched to, and its new password.
+    user: String,
+    new_password: String,
+}
+
+/// An Update that rotates the orders password while a running task keeps reconnecting with the
+/// credential it started with.
+async fn rotate_orders(
+    report: &mut Report,
+    ssm: &aws_sdk_ssm::Client,
+    pg: &Postgres,
+    services: &Services,
+    orders: &Credential,
+) -> Rotation {
     report.say("");
     report.say("Update of platform-service-orders: RotationToken changed on Custom::ServiceDatabase");
-    let orders_id = answered(&dbs[0], "/PhysicalResourceId");
-    let mut rotated = database_props[0].clone();
+    let orders_id = answered(&services.dbs[0], "/PhysicalResourceId");
+    let mut rotated = services.database_props[0].clone();
     rotated["RotationToken"] = json!("2026-11-rotation");
-    let update = db_lambdas[0].events.for_stack(&stack_of(&SERVICES[0])).update(
-        "Custom::ServiceDatabase",
-        "ServiceDatabase",
-        &orders_id,
-        rotated.clone(),
-        database_props[0].clone(),
-    );
-    let (old_user, old_password, database, parameter) = passwords[0].clone();
+    let update = services.db_lambdas[0]
+        .events
+        .for_stack(&stack_of(&SERVICES[0]))
+        .update(
+            "Custom::ServiceDatabase",
+            "ServiceDatabase",
+            &orders_id,
+            rotated.clone(),
+            services.database_props[0].clone(),
+        );
+    let Credential {
+        user: old_user,
+        password: old_password,
+        database,
+        parameter,
+    } = orders;
     // A running orders task: it keeps opening connections with the credential it started with,
     // all through the rotation.
     let ((attempts, failures), x) = reconnecting_while(
         pg,
-        (&old_user, &old_password, &database),
-        db_lambdas[0].call(update.clone()),
+        (old_user, old_password, database),
+        services.db_lambdas[0].call(update.clone()),
     )
     .await;
     report.record(&stack_of(&SERVICES[0]), "ServiceDatabase", &update, &x);
     let user = answered(&x, "/Data/Username");
-    let new_password = report.secret(&parameter, read_secret(&ssm, &parameter).await);
+    let new_password = report.secret(parameter, read_secret(ssm, parameter).await);
     report.check(
-        !new_password.is_empty() && new_password != old_password && user != old_user,
+        !new_password.is_empty() && new_password != *old_password && user != *old_user,
         format!("{parameter} holds a new password, for the other login role {user} (Data.Username; the task definition changes, so ECS replaces the tasks)"),
     );
     report.check(
@@ -592,13 +772,41 @@ async fn run() -> i32 {
         format!("a running task's client reconnected {attempts} times through the rotation as {old_user}, {failures} failed"),
     );
     report.check(
-        pg.connect(&user, &new_password, &database).await.is_ok(),
+        pg.connect(&user, &new_password, database).await.is_ok(),
         format!("the new tasks' credential ({user} and the parameter's new version) connects"),
     );
+    Rotation {
+        orders_id,
+        rotated,
+        user,
+        new_password,
+    }
+}
 
-    // --- a rotation rolled back: another resource of the stack fails ----------------------------
+/// The next rotation, then another resource of the stack fails and CloudFormation rolls the
+/// Update back: the password from before it is restored.
+async fn rotation_rolled_back(
+    report: &mut Report,
+    ssm: &aws_sdk_ssm::Client,
+    pg: &Postgres,
+    services: &Services,
+    orders: &Credential,
+    rotation: &Rotation,
+) {
+    let Rotation {
+        orders_id,
+        rotated,
+        user,
+        new_password,
+    } = rotation;
+    let Credential {
+        user: old_user,
+        password: old_password,
+        database,
+        parameter,
+    } = orders;
     let stack = stack_of(&SERVICES[0]);
-    let db_events = db_lambdas[0].events.for_stack(&stack);
+    let db_events = services.db_lambdas[0].events.for_stack(&stack);
     report.say("");
     report.say(format!(
         "Update of {stack}: RotationToken changed again, and another resource of the stack fails"
@@ -608,16 +816,16 @@ async fn run() -> i32 {
     let update = db_events.update(
         "Custom::ServiceDatabase",
         "ServiceDatabase",
-        &orders_id,
+        orders_id,
         rotated_again.clone(),
         rotated.clone(),
     );
-    let x = db_lambdas[0].call(update.clone()).await;
+    let x = services.db_lambdas[0].call(update.clone()).await;
     report.record(&stack, "ServiceDatabase", &update, &x);
-    let discarded = report.secret(&parameter, read_secret(&ssm, &parameter).await);
+    let discarded = report.secret(parameter, read_secret(ssm, parameter).await);
     report.check(
-        answered(&x, "/Data/Username") == old_user
-            && pg.connect(&old_user, &old_password, &database).await.is_err(),
+        answered(&x, "/Data/Username") == *old_user
+            && pg.connect(old_user, old_password, database).await.is_err(),
         format!("the next rotation gave {old_user} a new password: the first credential no longer works"),
     );
     report.say(format!(
@@ -627,34 +835,51 @@ async fn run() -> i32 {
     let rollback = db_events.update(
         "Custom::ServiceDatabase",
         "ServiceDatabase",
-        &orders_id,
+        orders_id,
         rotated.clone(),
         rotated_again.clone(),
     );
-    let x = db_lambdas[0].call(rollback.clone()).await;
+    let x = services.db_lambdas[0].call(rollback.clone()).await;
     report.record(&stack, "ServiceDatabase", &rollback, &x);
     report.check(
-        answered(&x, "/PhysicalResourceId") == orders_id,
+        answered(&x, "/PhysicalResourceId") == *orders_id,
         "the rollback kept the physical id",
     );
-    let restored = read_secret(&ssm, &parameter).await;
+    let restored = read_secret(ssm, parameter).await;
     report.check(
-        restored.as_ref() == Some(&new_password)
-            && discarded != new_password
-            && answered(&x, "/Data/Username") == user,
+        restored.as_ref() == Some(new_password)
+            && discarded != *new_password
+            && answered(&x, "/Data/Username") == *user,
         format!("{parameter} holds the password from before the failed update again, for {user}"),
     );
     report.check(
-        pg.connect(&user, &new_password, &database).await.is_ok(),
+        pg.connect(user, new_password, database).await.is_ok(),
         "orders connects with that credential again",
     );
     report.check(
-        pg.connect(&old_user, &discarded, &database).await.is_ok(),
+        pg.connect(old_user, &discarded, database).await.is_ok(),
         format!("tasks the failed update started (as {old_user}) keep connecting until the next rotation"),
     );
     report.say(format!("  {stack} UPDATE_ROLLBACK_COMPLETE"));
+}
 
-    // --- a rename that fails and rolls back -----------------------------------------------------
+/// An in-place RoleName change, which fails, and its rollback: orders keeps its credential.
+async fn rename_rolled_back(
+    report: &mut Report,
+    pg: &Postgres,
+    services: &Services,
+    orders: &Credential,
+    rotation: &Rotation,
+) {
+    let Rotation {
+        orders_id,
+        rotated,
+        user,
+        new_password,
+    } = rotation;
+    let database = &orders.database;
+    let stack = stack_of(&SERVICES[0]);
+    let db_events = services.db_lambdas[0].events.for_stack(&stack);
     report.say("");
     report.say(format!(
         "Update of {stack}: RoleName changed in place, which fails"
@@ -664,11 +889,11 @@ async fn run() -> i32 {
     let update = db_events.update(
         "Custom::ServiceDatabase",
         "ServiceDatabase",
-        &orders_id,
+        orders_id,
         renamed.clone(),
         rotated.clone(),
     );
-    let x = db_lambdas[0].call(update.clone()).await;
+    let x = services.db_lambdas[0].call(update.clone()).await;
     let reason = answered(&x, "/Reason");
     report.say(format!(
         "  {stack} ServiceDatabase Update → {} — {reason}",
@@ -679,93 +904,121 @@ async fn run() -> i32 {
     let rollback = db_events.update(
         "Custom::ServiceDatabase",
         "ServiceDatabase",
-        &orders_id,
+        orders_id,
         rotated.clone(),
         renamed,
     );
-    let x = db_lambdas[0].call(rollback.clone()).await;
+    let x = services.db_lambdas[0].call(rollback.clone()).await;
     report.record(&stack, "ServiceDatabase", &rollback, &x);
     report.check(
-        pg.connect(&user, &new_password, &database).await.is_ok(),
+        pg.connect(user, new_password, database).await.is_ok(),
         "orders still connects with its SSM password",
     );
     report.say(format!("  {stack} UPDATE_ROLLBACK_COMPLETE"));
+}
 
-    // --- the cluster variant with an RDS-managed master secret -----------------------------------
-    let managed_logs = managed::scene(&mut report, moto, pg, &env, &service_locals[0]).await;
-
-    // --- delete everything, in reverse order ---------------------------------------------------
+/// Delete of the service stacks in reverse order, each as its DatabaseOnDelete says.
+async fn delete_everything(
+    report: &mut Report,
+    ssm: &aws_sdk_ssm::Client,
+    pg: &Postgres,
+    services: &Services,
+    credentials: &[Credential],
+    rotation: &Rotation,
+) {
     report.say("");
     report.say("Delete, in reverse order: the service stacks, then the cluster stack");
     for (i, service) in SERVICES.iter().enumerate().rev() {
         let stack = stack_of(service);
-        let events = priority_lambdas[i].events.for_stack(&stack);
-        let id = answered(&priorities[i], "/PhysicalResourceId");
+        let priority_lambda = &services.priority_lambdas[i];
+        let events = priority_lambda.events.for_stack(&stack);
+        let id = answered(&services.priorities[i], "/PhysicalResourceId");
         let delete = events.delete(
             "Custom::ListenerRulePriority",
             "ListenerRulePriority",
             &id,
-            priority_props[i].clone(),
+            services.priority_props[i].clone(),
         );
-        let x = priority_lambdas[i].call(delete.clone()).await;
+        let x = priority_lambda.call(delete.clone()).await;
         report.record(&stack, "ListenerRulePriority", &delete, &x);
 
         // The rotation kept the physical id, so the Create's answer still names it.
-        let id = answered(&dbs[i], "/PhysicalResourceId");
+        let id = answered(&services.dbs[i], "/PhysicalResourceId");
         let props = if i == 0 {
-            rotated.clone()
+            rotation.rotated.clone()
         } else {
-            database_props[i].clone()
+            services.database_props[i].clone()
         };
-        let delete = db_lambdas[i].events.for_stack(&stack).delete(
+        let delete = services.db_lambdas[i].events.for_stack(&stack).delete(
             "Custom::ServiceDatabase",
             "ServiceDatabase",
             &id,
             props,
         );
-        let x = db_lambdas[i].call(delete.clone()).await;
+        let x = services.db_lambdas[i].call(delete.clone()).await;
         report.record(&stack, "ServiceDatabase", &delete, &x);
-        let (user, _, database, parameter) = &passwords[i];
-        let (db, param) = (
-            database_exists(pg, database).await,
-            parameter_exists(&ssm, parameter).await,
-        );
-        let mut roles = Vec::new();
-        for role in [database.clone(), format!("{database}_a"), format!("{database}_b")] {
-            roles.push(role_exists(pg, &role).await);
-        }
-        if service.on_delete == "Retain" {
-            report.check(
-                db && roles[0] && role_exists(pg, user).await && param,
-                format!("OnDelete Retain: database {database}, owner role {database}, login role {user} and {parameter} are still there"),
-            );
-        } else {
-            report.check(
-                !db && !roles.contains(&true) && !param,
-                format!("OnDelete Drop: database {database}, role {database} and its login roles {database}_a and {database}_b, and {parameter} are gone"),
-            );
-        }
+        check_deleted(report, ssm, pg, service, &credentials[i]).await;
     }
-    let delete = cluster_events.delete(
+}
+
+/// What a service's Delete left: everything with OnDelete Retain, nothing with Drop.
+async fn check_deleted(
+    report: &mut Report,
+    ssm: &aws_sdk_ssm::Client,
+    pg: &Postgres,
+    service: &Service,
+    credential: &Credential,
+) {
+    let Credential {
+        user,
+        database,
+        parameter,
+        ..
+    } = credential;
+    let (db, param) = (
+        database_exists(pg, database).await,
+        parameter_exists(ssm, parameter).await,
+    );
+    let mut roles = Vec::new();
+    for role in [database.clone(), format!("{database}_a"), format!("{database}_b")] {
+        roles.push(role_exists(pg, &role).await);
+    }
+    if service.on_delete == "Retain" {
+        report.check(
+            db && roles[0] && role_exists(pg, user).await && param,
+            format!("OnDelete Retain: database {database}, owner role {database}, login role {user} and {parameter} are still there"),
+        );
+    } else {
+        report.check(
+            !db && !roles.contains(&true) && !param,
+            format!("OnDelete Drop: database {database}, role {database} and its login roles {database}_a and {database}_b, and {parameter} are gone"),
+        );
+    }
+}
+
+/// Delete of the cluster stack's Custom::AdminSecret, last.
+async fn delete_cluster(report: &mut Report, ssm: &aws_sdk_ssm::Client, cluster: &Cluster) {
+    let delete = cluster.events.delete(
         "Custom::AdminSecret",
         "AdminSecret",
-        &admin_parameter,
-        admin_props,
+        &cluster.parameter,
+        cluster.props.clone(),
     );
-    let x = admin_secret.call(delete.clone()).await;
+    let x = cluster.admin_secret.call(delete.clone()).await;
     report.record(CLUSTER_STACK, "AdminSecret", &delete, &x);
     report.check(
-        !parameter_exists(&ssm, &admin_parameter).await,
-        format!("OnDelete Delete (the template's default): {admin_parameter} is gone"),
+        !parameter_exists(ssm, &cluster.parameter).await,
+        format!(
+            "OnDelete Delete (the template's default): {} is gone",
+            cluster.parameter
+        ),
     );
+}
 
-    // --- no secret anywhere --------------------------------------------------------------------
+/// Every password the demo handled is searched for in its own output, in the Lambdas' `logs`
+/// and in the PostgreSQL server log; no ResponseURL signature may be in the logs either.
+fn no_secret_anywhere(report: &mut Report, pg: &Postgres, logs: &str) {
     report.say("");
-    let mut logs = admin_secret.logs();
-    logs.push_str(&managed_logs);
-    for h in db_lambdas.iter().chain(&priority_lambdas) {
-        logs.push_str(&h.logs());
-    }
     // A password that could not be read cannot be searched for: it fails both searches.
     let secrets = std::mem::take(&mut report.secrets);
     let unread: Vec<&str> = secrets
@@ -807,7 +1060,10 @@ async fn run() -> i32 {
         !logs.contains(local_invoke::SIGNATURE),
         "no ResponseURL signature appears in the Lambdas' logs",
     );
+}
 
+/// The closing table and the count of checks; the exit status.
+fn summary(report: &mut Report, started: Instant) -> i32 {
     report.say("");
     report.say("Every CloudFormation response:");
     report.table();

@@ -77,6 +77,21 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     runtime().block_on(future)
 }
 
+/// How many of a Lambda's last log lines a failed [`Harness::assert_success`] prints.
+const LOG_TAIL: usize = 60;
+
+/// The last `lines` lines of `logs`, headed with how many of how many they are.
+fn log_tail(logs: &str, lines: usize) -> String {
+    let all: Vec<&str> = logs.lines().collect();
+    let from = all.len().saturating_sub(lines);
+    format!(
+        "logs (the last {} of {} lines):\n{}",
+        all.len() - from,
+        all.len(),
+        all[from..].join("\n")
+    )
+}
+
 /// How long [`Harness::call`] waits after the Lambda's outcome for a PUT still in flight: the
 /// quiet before the next invocation of a loop of calls (the bench measures its floors after it).
 pub const SETTLE: Duration = Duration::from_millis(20);
@@ -286,6 +301,28 @@ impl Harness {
                 .expect("reported"),
             elapsed: invocation.elapsed().unwrap_or_default(),
         })
+    }
+
+    /// `exchange` succeeded: the response CloudFormation acts on says `SUCCESS` and the Lambda
+    /// reported no error to the runtime API. A failure names the Status, the Reason, the runtime
+    /// error (if any) and the last 60 lines of this Lambda's logs, and nothing else of
+    /// the response: the Lambdas keep secrets out of Reasons, errors and logs (the suites'
+    /// `assert_hidden` checks hold them to it), so the message carries none either.
+    #[track_caller]
+    pub fn assert_success(&self, exchange: &Exchange) {
+        let status = exchange.status();
+        let error = match &exchange.outcome {
+            RuntimeOutcome::Error(body) => Some(body),
+            RuntimeOutcome::Response(_) => None,
+        };
+        if status == Some("SUCCESS") && error.is_none() {
+            return;
+        }
+        panic!(
+            "expected SUCCESS and no runtime error, got Status {status:?}\nReason: {:?}\nruntime error: {error:?}\n{}",
+            exchange.reason(),
+            log_tail(&self.logs(), LOG_TAIL)
+        );
     }
 
     /// `exchange` holds exactly one response and it is a SUCCESS; `what` names the request in the

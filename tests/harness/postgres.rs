@@ -264,7 +264,41 @@ fn start() -> Postgres {
     chown(&dir, ids);
     chmod(&dir, 0o755);
 
-    // Certificates: a test CA, a server certificate for DNS:localhost only, an unrelated CA.
+    let (certs, ca_crt, other_crt) = make_certs(&dir, ids);
+    let superuser_password = random_hex(16);
+    let data = init_data_dir(bin, &dir, ids, &superuser_password);
+    let port = free_port();
+    configure(&data, &dir, &certs, port);
+    let log_file = start_server(bin, &data, &dir, ids, port);
+
+    let ca_pem = std::fs::read_to_string(&ca_crt).expect("ca.crt");
+    let mut cluster = Postgres {
+        host: "localhost".into(),
+        address: "127.0.0.1".into(),
+        port,
+        admin_user: "postgres".into(),
+        admin_password: superuser_password.clone(),
+        ca_pem,
+        other_ca_pem: std::fs::read_to_string(&other_crt).expect("other-ca.crt"),
+        log_file: Some(ServerLog {
+            path: log_file,
+            marker: format!("local-invoke server log {}", random_hex(8)),
+        }),
+        superuser: Some(("postgres".into(), superuser_password)),
+    };
+    // The admin the Lambdas use is no superuser, like an RDS master.
+    let admin_user = "cfn_admin".to_string();
+    let admin_password = random_hex(16);
+    bootstrap(&cluster, &admin_user, &admin_password);
+    cluster.log().expect("the throwaway cluster has a server log");
+    cluster.admin_user = admin_user;
+    cluster.admin_password = admin_password;
+    cluster
+}
+
+/// Certificates: a test CA, a server certificate for DNS:localhost only, an unrelated CA.
+/// Returns the certificate directory and the two CA certificates.
+fn make_certs(dir: &Path, ids: Option<(u32, u32)>) -> (PathBuf, PathBuf, PathBuf) {
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).expect("certs dir");
     let (ca_crt, _) = make_ca(&certs, "ca", "local-invoke test CA");
@@ -275,11 +309,13 @@ fn start() -> Postgres {
     }
     chmod(&certs.join("server.key"), 0o600);
     chown(&certs, ids);
+    (certs, ca_crt, other_crt)
+}
 
-    // initdb with a superuser password and scram-sha-256 everywhere.
-    let superuser_password = random_hex(16);
+/// initdb with a superuser password and scram-sha-256 everywhere; returns the data directory.
+fn init_data_dir(bin: &Path, dir: &Path, ids: Option<(u32, u32)>, superuser_password: &str) -> PathBuf {
     let pwfile = dir.join("pwfile");
-    std::fs::write(&pwfile, &superuser_password).expect("pwfile");
+    std::fs::write(&pwfile, superuser_password).expect("pwfile");
     chown(&pwfile, ids);
     chmod(&pwfile, 0o600);
     let data = dir.join("data");
@@ -297,11 +333,15 @@ fn start() -> Postgres {
             "--no-sync",
         ])
         .arg(format!("--pwfile={}", pwfile.display()))
-        .current_dir(&dir);
+        .current_dir(dir);
     run(initdb, "initdb");
     let _ = std::fs::remove_file(&pwfile);
+    data
+}
 
-    let port = free_port();
+/// The server's settings: TLS with the test certificate, scram-sha-256, every statement logged,
+/// no durability; and scram-sha-256 for every connection.
+fn configure(data: &Path, dir: &Path, certs: &Path, port: u16) {
     let conf = format!(
         "\n# local-invoke throwaway cluster\n\
          listen_addresses = '127.0.0.1'\n\
@@ -328,14 +368,18 @@ fn start() -> Postgres {
         "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
     )
     .expect("pg_hba.conf");
+}
 
+/// Starts the postmaster, stopped at process exit, and waits until it listens on `port`;
+/// returns its log file.
+fn start_server(bin: &Path, data: &Path, dir: &Path, ids: Option<(u32, u32)>, port: u16) -> PathBuf {
     let log_file = dir.join("postgres.log");
     let log = std::fs::File::create(&log_file).expect("postgres log");
     let mut server = command(&bin.join("postgres"), ids.is_some());
     server
         .arg("-D")
-        .arg(&data)
-        .current_dir(&dir)
+        .arg(data)
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log);
@@ -343,7 +387,7 @@ fn start() -> Postgres {
     own_child(child);
     // Runs before the kill above (reverse order): a clean, immediate stop of the postmaster.
     let pg_ctl = bin.join("pg_ctl");
-    let data_dir = data.clone();
+    let data_dir = data.to_path_buf();
     let as_postgres = ids.is_some();
     at_shutdown(move || {
         let mut stop = command(&pg_ctl, as_postgres);
@@ -361,30 +405,7 @@ fn start() -> Postgres {
         "postgres did not listen on port {port} within 60 s; see {}",
         log_file.display()
     );
-
-    let ca_pem = std::fs::read_to_string(&ca_crt).expect("ca.crt");
-    let mut cluster = Postgres {
-        host: "localhost".into(),
-        address: "127.0.0.1".into(),
-        port,
-        admin_user: "postgres".into(),
-        admin_password: superuser_password.clone(),
-        ca_pem,
-        other_ca_pem: std::fs::read_to_string(&other_crt).expect("other-ca.crt"),
-        log_file: Some(ServerLog {
-            path: log_file,
-            marker: format!("local-invoke server log {}", random_hex(8)),
-        }),
-        superuser: Some(("postgres".into(), superuser_password)),
-    };
-    // The admin the Lambdas use is no superuser, like an RDS master.
-    let admin_user = "cfn_admin".to_string();
-    let admin_password = random_hex(16);
-    bootstrap(&cluster, &admin_user, &admin_password);
-    cluster.log().expect("the throwaway cluster has a server log");
-    cluster.admin_user = admin_user;
-    cluster.admin_password = admin_password;
-    cluster
+    log_file
 }
 
 fn append(path: &Path, text: &str) {

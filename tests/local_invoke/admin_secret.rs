@@ -14,7 +14,7 @@ const LOGICAL_ID: &str = "AdminSecret";
 const KEY: &str = "alias/platform-rds-test";
 const OTHER_KEY: &str = "alias/platform-rds-test-other";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     let mut all = trials![
         admin_secret;
         create_stores_a_secure_string_under_the_key,
@@ -175,16 +175,6 @@ fn owned_by(stored: &Stored, stack_id: &str) -> bool {
             .contains(&("custom-resource:logical-id".into(), LOGICAL_ID.into()))
 }
 
-fn assert_success(exchange: &Exchange, harness: &Harness) {
-    assert_eq!(
-        exchange.status(),
-        Some("SUCCESS"),
-        "reason: {:?}\nlogs:\n{}",
-        exchange.reason(),
-        harness.logs()
-    );
-}
-
 fn assert_failed(exchange: &Exchange) {
     assert_eq!(exchange.status(), Some("FAILED"), "{:#?}", exchange.response());
 }
@@ -232,7 +222,8 @@ fn assert_hidden(harness: &Harness, exchanges: &[&Exchange], passwords: &[&str])
                 let reason = put.json["Reason"].as_str().unwrap_or_default();
                 assert!(
                     !reason.contains(password),
-                    "a password appears in a Reason: {reason}"
+                    "a password appears in a Reason (shown here as <PASSWORD>): {}",
+                    reason.replace(password, "<PASSWORD>")
                 );
             }
         }
@@ -257,7 +248,7 @@ async fn create_stores_a_secure_string_under_the_key() {
         json!({"Length": "20", "ExcludeCharacters": exclude, "RequireEachIncludedType": "true", "Description": "the admin password"}),
     );
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, properties)).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     assert_eq!(created.physical_id(), Some(name.as_str()));
 
     let s = stored(&name).await.expect("the parameter exists");
@@ -303,7 +294,7 @@ async fn a_fresh_secret_is_one_aws_call() {
                 .create(TYPE, "First", props(&first, json!({"RotationToken": "r0"}))),
         )
         .await;
-    assert_success(&warm, &h);
+    h.assert_success(&warm);
     let name = unique_name("one-call-b");
     let created = h
         .call(
@@ -311,7 +302,7 @@ async fn a_fresh_secret_is_one_aws_call() {
                 .create(TYPE, LOGICAL_ID, props(&name, json!({"RotationToken": "r0"}))),
         )
         .await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let calls = local_invoke::last_aws_calls(&h.logs());
     assert_eq!(calls, 1, "AWS calls for a warm Create:\n{}", h.logs());
     // The same line says where the time went: the PutParameter's wait, within the handler's time,
@@ -343,13 +334,13 @@ async fn retried_create_returns_the_same_version_and_value() {
     let first = h
         .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
         .await;
-    assert_success(&first, &h);
+    h.assert_success(&first);
     let before = stored(&name).await.unwrap();
     // CloudFormation (or Lambda's retry) sends the Create again for the same stack and logical id.
     let second = h
         .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
         .await;
-    assert_success(&second, &h);
+    h.assert_success(&second);
     assert_eq!(second.physical_id(), Some(name.as_str()));
     assert_eq!(second.data("Version"), first.data("Version"));
     assert_eq!(second.data("Version"), Some("1"));
@@ -391,7 +382,7 @@ async fn foreign_parameter_fails_create_and_is_left_untouched() {
     let deleted = h
         .call(h.events.delete(TYPE, LOGICAL_ID, &name, props(&name, json!({}))))
         .await;
-    assert_success(&deleted, &h);
+    h.assert_success(&deleted);
     assert_eq!(
         stored(&name).await.unwrap(),
         before,
@@ -407,7 +398,7 @@ async fn parameter_of_another_stack_fails_create() {
     let theirs = h
         .call(other.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
         .await;
-    assert_success(&theirs, &h);
+    h.assert_success(&theirs);
     let before = stored(&name).await.unwrap();
     assert!(owned_by(&before, &other.stack_id));
 
@@ -437,7 +428,7 @@ async fn adopt_takes_over_keeping_the_value() {
                 .create(TYPE, LOGICAL_ID, props(&name, json!({"Adopt": "true"}))),
         )
         .await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let s = stored(&name).await.unwrap();
     assert_eq!(s.value, value, "adoption keeps the value");
     assert_eq!(s.kind, "SecureString");
@@ -453,7 +444,7 @@ async fn adopt_takes_over_keeping_the_value() {
                 .delete(TYPE, LOGICAL_ID, &name, props(&name, json!({"Adopt": "true"}))),
         )
         .await;
-    assert_success(&deleted, &h);
+    h.assert_success(&deleted);
     assert_eq!(stored(&name).await, None);
     assert_hidden(&h, &[&created, &deleted], &[value]);
 }
@@ -464,11 +455,11 @@ async fn description_only_update_keeps_the_value() {
     let old = props(&name, json!({"Description": "first", "RotationToken": "1"}));
     let new = props(&name, json!({"Description": "second", "RotationToken": "1"}));
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let before = stored(&name).await.unwrap();
 
     let updated = h.call(h.events.update(TYPE, LOGICAL_ID, &name, new, old)).await;
-    assert_success(&updated, &h);
+    h.assert_success(&updated);
     assert_eq!(updated.physical_id(), Some(name.as_str()));
     let after = stored(&name).await.unwrap();
     assert_eq!(
@@ -487,11 +478,11 @@ async fn rotation_token_change_generates_a_new_password() {
     let old = props(&name, json!({"Length": 12, "RotationToken": "2026-01"}));
     let new = props(&name, json!({"Length": 12, "RotationToken": "2026-02"}));
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let before = stored(&name).await.unwrap();
 
     let updated = h.call(h.events.update(TYPE, LOGICAL_ID, &name, new, old)).await;
-    assert_success(&updated, &h);
+    h.assert_success(&updated);
     assert_eq!(updated.physical_id(), Some(name.as_str()));
     let after = stored(&name).await.unwrap();
     assert_ne!(after.value, before.value, "rotation kept the password");
@@ -541,19 +532,19 @@ async fn rotation_rolled_back_restores_the_password() {
     let r1 = props(&name, json!({"RotationToken": "r1"}));
     let r2 = props(&name, json!({"RotationToken": "r2"}));
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, r1.clone())).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let p1 = stored(&name).await.unwrap();
 
     let rotated = h
         .call(h.events.update(TYPE, LOGICAL_ID, &name, r2.clone(), r1.clone()))
         .await;
-    assert_success(&rotated, &h);
+    h.assert_success(&rotated);
     let p2 = stored(&name).await.unwrap();
     assert_ne!(p2.value, p1.value, "rotation kept the password");
 
     let rollback = h.events.update(TYPE, LOGICAL_ID, &name, r1.clone(), r2.clone());
     let rolled_back = h.call(rollback.clone()).await;
-    assert_success(&rolled_back, &h);
+    h.assert_success(&rolled_back);
     assert_eq!(rolled_back.physical_id(), Some(name.as_str()));
     let back = stored(&name).await.unwrap();
     assert_eq!(back.value, p1.value, "the rollback did not restore r1's password");
@@ -572,14 +563,14 @@ async fn rotation_rolled_back_restores_the_password() {
 
     // The same rollback delivered again: nothing new.
     let again = h.call(events_retry(&rollback)).await;
-    assert_success(&again, &h);
+    h.assert_success(&again);
     let after = stored(&name).await.unwrap();
     assert_eq!((after.version, &after.value), (back.version, &back.value));
     assert_eq!(again.data("Version"), rolled_back.data("Version"));
 
     // And rotating forward to r2 again brings r2's password back, not a third one.
     let forward = h.call(h.events.update(TYPE, LOGICAL_ID, &name, r2, r1)).await;
-    assert_success(&forward, &h);
+    h.assert_success(&forward);
     assert_eq!(stored(&name).await.unwrap().value, p2.value);
     let values: BTreeSet<String> = history(&name).await.into_iter().map(|(_, v, _)| v).collect();
     assert_eq!(values.len(), 2, "two tokens, two passwords");
@@ -601,13 +592,13 @@ async fn duplicate_rotation_makes_no_third_password() {
     let r1 = props(&name, json!({"RotationToken": "r1"}));
     let r2 = props(&name, json!({"RotationToken": "r2"}));
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, r1.clone())).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let rotate = h.events.update(TYPE, LOGICAL_ID, &name, r2, r1);
     let first = h.call(rotate.clone()).await;
-    assert_success(&first, &h);
+    h.assert_success(&first);
     let once = stored(&name).await.unwrap();
     let second = h.call(events_retry(&rotate)).await;
-    assert_success(&second, &h);
+    h.assert_success(&second);
     let twice = stored(&name).await.unwrap();
     assert_eq!(
         (twice.version, &twice.value),
@@ -626,7 +617,7 @@ async fn rollback_ignores_invalid_old_properties() {
     let name = unique_name("invalid-old");
     let good = props(&name, json!({"RotationToken": "r1", "Description": "d"}));
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, good.clone())).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let before = stored(&name).await.unwrap();
     for bad in [
         json!({"Length": "many"}),
@@ -706,7 +697,7 @@ async fn unlabelled_parameter_keeps_its_password() {
     let updated = h
         .call(h.events.update(TYPE, LOGICAL_ID, &name, new.clone(), old))
         .await;
-    assert_success(&updated, &h);
+    h.assert_success(&updated);
     assert_eq!(
         stored(&name).await.unwrap().value,
         legacy,
@@ -734,7 +725,7 @@ async fn unlabelled_parameter_keeps_its_password() {
             new,
         ))
         .await;
-    assert_success(&rotated, &h);
+    h.assert_success(&rotated);
     let after = stored(&name).await.unwrap();
     assert_ne!(after.value, legacy, "a new token did not rotate");
     assert_hidden(&h, &[&updated, &rotated], &[legacy, &after.value]);
@@ -747,11 +738,11 @@ async fn key_change_keeps_the_value_under_the_new_key() {
     let mut new = old.clone();
     new["KeyId"] = json!(OTHER_KEY);
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let before = stored(&name).await.unwrap();
 
     let updated = h.call(h.events.update(TYPE, LOGICAL_ID, &name, new, old)).await;
-    assert_success(&updated, &h);
+    h.assert_success(&updated);
     let after = stored(&name).await.unwrap();
     assert_eq!(after.value, before.value, "a key change changed the password");
     assert_eq!(after.key_id.as_deref(), Some(OTHER_KEY));
@@ -768,7 +759,7 @@ async fn rename_replaces_and_delete_removes_the_old() {
     let old = props(&old_name, json!({}));
     let new = props(&new_name, json!({}));
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let original = stored(&old_name).await.unwrap();
 
     let updated = h
@@ -777,7 +768,7 @@ async fn rename_replaces_and_delete_removes_the_old() {
                 .update(TYPE, LOGICAL_ID, &old_name, new.clone(), old.clone()),
         )
         .await;
-    assert_success(&updated, &h);
+    h.assert_success(&updated);
     assert_eq!(
         updated.physical_id(),
         Some(new_name.as_str()),
@@ -799,7 +790,7 @@ async fn rename_replaces_and_delete_removes_the_old() {
 
     // CloudFormation's cleanup: Delete for the old physical id.
     let cleanup = h.call(h.events.delete(TYPE, LOGICAL_ID, &old_name, old)).await;
-    assert_success(&cleanup, &h);
+    h.assert_success(&cleanup);
     assert_eq!(stored(&old_name).await, None, "the old parameter was not removed");
     assert_eq!(
         stored(&new_name).await,
@@ -811,10 +802,10 @@ async fn rename_replaces_and_delete_removes_the_old() {
     let deleted = h
         .call(h.events.delete(TYPE, LOGICAL_ID, &new_name, new.clone()))
         .await;
-    assert_success(&deleted, &h);
+    h.assert_success(&deleted);
     assert_eq!(stored(&new_name).await, None);
     let again = h.call(h.events.delete(TYPE, LOGICAL_ID, &new_name, new)).await;
-    assert_success(&again, &h);
+    h.assert_success(&again);
     assert_hidden(
         &h,
         &[&created, &updated, &cleanup, &deleted, &again],
@@ -829,10 +820,10 @@ async fn retain_keeps_the_parameter() {
     let created = h
         .call(h.events.create(TYPE, LOGICAL_ID, properties.clone()))
         .await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let before = stored(&name).await.unwrap();
     let deleted = h.call(h.events.delete(TYPE, LOGICAL_ID, &name, properties)).await;
-    assert_success(&deleted, &h);
+    h.assert_success(&deleted);
     assert_eq!(
         stored(&name).await,
         Some(before.clone()),
@@ -891,7 +882,7 @@ async fn return_password_sets_no_echo() {
                 .create(TYPE, LOGICAL_ID, props(&name, json!({"ReturnPassword": "true"}))),
         )
         .await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let s = stored(&name).await.unwrap();
     assert_eq!(created.response()["NoEcho"], json!(true));
     assert_eq!(created.data("Password"), Some(s.value.as_str()));
@@ -910,7 +901,7 @@ pub(crate) async fn second_stack_adopt_and_return_password_refused() {
     let created = owner
         .call(owner.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
         .await;
-    assert_success(&created, &owner);
+    owner.assert_success(&created);
     let before = stored(&name).await.unwrap();
 
     let other = Harness::start("admin-secret", &moto().env()).await;
@@ -982,7 +973,7 @@ pub(crate) async fn second_stack_adopt_and_return_password_refused() {
     let plain = odd
         .call(odd.events.create(TYPE, LOGICAL_ID, props(&fine, json!({}))))
         .await;
-    assert_success(&plain, &odd);
+    odd.assert_success(&plain);
     assert_eq!(stored(&name).await.unwrap(), before);
 }
 
@@ -995,7 +986,7 @@ pub(crate) async fn own_update_with_adopt_is_served_when_off() {
     let created = h
         .call(h.events.create(TYPE, LOGICAL_ID, props(&name, json!({}))))
         .await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let updated = h
         .call(h.events.update(
             TYPE,
@@ -1005,7 +996,7 @@ pub(crate) async fn own_update_with_adopt_is_served_when_off() {
             props(&name, json!({})),
         ))
         .await;
-    assert_success(&updated, &h);
+    h.assert_success(&updated);
 }
 
 // ---- logs (registered by `leaks`) ----
@@ -1028,16 +1019,16 @@ pub(crate) async fn trace_logs_hold_no_secret() {
         let old = props(&name, json!({"ReturnPassword": "true", "RotationToken": "1"}));
         let new = props(&name, json!({"ReturnPassword": "true", "RotationToken": "2"}));
         let created = h.call(h.events.create(TYPE, LOGICAL_ID, old.clone())).await;
-        assert_success(&created, &h);
+        h.assert_success(&created);
         let first = stored(&name).await.unwrap().value;
         let updated = h
             .call(h.events.update(TYPE, LOGICAL_ID, &name, new.clone(), old))
             .await;
-        assert_success(&updated, &h);
+        h.assert_success(&updated);
         let second = stored(&name).await.unwrap().value;
         assert_ne!(first, second, "the rotation made a new password");
         let deleted = h.call(h.events.delete(TYPE, LOGICAL_ID, &name, new)).await;
-        assert_success(&deleted, &h);
+        h.assert_success(&deleted);
         crate::leaks::assert_clean(&h.logs(), &[&first, &second]);
     }
 }
@@ -1106,7 +1097,7 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
     let name = unique_name("history-limit");
     let token = |n: usize| props(&name, json!({"RotationToken": format!("r{n}")}));
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, token(0))).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let mut passwords = vec![stored(&name).await.unwrap().value];
     let mut exchanges = vec![created];
     let agree = |exchange: &Exchange, latest: &Stored| {
@@ -1151,7 +1142,7 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
                 .update(TYPE, LOGICAL_ID, &name, token(ROTATIONS - 1), token(ROTATIONS)),
         )
         .await;
-    assert_success(&rolled_back, &h);
+    h.assert_success(&rolled_back);
     let latest = stored(&name).await.unwrap();
     assert_eq!(
         latest.value,
@@ -1169,7 +1160,7 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
         .events
         .update(TYPE, LOGICAL_ID, &name, token(1), token(ROTATIONS - 1));
     let back = h.call(first_token.clone()).await;
-    assert_success(&back, &h);
+    h.assert_success(&back);
     let restored = stored(&name).await.unwrap();
     agree(&back, &restored);
     assert!(
@@ -1186,7 +1177,7 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
         "the new password is bound to r1"
     );
     let again = h.call(events_retry(&first_token)).await;
-    assert_success(&again, &h);
+    h.assert_success(&again);
     assert_eq!(
         again.data("Version"),
         back.data("Version"),
@@ -1211,7 +1202,7 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
     let r1 = props(&name, json!({"RotationToken": "r1", "Description": "admin"}));
     let r2 = props(&name, json!({"RotationToken": "r2", "Description": "admin"}));
     let created = h.call(h.events.create(TYPE, LOGICAL_ID, r1.clone())).await;
-    assert_success(&created, &h);
+    h.assert_success(&created);
     let mut exchanges = vec![created];
     for (current, previous) in [(r1.clone(), r1.clone()), (r2.clone(), r1.clone())] {
         if current != previous {
@@ -1221,7 +1212,7 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
                         .update(TYPE, LOGICAL_ID, &name, current.clone(), previous),
                 )
                 .await;
-            assert_success(&rotated, &h);
+            h.assert_success(&rotated);
             exchanges.push(rotated);
         }
         let before = (
@@ -1235,7 +1226,7 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
             json!("arn:aws:lambda:us-east-1:123456789012:function:admin-secret-v2");
         event["ResourceProperties"]["ServiceTimeout"] = json!("600");
         let unchanged = h.call(event).await;
-        assert_success(&unchanged, &h);
+        h.assert_success(&unchanged);
         let after = (
             local_invoke::fixtures::parameter_history(&name).await,
             stored(&name).await.unwrap(),

@@ -6,7 +6,7 @@ use libtest_mimic::Trial;
 
 use crate::{admin_secret, service_database};
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     trials![
         authz;
         admin_secret::second_stack_adopt_and_return_password_refused,

@@ -15,7 +15,7 @@ use serde_json::Value;
 /// it also fits numeric properties: every value reaches a handler as a string anyway.
 const PLACEHOLDER: &str = "1";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     trials![
         sync contract;
         every_custom_resource_parses_with_its_handler_types,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 const TYPE: &str = "Custom::AdminSecret";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     trials![
         dead_letter;
         crashed_create_is_answered_once_then_its_rollback_delete_succeeds,
@@ -49,12 +49,19 @@ async fn crashed_create_is_answered_once_then_its_rollback_delete_succeeds() {
         "KeyId": "alias/platform-rds",
     });
     let create = crashing.events.create(TYPE, "AdminSecret", properties.clone());
+    every_attempt_dies(&mut crashing, &crash, &create).await;
+    let responder = responder_answers_the_record_once(&crashing, &create).await;
+    let marker = the_one_response_is_failed(&crashing, &create, &responder);
+    rollback_delete_succeeds(&crashing, &marker, properties).await;
+}
 
-    // Lambda's first attempt and its two retries, each in a new execution environment.
+/// Lambda's first attempt and its two retries, each in a new execution environment: each dies
+/// of a failed allocation, and none answers.
+async fn every_attempt_dies(crashing: &mut Harness, crash: &[(&str, &str)], create: &Value) {
     let mut crash_logs = String::new();
     for attempt in 1..=3 {
         if attempt > 1 {
-            crash_logs.push_str(&crashing.restart(&crash).await);
+            crash_logs.push_str(&crashing.restart(crash).await);
         }
         let answered = crashing.call_unless_killed(create.clone()).await;
         assert!(
@@ -69,12 +76,14 @@ async fn crashed_create_is_answered_once_then_its_rollback_delete_succeeds() {
         "each attempt dies of a failed allocation:\n{crash_logs}"
     );
     assert!(
-        crashing.all_puts_for(&create).is_empty(),
+        crashing.all_puts_for(create).is_empty(),
         "no environment answered"
     );
+}
 
-    // The responder gets the destination record; a record that is no CloudFormation request
-    // first, which it must ignore.
+/// The responder gets the destination record; a record that is no CloudFormation request
+/// first, which it must ignore. One PUT in all, for the record. Returns the responder.
+async fn responder_answers_the_record_once(crashing: &Harness, create: &Value) -> Harness {
     let receiver = crashing.receiver.clone();
     let responder = Harness::around(
         &binary_path("dead-letter-responder", Profile::Debug),
@@ -82,7 +91,7 @@ async fn crashed_create_is_answered_once_then_its_rollback_delete_succeeds() {
         &[],
     )
     .await;
-    let mut not_cloudformation = destination_record(&create, 3);
+    let mut not_cloudformation = destination_record(create, 3);
     not_cloudformation["requestPayload"] = json!({"source": "aws.events", "detail": {}});
     let ignored = responder
         .runtime_api
@@ -100,7 +109,7 @@ async fn crashed_create_is_answered_once_then_its_rollback_delete_succeeds() {
 
     let invocation = responder
         .runtime_api
-        .invoke(destination_record(&create, 3), Duration::from_secs(30))
+        .invoke(destination_record(create, 3), Duration::from_secs(30))
         .await;
     let outcome = invocation
         .outcome(Duration::from_secs(40))
@@ -117,7 +126,14 @@ async fn crashed_create_is_answered_once_then_its_rollback_delete_succeeds() {
         puts_before + 1,
         "one PUT for the record, none for the ignored one"
     );
-    let puts = crashing.all_puts_for(&create);
+    responder
+}
+
+/// The crashed Create's one response: FAILED, for its request, with the marker physical id and a
+/// Reason naming the crash, the attempts and the function; no ResponseURL signature in it or in
+/// the responder's logs. Returns the marker id.
+fn the_one_response_is_failed(crashing: &Harness, create: &Value, responder: &Harness) -> String {
+    let puts = crashing.all_puts_for(create);
     assert_eq!(puts.len(), 1, "exactly one PUT for the crashed Create: {puts:#?}");
     let put = &puts[0];
     assert!((200..300).contains(&put.answered));
@@ -144,19 +160,22 @@ async fn crashed_create_is_answered_once_then_its_rollback_delete_succeeds() {
         );
     }
     assert!(logs.contains("ignored"), "the ignored record is logged:\n{logs}");
+    marker
+}
 
-    // CloudFormation's rollback: a Delete of the marker id, to the real admin-secret binary. It is
-    // answered SUCCESS without an AWS call (its endpoint is unreachable: any call would fail).
+/// CloudFormation's rollback: a Delete of the marker id, to the real admin-secret binary. It is
+/// answered SUCCESS without an AWS call (its endpoint is unreachable: any call would fail).
+async fn rollback_delete_succeeds(crashing: &Harness, marker: &str, properties: Value) {
     let admin = Harness::around(
         &binary_path("admin-secret", Profile::Debug),
-        receiver.clone(),
+        crashing.receiver.clone(),
         &[
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
             ("AWS_MAX_ATTEMPTS", "1"),
         ],
     )
     .await;
-    let delete = crashing.events.delete(TYPE, "AdminSecret", &marker, properties);
+    let delete = crashing.events.delete(TYPE, "AdminSecret", marker, properties);
     let exchange = admin.call(delete).await;
     assert_eq!(
         exchange.status(),
@@ -164,6 +183,6 @@ async fn crashed_create_is_answered_once_then_its_rollback_delete_succeeds() {
         "{exchange:#?}\n{}",
         admin.logs()
     );
-    assert_eq!(exchange.physical_id(), Some(marker.as_str()));
+    assert_eq!(exchange.physical_id(), Some(marker));
     assert_eq!(last_aws_calls(&admin.logs()), 0, "{}", admin.logs());
 }

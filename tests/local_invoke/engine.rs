@@ -29,7 +29,7 @@ const SERVICES: [(&str, &str, &str); 2] = [
     ("engine-payments", "engine_payments", "Drop"),
 ];
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     trials![
         engine;
         four_stacks_through_moto_cloudformation_create_wire_and_delete,
@@ -38,7 +38,7 @@ pub fn trials() -> Vec<Trial> {
 }
 
 /// The four kinds of stack created once through the engine (both trials read them).
-pub struct Deployment {
+pub(crate) struct Deployment {
     pub network: Value,
     /// Each stack's outputs, by stack name.
     pub outputs: BTreeMap<String, Value>,
@@ -50,7 +50,7 @@ pub struct Deployment {
 
 /// Creates, in dependency order, support, fargate-cluster and rds-cluster, then the two
 /// service stacks at the same time.
-pub fn deployment() -> &'static Deployment {
+pub(crate) fn deployment() -> &'static Deployment {
     static DEPLOYMENT: OnceLock<Deployment> = OnceLock::new();
     DEPLOYMENT.get_or_init(|| {
         let engine = engine();
@@ -70,7 +70,7 @@ pub fn deployment() -> &'static Deployment {
 }
 
 /// A running engine: its endpoint and the file it records every event and response in.
-pub struct Engine {
+pub(crate) struct Engine {
     pub moto: Moto,
     pub record: PathBuf,
     pub logs: PathBuf,
@@ -78,7 +78,7 @@ pub struct Engine {
 
 /// Starts `cfn_engine.py` (once per process) against the throwaway PostgreSQL, with the
 /// release binaries.
-pub fn engine() -> &'static Engine {
+pub(crate) fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let pg = postgres();
@@ -133,7 +133,7 @@ pub fn engine() -> &'static Engine {
 
 impl Engine {
     /// Runs `tests/engine/stacks.py` against the endpoint; its JSON output.
-    pub fn stacks(&self, args: &[&str]) -> Value {
+    pub(crate) fn stacks(&self, args: &[&str]) -> Value {
         let script = repo_root().join("tests/engine/stacks.py");
         let code = format!(
             "import runpy, sys; sys.argv = [{:?}] + sys.argv[1:]; runpy.run_path({:?}, run_name='__main__')",
@@ -145,7 +145,7 @@ impl Engine {
     }
 
     /// Creates the stacks of `spec` at the same time; each one's `{name, status, outputs}`.
-    pub fn create(&self, spec: Value) -> Vec<Value> {
+    pub(crate) fn create(&self, spec: Value) -> Vec<Value> {
         let file = self
             .logs
             .join(format!("spec-{}.json", local_invoke::postgres::random_hex(4)));
@@ -155,7 +155,7 @@ impl Engine {
     }
 
     /// Every event the engine delivered, with the response it got, in delivery order.
-    pub fn exchanges(&self) -> Vec<(Value, Value)> {
+    pub(crate) fn exchanges(&self) -> Vec<(Value, Value)> {
         let text = std::fs::read_to_string(&self.record).unwrap_or_default();
         let lines: Vec<Value> = text
             .lines()
@@ -182,7 +182,7 @@ impl Engine {
     }
 
     /// The one exchange for (stack name, logical id, request type).
-    pub fn exchange(&self, stack: &str, logical_id: &str, request_type: &str) -> (Value, Value) {
+    pub(crate) fn exchange(&self, stack: &str, logical_id: &str, request_type: &str) -> (Value, Value) {
         let found: Vec<_> = self
             .exchanges()
             .into_iter()
@@ -203,7 +203,7 @@ impl Engine {
     }
 
     /// Everything the Lambda processes printed.
-    pub fn lambda_logs(&self) -> String {
+    pub(crate) fn lambda_logs(&self) -> String {
         ["admin-secret", "service-database", "listener-rule-priority"]
             .iter()
             .map(|n| std::fs::read_to_string(self.logs.join(format!("{n}.log"))).unwrap_or_default())
@@ -216,7 +216,7 @@ fn template(name: &str) -> String {
     repo_root().join("cfn").join(name).display().to_string()
 }
 
-pub fn service_spec(network: &Value) -> Value {
+pub(crate) fn service_spec(network: &Value) -> Value {
     Value::Array(
         SERVICES
             .iter()
@@ -381,9 +381,33 @@ async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
     let outputs = deployed.outputs.clone();
 
     check_properties(engine, &outputs, pg, &mut problems);
+    let (admin_parameter, admin_password) = check_master_password(engine, &outputs, pg, &mut problems).await;
+    let mut claims = Vec::new();
+    let mut passwords = vec![admin_password];
+    for i in 0..SERVICES.len() {
+        let (claimed, password) = check_service(engine, &outputs, pg, i, &mut problems).await;
+        claims.push(claimed);
+        passwords.push(password);
+    }
+    if claims[0] == claims[1] {
+        problems.push(format!("both services got priority {}", claims[0]));
+    }
+    check_exports(&deployed.exports, &mut problems);
+    delete_services(engine, &outputs, pg, &claims, &mut problems).await;
+    delete_platform(engine, &admin_parameter, &mut problems).await;
+    check_no_password_logged(engine, &passwords, &mut problems);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
 
-    // The cluster's master password: the version AdminSecret answered, resolved by the engine
-    // through {{resolve:ssm-secure:...}} and applied by the stand-in.
+/// The cluster's master password: the version AdminSecret answered, resolved by the engine
+/// through {{resolve:ssm-secure:...}} and applied by the stand-in. Returns AdminSecret's
+/// parameter and the password.
+async fn check_master_password(
+    engine: &Engine,
+    outputs: &BTreeMap<String, Value>,
+    pg: &Postgres,
+    problems: &mut Vec<String>,
+) -> (String, String) {
     let (_, admin) = engine.exchange(RDS, "AdminSecret", "Create");
     let admin_parameter = admin["Data"]["ParameterName"]
         .as_str()
@@ -402,81 +426,88 @@ async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
             outputs[RDS]["AdminPasswordParameterName"]
         ));
     }
+    (admin_parameter, admin_password)
+}
 
-    let mut claims = Vec::new();
-    let mut passwords = vec![admin_password.clone()];
-    for (i, (service, database, _)) in SERVICES.iter().enumerate() {
-        let stack = format!("service-{service}");
-        let (_, db) = engine.exchange(&stack, "ServiceDatabase", "Create");
-        let (_, priority) = engine.exchange(&stack, "ListenerRulePriority", "Create");
-        let data = |r: &Value, k: &str| r["Data"][k].as_str().unwrap_or_default().to_string();
-        // The task definition's DB_* environment is the ServiceDatabase's Data.
-        let env = read(engine, &["task-env", service]);
-        let want = json!({
-            "DB_HOST": data(&db, "Host"), "DB_PORT": data(&db, "Port"), "DB_NAME": data(&db, "DatabaseName"),
-            "DB_USERNAME": data(&db, "Username"), "DB_PASSWORD_PARAMETER": data(&db, "PasswordParameterName"),
-        });
-        if env != want || data(&db, "Host") != pg.host || data(&db, "DatabaseName") != *database {
-            problems.push(format!(
-                "{service}: task definition environment {env}, Data {}",
-                db["Data"]
-            ));
-        }
-        // The listener rule sits at the priority the custom resource claimed, for its host.
-        let rules = read(
-            engine,
-            &[
-                "rules",
-                outputs[FARGATE]["ListenerArn"].as_str().unwrap_or_default(),
-            ],
-        );
-        let host = format!("{service}.example.com");
-        let claimed = data(&priority, "Priority");
-        let at: Vec<&Value> = rules
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| {
-                r["hosts"]
-                    .as_array()
-                    .is_some_and(|h| h.iter().any(|v| v == host.as_str()))
-            })
-            .collect();
-        if at.len() != 1 || at[0]["priority"] != claimed.as_str() {
-            problems.push(format!("{service}: rules for {host}: {at:?}, claimed {claimed}"));
-        }
-        claims.push(claimed.clone());
-        // The outputs carry the same values.
-        let o = &outputs[&stack];
-        if o["DatabaseName"] != database.to_string().as_str()
-            || o["DatabaseUsername"] != data(&db, "Username").as_str()
-            || o["PasswordParameterName"] != data(&db, "PasswordParameterName").as_str()
-            || o["ListenerRulePriority"] != claimed.as_str()
-        {
-            problems.push(format!("{service}: outputs {o}"));
-        }
-        // The service logs in to its own database with its SSM password, and not to the other's.
-        let password = secret(engine, &data(&db, "PasswordParameterName"))
-            .await
-            .unwrap_or_default();
-        passwords.push(password.clone());
-        let user = data(&db, "Username");
-        if !can_log_in(pg, &user, &password, database).await {
-            problems.push(format!(
-                "{service}: {user} cannot log in to {database} with its SSM password"
-            ));
-        }
-        let other = SERVICES[1 - i].1;
-        if can_log_in(pg, &user, &password, other).await {
-            problems.push(format!("{service}: {user} can log in to {other}"));
-        }
+/// Service stack `i` ([`SERVICES`]): its task definition's environment and its listener rule
+/// come from its custom resources' answers, its outputs carry the same values, and the service
+/// logs in to its own database with its SSM password, and not to the other's. Returns the
+/// priority it claimed and its password.
+async fn check_service(
+    engine: &Engine,
+    outputs: &BTreeMap<String, Value>,
+    pg: &Postgres,
+    i: usize,
+    problems: &mut Vec<String>,
+) -> (String, String) {
+    let (service, database, _) = SERVICES[i];
+    let stack = format!("service-{service}");
+    let (_, db) = engine.exchange(&stack, "ServiceDatabase", "Create");
+    let (_, priority) = engine.exchange(&stack, "ListenerRulePriority", "Create");
+    let data = |r: &Value, k: &str| r["Data"][k].as_str().unwrap_or_default().to_string();
+    // The task definition's DB_* environment is the ServiceDatabase's Data.
+    let env = read(engine, &["task-env", service]);
+    let want = json!({
+        "DB_HOST": data(&db, "Host"), "DB_PORT": data(&db, "Port"), "DB_NAME": data(&db, "DatabaseName"),
+        "DB_USERNAME": data(&db, "Username"), "DB_PASSWORD_PARAMETER": data(&db, "PasswordParameterName"),
+    });
+    if env != want || data(&db, "Host") != pg.host || data(&db, "DatabaseName") != *database {
+        problems.push(format!(
+            "{service}: task definition environment {env}, Data {}",
+            db["Data"]
+        ));
     }
-    if claims[0] == claims[1] {
-        problems.push(format!("both services got priority {}", claims[0]));
+    // The listener rule sits at the priority the custom resource claimed, for its host.
+    let rules = read(
+        engine,
+        &[
+            "rules",
+            outputs[FARGATE]["ListenerArn"].as_str().unwrap_or_default(),
+        ],
+    );
+    let host = format!("{service}.example.com");
+    let claimed = data(&priority, "Priority");
+    let at: Vec<&Value> = rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["hosts"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|v| v == host.as_str()))
+        })
+        .collect();
+    if at.len() != 1 || at[0]["priority"] != claimed.as_str() {
+        problems.push(format!("{service}: rules for {host}: {at:?}, claimed {claimed}"));
     }
+    // The outputs carry the same values.
+    let o = &outputs[&stack];
+    if o["DatabaseName"] != database.to_string().as_str()
+        || o["DatabaseUsername"] != data(&db, "Username").as_str()
+        || o["PasswordParameterName"] != data(&db, "PasswordParameterName").as_str()
+        || o["ListenerRulePriority"] != claimed.as_str()
+    {
+        problems.push(format!("{service}: outputs {o}"));
+    }
+    // The service logs in to its own database with its SSM password, and not to the other's.
+    let password = secret(engine, &data(&db, "PasswordParameterName"))
+        .await
+        .unwrap_or_default();
+    let user = data(&db, "Username");
+    if !can_log_in(pg, &user, &password, database).await {
+        problems.push(format!(
+            "{service}: {user} cannot log in to {database} with its SSM password"
+        ));
+    }
+    let other = SERVICES[1 - i].1;
+    if can_log_in(pg, &user, &password, other).await {
+        problems.push(format!("{service}: {user} can log in to {other}"));
+    }
+    (claimed, password)
+}
 
-    // Every export a stack imports exists (the engine records imports as it resolves them).
-    let exports = &deployed.exports;
+/// Every export a stack imports exists (the engine records imports as it resolves them).
+fn check_exports(exports: &Value, problems: &mut Vec<String>) {
     let names: Vec<&str> = exports["exports"]
         .as_object()
         .into_iter()
@@ -492,8 +523,17 @@ async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
             problems.push(format!("import {name} has no export"));
         }
     }
+}
 
-    // Deletes, in reverse order. An import blocks its export's stack first, as in CloudFormation.
+/// Deletes, in reverse order. An import blocks its export's stack first, as in CloudFormation;
+/// then the service stacks go, each as its OnDelete says, with their claims and host rules.
+async fn delete_services(
+    engine: &Engine,
+    outputs: &BTreeMap<String, Value>,
+    pg: &Postgres,
+    claims: &[String],
+    problems: &mut Vec<String>,
+) {
     let refused = engine.stacks(&["delete", RDS]);
     if refused[0]["status"] != "REFUSED" {
         problems.push(format!("deleting {RDS} while services import it: {}", refused[0]));
@@ -558,7 +598,10 @@ async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
     }) {
         problems.push(format!("host rules left on the listener: {rules}"));
     }
+}
 
+/// The platform stacks' Deletes, and AdminSecret's parameter gone with them.
+async fn delete_platform(engine: &Engine, admin_parameter: &str, problems: &mut Vec<String>) {
     for stack in [RDS, FARGATE, SUPPORT] {
         let d = engine.stacks(&["delete", stack]);
         if d[0]["status"] != "DELETE_COMPLETE" {
@@ -566,13 +609,16 @@ async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
         }
     }
     let (event, response) = engine.exchange(RDS, "AdminSecret", "Delete");
-    if response["Status"] != "SUCCESS" || event["PhysicalResourceId"] != admin_parameter.as_str() {
+    if response["Status"] != "SUCCESS" || event["PhysicalResourceId"] != admin_parameter {
         problems.push(format!("AdminSecret Delete: {event} -> {response}"));
     }
-    if secret(engine, &admin_parameter).await.is_some() {
+    if secret(engine, admin_parameter).await.is_some() {
         problems.push(format!("{admin_parameter} is left (AdminSecretOnDelete Delete)"));
     }
-    // No password in the Lambdas' logs, the engine's log or its record of events and responses.
+}
+
+/// No password in the Lambdas' logs, the engine's log or its record of events and responses.
+fn check_no_password_logged(engine: &Engine, passwords: &[String], problems: &mut Vec<String>) {
     let logs = [
         engine.lambda_logs(),
         std::fs::read_to_string(engine.logs.join("engine.log")).unwrap_or_default(),
@@ -584,7 +630,6 @@ async fn four_stacks_through_moto_cloudformation_create_wire_and_delete() {
             problems.push(format!("password {i} is in the logs (or was never read)"));
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// A stack's parameters, as given to CreateStack.

@@ -6,7 +6,7 @@ use local_invoke::fuzz;
 /// Inputs per handler type in `make test`: a few seconds in a debug build.
 const INPUTS: u64 = 4_000;
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     fuzz::HANDLERS
         .iter()
         .map(|handler| {

@@ -70,7 +70,7 @@ fn assert_runtime_ok(exchange: &Exchange) {
     );
 }
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     trials![
         guarantee;
         success_create_update_delete,

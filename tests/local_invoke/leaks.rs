@@ -11,7 +11,7 @@ use crate::{admin_secret, service_database};
 /// The signature part of every harness ResponseURL (`local_invoke::SIGNATURE` without its name).
 const SIGNATURE_VALUE: &str = "f00dfacecafe5ec7e7deadbeef0123456789";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     trials![
         leaks;
         admin_secret::trace_logs_hold_no_secret,

@@ -16,7 +16,7 @@ const RESOURCE_TYPE: &str = "Custom::ListenerRulePriority";
 /// Where the handler documents its claims: `<root>/<listener ARN after "listener/">/<priority>`.
 const CLAIM_ROOT: &str = "/custom-resource/listener-rule-priority";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     let mut all = trials![
         listener_priority::faults;
         a_sequence_at_25_percent_injected_aws_faults,
@@ -155,21 +155,11 @@ fn priority(exchange: &Exchange) -> u32 {
         .expect("Priority is a number")
 }
 
-fn assert_success(exchange: &Exchange, logs: &str) {
-    assert_eq!(
-        exchange.status(),
-        Some("SUCCESS"),
-        "response {:#?}\nlogs:\n{logs}",
-        exchange.response()
-    );
-    assert!(!exchange.outcome.is_error(), "{:?}", exchange.outcome);
-}
-
 async fn create(harness: &Harness, logical_id: &str, properties: Value) -> Exchange {
     let exchange = harness
         .call(harness.events.create(RESOURCE_TYPE, logical_id, properties))
         .await;
-    assert_success(&exchange, &harness.logs());
+    harness.assert_success(&exchange);
     exchange
 }
 
@@ -419,12 +409,12 @@ async fn a_retried_create_returns_the_same_priority() {
     // process; its ResponseURL is pointed at that process's receiver to record both answers.
     let event = harness.events.create(RESOURCE_TYPE, "Priority", properties);
     let once = harness.call(event.clone()).await;
-    assert_success(&once, &harness.logs());
+    harness.assert_success(&once);
     let twice = start().await;
     let mut duplicate = local_invoke::EventBuilder::retry(&event);
     duplicate["ResponseURL"] = json!(twice.receiver.response_url(event["RequestId"].as_str().unwrap()));
     let second = twice.call(duplicate).await;
-    assert_success(&second, &twice.logs());
+    twice.assert_success(&second);
     assert_eq!((priority(&once), priority(&second)), (6, 6));
     assert_eq!(
         second.physical_id(),
@@ -457,7 +447,7 @@ async fn update_keeps_or_replaces_and_delete_of_the_old_id_releases() {
                     .update(RESOURCE_TYPE, "Priority", &id, new.clone(), properties.clone()),
             )
             .await;
-        assert_success(&updated, &harness.logs());
+        harness.assert_success(&updated);
         assert_eq!(updated.physical_id(), Some(id.as_str()), "kept for {new}");
         assert_eq!(priority(&updated), 6);
     }
@@ -475,7 +465,7 @@ async fn update_keeps_or_replaces_and_delete_of_the_old_id_releases() {
                 .update(RESOURCE_TYPE, "Priority", &id, two.clone(), properties.clone()),
         )
         .await;
-    assert_success(&replaced, &harness.logs());
+    harness.assert_success(&replaced);
     assert_eq!(
         replaced.physical_id(),
         Some(format!("{arn}/priority/7,8").as_str())
@@ -488,7 +478,7 @@ async fn update_keeps_or_replaces_and_delete_of_the_old_id_releases() {
     let deleted = harness
         .call(harness.events.delete(RESOURCE_TYPE, "Priority", &id, properties))
         .await;
-    assert_success(&deleted, &harness.logs());
+    harness.assert_success(&deleted);
     assert_eq!(deleted.physical_id(), Some(id.as_str()));
     let mine = owner(&harness, "Priority");
     assert_eq!(claims(&arn).await, BTreeMap::from([(7, mine.clone()), (8, mine)]));
@@ -510,7 +500,7 @@ async fn delete_frees_only_our_claim_and_it_can_be_reused() {
                 .delete(RESOURCE_TYPE, "Intruder", &id, properties.clone()),
         )
         .await;
-    assert_success(&foreign, &harness.logs());
+    harness.assert_success(&foreign);
     assert_eq!(
         claims(&arn).await,
         BTreeMap::from([(6, owner(&harness, "Priority"))])
@@ -523,7 +513,7 @@ async fn delete_frees_only_our_claim_and_it_can_be_reused() {
                 .delete(RESOURCE_TYPE, "Priority", &id, properties.clone()),
         )
         .await;
-    assert_success(&deleted, &harness.logs());
+    harness.assert_success(&deleted);
     assert_eq!(deleted.physical_id(), Some(id.as_str()));
     assert!(claims(&arn).await.is_empty());
 
@@ -535,7 +525,7 @@ async fn delete_frees_only_our_claim_and_it_can_be_reused() {
                 .delete(RESOURCE_TYPE, "Priority", &id, properties.clone()),
         )
         .await;
-    assert_success(&again, &harness.logs());
+    harness.assert_success(&again);
 
     // The freed priority is handed out again.
     let reused = create(&harness, "Successor", properties).await;
@@ -639,8 +629,8 @@ async fn a_duplicate_create_in_flight_at_once_ends_with_one_claim() {
     let mut duplicate = local_invoke::EventBuilder::retry(&event);
     duplicate["ResponseURL"] = json!(second.receiver.response_url(event["RequestId"].as_str().unwrap()));
     let (a, b) = tokio::join!(first.call(event), second.call(duplicate));
-    assert_success(&a, &first.logs());
-    assert_success(&b, &second.logs());
+    first.assert_success(&a);
+    second.assert_success(&b);
     assert_eq!(
         (priority(&a), a.physical_id().expect("a physical id")),
         (priority(&b), b.physical_id().expect("a physical id")),
@@ -797,7 +787,7 @@ async fn delete_lowers_the_hint() {
             properties.clone(),
         ))
         .await;
-    assert_success(&deleted, &harness.logs());
+    harness.assert_success(&deleted);
     assert_eq!(hint(&arn).await, Some(6));
     let c = create(&harness, "C", properties.clone()).await;
     assert_eq!(priority(&c), 7, "the freed top priority is handed out again");
@@ -809,7 +799,7 @@ async fn delete_lowers_the_hint() {
             properties.clone(),
         ))
         .await;
-    assert_success(&deleted, &harness.logs());
+    harness.assert_success(&deleted);
     assert_eq!(hint(&arn).await, Some(7));
 }
 
@@ -977,7 +967,7 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
         json!("arn:aws:lambda:us-east-1:123456789012:function:listener-rule-priority-v2");
     event["ResourceProperties"]["ServiceTimeout"] = json!("600");
     let updated = harness.call(event).await;
-    assert_success(&updated, &harness.logs());
+    harness.assert_success(&updated);
     assert_eq!(updated.physical_id(), Some(id.as_str()));
     assert_eq!(priority(&updated), priority(&created));
     assert_eq!(
@@ -1013,10 +1003,9 @@ async fn a_sequence_at_25_percent_injected_aws_faults() {
     for seed in [21, 22, 23] {
         let arn = listener([1, 2, 5]);
         let (harness, proxy) = start_faulty(seed, 0.25).await;
-        let logs = || harness.logs();
         let once = |x: &Exchange, what: &str| {
             assert_eq!(x.puts.len(), 1, "seed {seed} {what}: {} responses", x.puts.len());
-            assert_success(x, &logs());
+            harness.assert_success(x);
         };
         let one = json!({"ListenerArn": arn});
         let two = json!({"ListenerArn": arn, "Count": "2"});
@@ -1074,6 +1063,55 @@ async fn a_sequence_at_25_percent_injected_aws_faults() {
     }
 }
 
+/// The claims a replacing Update's answer names (`Data.Priorities`) and the one the old id
+/// (`old_id`, `<listener>/priority/<n>`) still holds, sorted.
+fn updated_claims(updated: &Exchange, old_id: Option<&str>) -> Vec<u32> {
+    let mut named: Vec<u32> = updated
+        .data("Priorities")
+        .unwrap()
+        .split(',')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    named.extend(old_id.and_then(|id| id.rsplit('/').next()?.parse::<u32>().ok()));
+    named.sort();
+    named
+}
+
+/// After a replacing Update (`updated`): the cleanup Delete of the old id (properties `one`)
+/// and the Delete of the new (`two`) both succeed, and `mine` holds no claim on `arn` after them.
+async fn both_deletes_leave_no_claim(
+    harness: &Harness,
+    arn: &str,
+    mine: &str,
+    old_id: &str,
+    updated: &Exchange,
+    (one, two): (&Value, &Value),
+    what: &str,
+) {
+    let cleanup = harness
+        .call(
+            harness
+                .events
+                .delete(RESOURCE_TYPE, "Priority", old_id, one.clone()),
+        )
+        .await;
+    harness.assert_success(&cleanup);
+    let deleted = harness
+        .call(harness.events.delete(
+            RESOURCE_TYPE,
+            "Priority",
+            updated.physical_id().expect("a physical id"),
+            two.clone(),
+        ))
+        .await;
+    harness.assert_success(&deleted);
+    let left = claims_of(arn, mine).await;
+    assert!(
+        left.is_empty(),
+        "{what}: after both Deletes claims {left:?} leaked"
+    );
+}
+
 /// Create, a replacing Update and Delete, each killed once moto has acted on its k-th AWS
 /// request (for every k), then re-delivered to a new process: SUCCESS, the only response, and the
 /// resource holds exactly the claims its answer names; after Delete it holds none. A claim the
@@ -1108,7 +1146,7 @@ async fn killed_after_each_aws_call_then_redelivered() {
             };
             proxy.kill_at(k, harness.lambda.pid());
             if let Some(finished) = harness.call_unless_killed(event.clone()).await {
-                assert_success(&finished, &harness.logs());
+                harness.assert_success(&finished);
                 assert!(k > 1, "{phase} made no AWS request");
                 break;
             }
@@ -1120,48 +1158,17 @@ async fn killed_after_each_aws_call_then_redelivered() {
                 1,
                 "{what}: one response in all"
             );
-            assert_success(&again, &harness.logs());
+            harness.assert_success(&again);
             let held = claims_of(&arn, &mine).await;
             match phase {
                 "Create" => assert_eq!(held, vec![priority(&again)], "{what}: claims {held:?}"),
                 "Update" => {
                     // The old id's claim stays until CloudFormation deletes the old id.
-                    let mut named: Vec<u32> = again
-                        .data("Priorities")
-                        .unwrap()
-                        .split(',')
-                        .map(|p| p.parse().unwrap())
-                        .collect();
-                    named.extend(
-                        setup
-                            .as_deref()
-                            .and_then(|id| id.rsplit('/').next()?.parse::<u32>().ok()),
-                    );
-                    named.sort();
+                    let named = updated_claims(&again, setup.as_deref());
                     assert_eq!(held, named, "{what}: claims {held:?}");
-                    let cleanup = harness
-                        .call(harness.events.delete(
-                            RESOURCE_TYPE,
-                            "Priority",
-                            setup.as_ref().unwrap(),
-                            one.clone(),
-                        ))
+                    let old_id = setup.as_ref().unwrap();
+                    both_deletes_leave_no_claim(&harness, &arn, &mine, old_id, &again, (&one, &two), &what)
                         .await;
-                    assert_success(&cleanup, &harness.logs());
-                    let deleted = harness
-                        .call(harness.events.delete(
-                            RESOURCE_TYPE,
-                            "Priority",
-                            again.physical_id().expect("a physical id"),
-                            two.clone(),
-                        ))
-                        .await;
-                    assert_success(&deleted, &harness.logs());
-                    let left = claims_of(&arn, &mine).await;
-                    assert!(
-                        left.is_empty(),
-                        "{what}: after both Deletes claims {left:?} leaked"
-                    );
                 }
                 _ => assert!(held.is_empty(), "{what}: claims {held:?} leaked"),
             }
@@ -1174,7 +1181,7 @@ async fn killed_after_each_aws_call_then_redelivered() {
                         one.clone(),
                     ))
                     .await;
-                assert_success(&deleted, &harness.logs());
+                harness.assert_success(&deleted);
                 let left = claims_of(&arn, &mine).await;
                 assert!(left.is_empty(), "{what}: after its Delete claims {left:?} leaked");
             }

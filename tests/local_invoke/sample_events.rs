@@ -16,7 +16,7 @@ use local_invoke::services::{self, moto, venv_bin};
 use local_invoke::{Lambda, Profile, Receiver, binary_path, fixtures};
 use serde_json::{Value, json};
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     trials![
         sample_events;
         admin_secret_under_cargo_lambda_watch,

@@ -17,7 +17,7 @@ const TYPE: &str = "Custom::ServiceDatabase";
 const LOGICAL_ID: &str = "ServiceDatabase";
 const KEY: &str = "alias/service-database-test";
 
-pub fn trials() -> Vec<Trial> {
+pub(crate) fn trials() -> Vec<Trial> {
     let mut all = trials![
         service_database;
         create_makes_a_login_role_owning_its_database,
@@ -132,16 +132,6 @@ impl Fixture {
         self.h
             .call(self.h.events.delete(TYPE, LOGICAL_ID, physical_id, properties))
             .await
-    }
-
-    fn assert_success(&self, exchange: &Exchange) {
-        assert_eq!(
-            exchange.status(),
-            Some("SUCCESS"),
-            "reason: {:?}\nlogs:\n{}",
-            exchange.reason(),
-            self.h.logs()
-        );
     }
 
     fn assert_failed(&self, exchange: &Exchange) {
@@ -377,7 +367,7 @@ async fn create_makes_a_login_role_owning_its_database() {
     let f = Fixture::start().await;
     let name = unique("create");
     let created = f.create(f.props(&name, json!({}))).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let id = format!("{}:{}/{name}", f.pg.host, f.pg.port);
     assert_eq!(created.physical_id(), Some(id.as_str()));
     assert_eq!(created.data("DatabaseName"), Some(name.as_str()));
@@ -438,8 +428,8 @@ async fn create_makes_a_login_role_owning_its_database() {
 async fn other_services_and_public_cannot_connect() {
     let f = Fixture::start().await;
     let (a, b) = (unique("iso_a"), unique("iso_b"));
-    f.assert_success(&f.create(f.props(&a, json!({}))).await);
-    f.assert_success(&f.create(f.props(&b, json!({}))).await);
+    f.h.assert_success(&f.create(f.props(&a, json!({}))).await);
+    f.h.assert_success(&f.create(f.props(&b, json!({}))).await);
     let (pa, pb) = (service_password(&a).await, service_password(&b).await);
     service_creates_a_table(f.pg, &a, &pa).await;
 
@@ -482,10 +472,10 @@ async fn retried_create_keeps_the_password() {
     let f = Fixture::start().await;
     let name = unique("retry");
     let first = f.create(f.props(&name, json!({}))).await;
-    f.assert_success(&first);
+    f.h.assert_success(&first);
     let before = stored(&parameter_name(&name)).await.unwrap();
     let second = f.create(f.props(&name, json!({}))).await;
-    f.assert_success(&second);
+    f.h.assert_success(&second);
     assert_eq!(
         second.physical_id(),
         Some(first.physical_id().expect("a physical id"))
@@ -558,7 +548,7 @@ async fn role_not_ours_fails_untouched_unless_adopted() {
     assert_eq!(database_count(f.pg, &name).await, 0, "a database was created");
 
     let adopted = f.create(f.props(&name, json!({"Adopt": "true"}))).await;
-    f.assert_success(&adopted);
+    f.h.assert_success(&adopted);
     assert!(
         f.pg.connect(&name, &original, ADMIN_DATABASE).await.is_err(),
         "the old password still works"
@@ -722,12 +712,12 @@ async fn hostile_names_are_refused_or_created_exactly() {
         json!({"OnDelete": "Drop", "PasswordParameterName": parameter_name(&unique("kw"))}),
     );
     let created = f.create(props.clone()).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     assert_eq!(database_owner(f.pg, keyword).await.as_deref(), Some(keyword));
     let deleted = f
         .delete(created.physical_id().expect("a physical id"), props)
         .await;
-    f.assert_success(&deleted);
+    f.h.assert_success(&deleted);
     assert_eq!(database_count(f.pg, keyword).await, 0);
 }
 
@@ -787,7 +777,7 @@ async fn unreachable_host_fails_within_the_connect_timeout() {
     let rollback = f
         .delete(exchange.physical_id().expect("a physical id"), props.clone())
         .await;
-    f.assert_success(&rollback);
+    f.h.assert_success(&rollback);
     assert_eq!(
         stored(&parameter_name(&name)).await,
         None,
@@ -859,7 +849,7 @@ async fn wrong_host_name_is_refused() {
     let mut props = props;
     props["TlsMode"] = json!("require");
     let exchange = f.create(props).await;
-    f.assert_success(&exchange);
+    f.h.assert_success(&exchange);
     assert_eq!(
         exchange.data("JdbcUrl").map(|u| u.ends_with("sslmode=require")),
         Some(true)
@@ -875,7 +865,7 @@ async fn a_rotation_keeps_the_running_credential_until_the_next() {
     let name = unique("rotate");
     let props = |token: &str| f.props(&name, json!({"RotationToken": token}));
     let created = f.create(props("1")).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let id = created.physical_id().expect("a physical id").to_string();
     let username = |e: &Exchange| e.data("Username").expect("a Username").to_string();
     let first = (username(&created), service_password(&name).await);
@@ -890,7 +880,7 @@ async fn a_rotation_keeps_the_running_credential_until_the_next() {
         .unwrap();
 
     let rotated = f.update(&id, props("2"), props("1")).await;
-    f.assert_success(&rotated);
+    f.h.assert_success(&rotated);
     assert_eq!(rotated.physical_id(), Some(id.as_str()));
     let (second_password, version, key_id) = stored(&parameter_name(&name)).await.unwrap();
     assert_eq!(version, 2, "a new parameter version");
@@ -939,13 +929,13 @@ async fn a_rotation_keeps_the_running_credential_until_the_next() {
 
     // An Update that changes nothing that matters leaves the password alone.
     let again = f.update(&id, props("2"), props("2")).await;
-    f.assert_success(&again);
+    f.h.assert_success(&again);
     assert_eq!(stored(&parameter_name(&name)).await.unwrap().1, version);
     assert_eq!(again.data("Username"), Some(second.0.as_str()));
 
     // The second rotation: the first login role gets a new password, and its old one fails.
     let rotated_again = f.update(&id, props("3"), props("2")).await;
-    f.assert_success(&rotated_again);
+    f.h.assert_success(&rotated_again);
     assert_eq!(rotated_again.data("Username"), Some(first.0.as_str()));
     let third = service_password(&name).await;
     assert_eq!(
@@ -970,7 +960,7 @@ async fn a_concurrent_duplicate_rotation_makes_no_third_password() {
     let name = unique("dup_rotation");
     let props = |token: &str| f.props(&name, json!({"RotationToken": token}));
     let created = f.create(props("r1")).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let id = created.physical_id().expect("a physical id").to_string();
     let e1 = f.h.events.update(TYPE, LOGICAL_ID, &id, props("r2"), props("r1"));
     let e2 = other
@@ -1009,7 +999,7 @@ async fn a_resource_made_before_the_login_roles_moves_to_them() {
     let name = unique("legacy");
     let props = |token: &str| f.props(&name, json!({"RotationToken": token, "OnDelete": "Drop"}));
     let created = f.create(props("r1")).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let id = created.physical_id().expect("a physical id").to_string();
     // Made over into what the handler before the login roles left: the owner logs in with the
     // parameter's password, which its description says is the owner's; no login roles.
@@ -1039,11 +1029,11 @@ async fn a_resource_made_before_the_login_roles_moves_to_them() {
 
     // Single-role mode until a rotation: an Update that changes nothing keeps the owner logging in.
     let unchanged = f.update(&id, props("r1"), props("r1")).await;
-    f.assert_success(&unchanged);
+    f.h.assert_success(&unchanged);
     assert_eq!(unchanged.data("Username"), Some(name.as_str()));
 
     let first = f.update(&id, props("r2"), props("r1")).await;
-    f.assert_success(&first);
+    f.h.assert_success(&first);
     let login_a = format!("{name}_a");
     assert_eq!(first.data("Username"), Some(login_a.as_str()));
     let second_password = service_password(&name).await;
@@ -1055,7 +1045,7 @@ async fn a_resource_made_before_the_login_roles_moves_to_them() {
     service_creates_a_table_as(f.pg, &login_a, &name, &second_password).await;
 
     let second = f.update(&id, props("r3"), props("r2")).await;
-    f.assert_success(&second);
+    f.h.assert_success(&second);
     let login_b = format!("{name}_b");
     assert_eq!(second.data("Username"), Some(login_b.as_str()));
     assert_eq!(
@@ -1072,7 +1062,7 @@ async fn a_resource_made_before_the_login_roles_moves_to_them() {
     service_creates_a_table_as(f.pg, &login_b, &name, &service_password(&name).await).await;
 
     let deleted = f.delete(&id, props("r3")).await;
-    f.assert_success(&deleted);
+    f.h.assert_success(&deleted);
     for role_name in [&name, &login_a, &login_b] {
         assert_eq!(
             role(f.pg, role_name).await,
@@ -1095,17 +1085,17 @@ async fn rotation_rollback_restores_the_old_password_in_ssm_and_postgres() {
     let r1 = f.props(&name, json!({"RotationToken": "r1"}));
     let r2 = f.props(&name, json!({"RotationToken": "r2"}));
     let created = f.create(r1.clone()).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let id = created.physical_id().expect("a physical id").to_string();
     let (p1, _, _) = stored(&parameter_name(&name)).await.unwrap();
 
     let rotated = f.update(&id, r2.clone(), r1.clone()).await;
-    f.assert_success(&rotated);
+    f.h.assert_success(&rotated);
     let (p2, v2, _) = stored(&parameter_name(&name)).await.unwrap();
     assert_ne!(p2, p1);
     // A duplicate delivery of the rotation makes no third password.
     let duplicate = f.update(&id, r2.clone(), r1.clone()).await;
-    f.assert_success(&duplicate);
+    f.h.assert_success(&duplicate);
     let (p2b, v2b, _) = stored(&parameter_name(&name)).await.unwrap();
     assert_eq!(
         (p2b.as_str(), v2b),
@@ -1115,7 +1105,7 @@ async fn rotation_rollback_restores_the_old_password_in_ssm_and_postgres() {
     service_creates_a_table(f.pg, &name, &p2).await;
 
     let rolled_back = f.update(&id, r1.clone(), r2.clone()).await;
-    f.assert_success(&rolled_back);
+    f.h.assert_success(&rolled_back);
     assert_eq!(rolled_back.physical_id(), Some(id.as_str()));
     let (p3, v3, key_id) = stored(&parameter_name(&name)).await.unwrap();
     assert_eq!(p3, p1, "the rollback did not restore r1's password");
@@ -1131,7 +1121,7 @@ async fn rotation_rollback_restores_the_old_password_in_ssm_and_postgres() {
     service_creates_a_table(f.pg, &name, &p2).await;
     // The rollback delivered twice: still r1's password, no new version.
     let again = f.update(&id, r1.clone(), r2.clone()).await;
-    f.assert_success(&again);
+    f.h.assert_success(&again);
     assert_eq!(
         stored(&parameter_name(&name)).await.unwrap(),
         (p1.clone(), v3, key_id)
@@ -1139,7 +1129,7 @@ async fn rotation_rollback_restores_the_old_password_in_ssm_and_postgres() {
     service_creates_a_table(f.pg, &name, &p1).await;
     // Rotating forward to r2 again restores r2's password (the token was seen before).
     let forward = f.update(&id, r2.clone(), r1.clone()).await;
-    f.assert_success(&forward);
+    f.h.assert_success(&forward);
     assert_eq!(service_password(&name).await, p2);
     service_creates_a_table(f.pg, &name, &p2).await;
     f.assert_hidden(
@@ -1163,7 +1153,7 @@ async fn rename_and_rekey_roll_back() {
         .unwrap();
     let props = f.props(&name, json!({}));
     let created = f.create(props.clone()).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let id = created.physical_id().expect("a physical id").to_string();
     let password = service_password(&name).await;
 
@@ -1187,7 +1177,7 @@ async fn rename_and_rekey_roll_back() {
             failed.reason()
         );
         let rollback = f.update(&id, props.clone(), failed_props).await;
-        f.assert_success(&rollback);
+        f.h.assert_success(&rollback);
         assert_eq!(
             rollback.physical_id(),
             Some(id.as_str()),
@@ -1234,7 +1224,7 @@ async fn failed_create_is_cleaned_up_by_its_rollback_delete() {
     let rollback = f
         .delete(failed.physical_id().expect("a physical id"), props.clone())
         .await;
-    f.assert_success(&rollback);
+    f.h.assert_success(&rollback);
     assert_eq!(
         stored(&parameter_name(&name)).await,
         None,
@@ -1253,7 +1243,7 @@ async fn failed_create_is_cleaned_up_by_its_rollback_delete() {
         .await
         .unwrap();
     let again = f.create(props).await;
-    f.assert_success(&again);
+    f.h.assert_success(&again);
     service_creates_a_table(f.pg, &name, &service_password(&name).await).await;
 }
 
@@ -1265,7 +1255,7 @@ async fn rollback_with_invalid_old_properties_succeeds() {
     let name = unique("bad_old");
     let props = f.props(&name, json!({"RotationToken": "r1"}));
     let created = f.create(props.clone()).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let id = created.physical_id().expect("a physical id").to_string();
     let (password, version, _) = stored(&parameter_name(&name)).await.unwrap();
     let invalid = [
@@ -1290,7 +1280,7 @@ async fn rollback_with_invalid_old_properties_succeeds() {
         let mut old = props.clone();
         old[property] = value;
         let rollback = f.update(&id, props.clone(), old).await;
-        f.assert_success(&rollback);
+        f.h.assert_success(&rollback);
         assert_eq!(rollback.physical_id(), Some(id.as_str()), "{property}");
         assert_eq!(rollback.data("JdbcUrl"), created.data("JdbcUrl"), "{property}");
         assert_eq!(
@@ -1316,7 +1306,7 @@ async fn replacement_rollback_deletes_the_new_only() {
     let new_name = unique("repl_new");
     let props = f.props(&name, json!({"OnDelete": "Drop"}));
     let created = f.create(props.clone()).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let password = service_password(&name).await;
     let new_props = f.props(&new_name, json!({"OnDelete": "Drop"}));
     let replaced = f
@@ -1326,7 +1316,7 @@ async fn replacement_rollback_deletes_the_new_only() {
             props,
         )
         .await;
-    f.assert_success(&replaced);
+    f.h.assert_success(&replaced);
     assert_ne!(
         replaced.physical_id().expect("a physical id"),
         created.physical_id().expect("a physical id")
@@ -1336,7 +1326,7 @@ async fn replacement_rollback_deletes_the_new_only() {
     let rollback = f
         .delete(replaced.physical_id().expect("a physical id"), new_props)
         .await;
-    f.assert_success(&rollback);
+    f.h.assert_success(&rollback);
     assert_eq!(
         database_count(f.pg, &new_name).await,
         0,
@@ -1353,11 +1343,11 @@ async fn retain_leaves_everything() {
     let name = unique("retain");
     let props = f.props(&name, json!({}));
     let created = f.create(props.clone()).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let deleted = f
         .delete(created.physical_id().expect("a physical id"), props)
         .await;
-    f.assert_success(&deleted);
+    f.h.assert_success(&deleted);
     assert!(role(f.pg, &name).await.is_some());
     assert_eq!(database_owner(f.pg, &name).await.as_deref(), Some(name.as_str()));
     let password = service_password(&name).await;
@@ -1369,7 +1359,7 @@ async fn drop_removes_database_role_and_parameter() {
     let name = unique("drop");
     let props = f.props(&name, json!({"OnDelete": "Drop"}));
     let created = f.create(props.clone()).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let password = service_password(&name).await;
     // A live session of the service: Drop must end it.
     let login = login_holding(&parameter_name(&name), &password).await;
@@ -1378,7 +1368,7 @@ async fn drop_removes_database_role_and_parameter() {
     let deleted = f
         .delete(created.physical_id().expect("a physical id"), props.clone())
         .await;
-    f.assert_success(&deleted);
+    f.h.assert_success(&deleted);
     assert_eq!(
         database_count(f.pg, &name).await,
         0,
@@ -1403,7 +1393,7 @@ async fn drop_removes_database_role_and_parameter() {
     let again = f
         .delete(created.physical_id().expect("a physical id"), props)
         .await;
-    f.assert_success(&again);
+    f.h.assert_success(&again);
 }
 
 async fn replacement_creates_the_new_and_drop_spares_the_shared() {
@@ -1414,7 +1404,7 @@ async fn replacement_creates_the_new_and_drop_spares_the_shared() {
     let extra = |db: &str| json!({"RoleName": role_name, "PasswordParameterName": parameter, "OnDelete": "Drop", "DatabaseName": db});
     let old_props = f.props(&old, extra(&old));
     let created = f.create(old_props.clone()).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let password = stored(&parameter).await.unwrap().0;
 
     let new_props = f.props(&new, extra(&new));
@@ -1425,7 +1415,7 @@ async fn replacement_creates_the_new_and_drop_spares_the_shared() {
             old_props.clone(),
         )
         .await;
-    f.assert_success(&updated);
+    f.h.assert_success(&updated);
     assert_eq!(
         updated.physical_id(),
         Some(format!("{}:{}/{new}", f.pg.host, f.pg.port).as_str())
@@ -1440,7 +1430,7 @@ async fn replacement_creates_the_new_and_drop_spares_the_shared() {
     let deleted = f
         .delete(created.physical_id().expect("a physical id"), old_props)
         .await;
-    f.assert_success(&deleted);
+    f.h.assert_success(&deleted);
     assert_eq!(database_count(f.pg, &old).await, 0);
     assert!(
         role(f.pg, &role_name).await.is_some(),
@@ -1544,7 +1534,7 @@ async fn held_lock_fails_before_the_deadline_naming_it() {
         .await
         .unwrap();
     let retried = f.create(props).await;
-    f.assert_success(&retried);
+    f.h.assert_success(&retried);
     assert_eq!(database_count(f.pg, &name).await, 1);
 }
 
@@ -1563,7 +1553,7 @@ pub(crate) async fn second_stack_adopt_refused() {
     let f = Fixture::start().await;
     let name = unique("authz");
     let created = f.create(f.props(&name, json!({}))).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let before = stored(&parameter_name(&name)).await.unwrap();
 
     let other = Harness::start("service-database", &moto().env()).await;
@@ -1621,7 +1611,7 @@ pub(crate) async fn trace_logs_hold_no_secret() {
         let name = unique("leaks");
         let props = f.props(&name, json!({"OnDelete": "Drop", "RotationToken": "1"}));
         let created = f.create(props.clone()).await;
-        f.assert_success(&created);
+        f.h.assert_success(&created);
         let first = service_password(&name).await;
         let rotated = f.props(&name, json!({"OnDelete": "Drop", "RotationToken": "2"}));
         let updated = f
@@ -1631,13 +1621,13 @@ pub(crate) async fn trace_logs_hold_no_secret() {
                 props,
             )
             .await;
-        f.assert_success(&updated);
+        f.h.assert_success(&updated);
         let second = service_password(&name).await;
         assert_ne!(first, second, "the rotation made a new password");
         let deleted = f
             .delete(created.physical_id().expect("a physical id"), rotated)
             .await;
-        f.assert_success(&deleted);
+        f.h.assert_success(&deleted);
         let logs = f.h.logs();
         crate::leaks::assert_clean(&logs, &[&first, &second, &f.pg.admin_password]);
     }
@@ -1688,7 +1678,7 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
         )
     };
     let created = f.create(token(0)).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let id = created.physical_id().expect("a physical id").to_string();
     let mut passwords = vec![service_password(&name).await];
     let mut exchanges = vec![created];
@@ -1714,12 +1704,12 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
     assert_eq!(versions.last().unwrap().0, ROTATIONS as i64 + 1);
 
     let rolled_back = f.update(&id, token(ROTATIONS - 1), token(ROTATIONS)).await;
-    f.assert_success(&rolled_back);
+    f.h.assert_success(&rolled_back);
     assert_eq!(service_password(&name).await, passwords[ROTATIONS - 1]);
     logs_in(&f, &name, &passwords[ROTATIONS - 1], "rollback of rotation 150").await;
 
     let back = f.update(&id, token(1), token(ROTATIONS - 1)).await;
-    f.assert_success(&back);
+    f.h.assert_success(&back);
     let restored = service_password(&name).await;
     assert!(
         !passwords.contains(&restored),
@@ -1743,7 +1733,7 @@ async fn rotations_past_ssm_history_then_back_to_the_first_token() {
     );
 
     let deleted = f.delete(&id, token(1)).await;
-    f.assert_success(&deleted);
+    f.h.assert_success(&deleted);
     assert_eq!(database_count(f.pg, &name).await, 0);
     exchanges.extend([rolled_back, back, deleted]);
     passwords.push(restored);
@@ -1761,13 +1751,13 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
     let r1 = f.props(&name, json!({"RotationToken": "r1"}));
     let r2 = f.props(&name, json!({"RotationToken": "r2"}));
     let created = f.create(r1.clone()).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     let id = created.physical_id().expect("a physical id").to_string();
     let mut exchanges = vec![created];
     for (current, previous) in [(r1.clone(), r1.clone()), (r2.clone(), r1.clone())] {
         if current != previous {
             let rotated = f.update(&id, current.clone(), previous).await;
-            f.assert_success(&rotated);
+            f.h.assert_success(&rotated);
             exchanges.push(rotated);
         }
         let before = local_invoke::fixtures::parameter_history(&parameter_name(&name)).await;
@@ -1779,7 +1769,7 @@ async fn an_update_changing_only_service_token_or_timeout_writes_nothing() {
             json!("arn:aws:lambda:us-east-1:123456789012:function:service-database-v2");
         event["ResourceProperties"]["ServiceTimeout"] = json!("600");
         let unchanged = f.h.call(event).await;
-        f.assert_success(&unchanged);
+        f.h.assert_success(&unchanged);
         assert_eq!(unchanged.physical_id(), Some(id.as_str()));
         assert_eq!(
             local_invoke::fixtures::parameter_history(&parameter_name(&name)).await,
@@ -1859,14 +1849,14 @@ async fn admin_from_secrets_manager_through_a_rotation_window() {
 
     let first = unique("sm_first");
     let created = f.create(secret_props(&f, &first, &arn)).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     logs_in(&f, &first, &service_password(&first).await, "first service").await;
 
     // RDS rotates: the secret moves first, the cluster follows.
     local_invoke::fixtures::managed_master_secret("rotate", &secret_id, &user, &new);
     let second = unique("sm_second");
     let during = f.create(secret_props(&f, &second, &arn)).await;
-    f.assert_success(&during);
+    f.h.assert_success(&during);
     logs_in(
         &f,
         &second,
@@ -1882,7 +1872,7 @@ async fn admin_from_secrets_manager_through_a_rotation_window() {
     set_password(f.pg, &user, &new).await;
     let third = unique("sm_third");
     let after = f.create(secret_props(&f, &third, &arn)).await;
-    f.assert_success(&after);
+    f.h.assert_success(&after);
     logs_in(
         &f,
         &third,
@@ -1916,7 +1906,7 @@ async fn admin_from_secrets_manager_through_a_rotation_window() {
                 secret_props(&f, name, &arn),
             )
             .await;
-        f.assert_success(&deleted);
+        f.h.assert_success(&deleted);
         assert_eq!(database_count(f.pg, name).await, 0);
         exchanges.push(deleted);
     }
@@ -1940,7 +1930,7 @@ async fn admin_from_ssm_falls_back_to_the_previous_version() {
 
     let name = unique("ssm_previous");
     let created = f.create(f.props(&name, admin.clone())).await;
-    f.assert_success(&created);
+    f.h.assert_success(&created);
     logs_in(
         &f,
         &name,
@@ -1967,7 +1957,7 @@ async fn admin_from_ssm_falls_back_to_the_previous_version() {
             f.props(&name, admin),
         )
         .await;
-    f.assert_success(&deleted);
+    f.h.assert_success(&deleted);
     assert_eq!(database_count(f.pg, &name).await, 0);
     f.assert_hidden(&[&created, &refused, &deleted], &[&applied, &pending, &later]);
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 const TYPE: &str = "Custom::FaultInjection";
 
-pub fn trials() -> Vec<libtest_mimic::Trial> {
+pub(crate) fn trials() -> Vec<libtest_mimic::Trial> {
     trials![
         trust;
         ssl_cert_file_bundle_with_the_test_ca_is_trusted,
