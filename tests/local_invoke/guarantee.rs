@@ -268,13 +268,12 @@ async fn panic_in_release_build_gives_failed() {
     );
 }
 
-async fn hang_fails_before_the_deadline_once() {
-    let h = fault().await;
-    let timeout = Duration::from_secs(4);
-    let create = h.events.create(TYPE, "Stuck", props(json!({"OnCreate": "hang"})));
+/// Invokes `event` with `timeout` left and checks the one answer: a well-formed FAILED, the only
+/// PUT, received before the deadline.
+async fn one_failed_put_in_time(h: &Harness, event: &Value, timeout: Duration) -> Exchange {
     let sent = Instant::now();
-    let x = h.call_with_timeout(create.clone(), timeout).await;
-    well_formed(&x, &create);
+    let x = h.call_with_timeout(event.clone(), timeout).await;
+    well_formed(&x, event);
     assert_eq!(x.puts.len(), 1, "exactly one PUT");
     let arrived = x.puts[0].received_at.duration_since(sent);
     assert!(
@@ -282,6 +281,14 @@ async fn hang_fails_before_the_deadline_once() {
         "FAILED arrived {arrived:?} after the invocation, deadline {timeout:?}"
     );
     assert_eq!(x.status(), Some("FAILED"));
+    x
+}
+
+async fn hang_fails_before_the_deadline_once() {
+    let h = fault().await;
+    let timeout = Duration::from_secs(4);
+    let create = h.events.create(TYPE, "Stuck", props(json!({"OnCreate": "hang"})));
+    let x = one_failed_put_in_time(&h, &create, timeout).await;
     assert!(
         x.reason()
             .is_some_and(|r| r.starts_with("timed out while running the Create handler")),
@@ -839,16 +846,7 @@ async fn invalid_timing_setting_fails_in_time_naming_it() {
     let create = h
         .events
         .create(TYPE, "Misset", props(json!({"OnCreate": "hang"})));
-    let sent = Instant::now();
-    let x = h.call_with_timeout(create.clone(), timeout).await;
-    well_formed(&x, &create);
-    assert_eq!(x.puts.len(), 1, "exactly one PUT");
-    let arrived = x.puts[0].received_at.duration_since(sent);
-    assert!(
-        arrived < timeout,
-        "FAILED arrived {arrived:?} after the invocation, deadline {timeout:?}"
-    );
-    assert_eq!(x.status(), Some("FAILED"));
+    let x = one_failed_put_in_time(&h, &create, timeout).await;
     assert!(
         x.reason().is_some_and(|r| r.contains("CFN_RESPONSE_MARGIN_MS")
             && r.contains("\"1.5s\"")
