@@ -102,11 +102,6 @@ impl<T: Clone> Setting<T> {
         }
     }
 
-    /// The environment variable this setting is read from.
-    pub fn variable(&self) -> &'static str {
-        self.variable
-    }
-
     /// The value in effect, or the [`Invalid`] value given.
     pub fn value(&self) -> Result<&T, &Invalid> {
         match &self.given {
