@@ -282,25 +282,10 @@ impl ListenerRulePriority {
         self
     }
 
-    /// How long a claim must have existed, with no listener rule at its priority, before the
-    /// fallback path may reclaim it (see the crate doc).
-    pub fn with_reclaim_age(mut self, age: Duration) -> Self {
-        self.settings.reclaim_age = Setting::valid(RECLAIM_AGE_VARIABLE, None, age);
-        self
-    }
-
     /// Lets the fallback path ask CloudFormation (`DescribeStacks`) whether a claim's owner stack
     /// is `DELETE_COMPLETE`; without it only the reclaim age makes a claim stale.
     pub fn with_cloudformation(mut self, cloudformation: aws_sdk_cloudformation::Client) -> Self {
         self.cloudformation = Some(cloudformation);
-        self
-    }
-
-    /// Keeps claims under `root` (an SSM path such as `/platform/listener-priorities`), the path
-    /// the function's IAM role may write.
-    pub fn with_claim_root(mut self, root: impl Into<String>) -> Self {
-        self.settings.claim_root =
-            Setting::valid(CLAIM_PATH_VARIABLE, Some("PriorityClaimPath"), root.into());
         self
     }
 

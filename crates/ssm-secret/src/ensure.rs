@@ -38,13 +38,6 @@ pub enum Ensured {
 
 impl Ensured {
     /// The parameter as it is now, whichever way it came to be ours.
-    pub fn stored(&self) -> &StoredParameter {
-        match self {
-            Self::Created(stored) | Self::Reused(stored) | Self::Adopted(stored) => stored,
-        }
-    }
-
-    /// [`Ensured::stored`], by value.
     pub fn into_stored(self) -> StoredParameter {
         match self {
             Self::Created(stored) | Self::Reused(stored) | Self::Adopted(stored) => stored,
